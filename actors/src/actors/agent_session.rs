@@ -1,0 +1,281 @@
+//! The AgentSession actor, one per running attempt: builds the prompt within its token budget, asks the
+//! FileMonitor for a snapshot, runs the agent in its own process group (wall-clock and idle limits, the whole group
+//! killed on the way out), journals what it prints through the adapter's parser, then hands the outcome and the
+//! file changes to the Validator. A stop request kills the agent and journals the attempt as interrupted.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use tokio::sync::{mpsc, oneshot};
+
+use super::file_monitor::{BeginAttempt, EndAttempt, FileMonitor};
+use super::report::{AgentOutcome, AttemptReport};
+use super::scheduler::SessionEnded;
+use super::state_journal::Append;
+use super::validator::Validate;
+use crate::agent::{self, AgentItem};
+use crate::error::EngineError;
+use crate::journal::event::{AgentExited, AgentOutput, AttemptInterrupted, AttemptStarted, Event};
+use crate::journal::TaskView;
+use crate::process::{self, Stream, Timeout};
+use crate::prompt::{self, PromptInput};
+use crate::redact::{self, Redactor};
+use crate::settings::ProjectSettings;
+use crate::types::AttemptRef;
+
+/// Agent output events journaled per attempt at the most; the rest is counted.
+pub const MAX_OUTPUT_EVENTS: usize = 500;
+
+/// Stop the agent now; the attempt is journaled as interrupted.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopSession;
+
+/// Everything a session needs.
+pub struct SessionSpec {
+    /// Which attempt.
+    pub attempt: AttemptRef,
+    /// The task as it stands (attempts, feedback, answers).
+    pub task: TaskView,
+    /// Attempts counted toward `max_attempts`, this one included.
+    pub attempts_in_round: u32,
+    /// The project.
+    pub project: Arc<ProjectSettings>,
+    /// Prompt token budget.
+    pub token_budget: usize,
+    /// Keeps secrets out of the journal.
+    pub redactor: Arc<Redactor>,
+}
+
+/// See the module documentation.
+pub struct AgentSession {
+    spec: Option<SessionSpec>,
+    journal: Recipient<Append>,
+    monitor: Addr<FileMonitor>,
+    validator: Recipient<Validate>,
+    scheduler: Recipient<SessionEnded>,
+    stop: Option<oneshot::Sender<()>>,
+    stop_requested: bool,
+}
+
+impl AgentSession {
+    /// A session, started with `.start()`.
+    pub fn new(
+        spec: SessionSpec,
+        journal: Recipient<Append>,
+        monitor: Addr<FileMonitor>,
+        validator: Recipient<Validate>,
+        scheduler: Recipient<SessionEnded>,
+    ) -> Self {
+        AgentSession { spec: Some(spec), journal, monitor, validator, scheduler, stop: None, stop_requested: false }
+    }
+}
+
+enum Ended {
+    Done(AttemptReport),
+    Stopped(AttemptRef),
+}
+
+impl Actor for AgentSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let Some(spec) = self.spec.take() else { return ctx.stop() };
+        let (stop_tx, stop_rx) = oneshot::channel();
+        self.stop = Some(stop_tx);
+        let attempt = spec.attempt.clone();
+        let fut = run_attempt(spec, self.journal.clone(), self.monitor.clone(), stop_rx);
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            match res {
+                Ok(Ended::Done(report)) => act.validator.do_send(Validate(report)),
+                Ok(Ended::Stopped(a)) => {
+                    act.scheduler.do_send(SessionEnded { attempt: a, interrupted: true, error: None })
+                }
+                Err(e) => act.scheduler.do_send(SessionEnded {
+                    attempt: attempt.clone(),
+                    interrupted: act.stop_requested,
+                    error: Some(e.to_string()),
+                }),
+            }
+            ctx.stop();
+        }));
+    }
+}
+
+impl Handler<StopSession> for AgentSession {
+    type Result = ();
+
+    fn handle(&mut self, _msg: StopSession, _ctx: &mut Self::Context) {
+        self.stop_requested = true;
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+async fn run_attempt(
+    spec: SessionSpec,
+    journal: Recipient<Append>,
+    monitor: Addr<FileMonitor>,
+    stop: oneshot::Receiver<()>,
+) -> Result<Ended, EngineError> {
+    let project = spec.project.clone();
+    let a = spec.attempt.clone();
+    let adapter = agent::adapter(project.agent.kind).ok_or_else(|| {
+        EngineError::InvalidRequest(format!("agent kind `{}` is not available in this build", project.agent.kind.as_str()))
+    })?;
+
+    // The prompt: tokenizing is heavy, so off the actor's thread.
+    let task = spec.task.clone();
+    let checks = project.checks.clone();
+    let (n, budget) = (a.attempt, spec.token_budget);
+    let built = tokio::task::spawn_blocking(move || {
+        prompt::build(&PromptInput { task: &task, checks: &checks, attempt: n, budget })
+    })
+    .await
+    .map_err(|e| EngineError::Stopped(format!("prompt task: {e}")))?;
+    let invocation = adapter.invocation(&project.agent, &built.text, None);
+    let redactor = spec.redactor.clone();
+
+    journal
+        .send(Append(vec![Event::AttemptStarted(AttemptStarted {
+            project: a.key.project.clone(),
+            task: a.key.task.clone(),
+            attempt: a.attempt,
+            agent: project.agent.kind.as_str().to_string(),
+            program: invocation.program.clone(),
+            prompt_tokens: built.tokens as u32,
+            prompt_excerpt: redactor.redact(redact::head(&built.text, 1024)),
+            resume_session: None,
+        })]))
+        .await??;
+
+    monitor.send(BeginAttempt(a.clone())).await??;
+
+    // Lines → parser → bounded journal events, in order, while the agent runs.
+    let (line_tx, mut line_rx) = mpsc::unbounded_channel::<(Stream, String)>();
+    let mut parser = adapter.parser();
+    let out_journal = journal.clone();
+    let out_redactor = redactor.clone();
+    let out_attempt = a.clone();
+    let consumer = tokio::spawn(async move {
+        let mut journaled = 0usize;
+        let mut dropped = 0usize;
+        while let Some((stream, line)) = line_rx.recv().await {
+            if let Some(item) = parser.line(stream, &line) {
+                if journaled < MAX_OUTPUT_EVENTS {
+                    journaled += 1;
+                    out_journal.do_send(Append(vec![output_event(&out_attempt, &out_redactor, item)]));
+                } else {
+                    dropped += 1;
+                }
+            }
+        }
+        if dropped > 0 {
+            let note = AgentItem { stream: "note".into(), text: format!("{dropped} more output items not journaled") };
+            out_journal.do_send(Append(vec![output_event(&out_attempt, &out_redactor, note)]));
+        }
+        parser
+    });
+
+    let mut env: Vec<(String, String)> = project.agent.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    env.push(("ORCH_PROJECT".into(), a.key.project.clone()));
+    env.push(("ORCH_TASK_ID".into(), a.key.task.clone()));
+    env.push(("ORCH_ATTEMPT".into(), a.attempt.to_string()));
+    env.push(("ORCH_WORKSPACE".into(), project.workspace.display().to_string()));
+    let run = process::run(
+        process::Spec {
+            program: &invocation.program,
+            args: &invocation.args,
+            cwd: &project.workspace,
+            env: &env,
+            stdin: invocation.stdin.clone(),
+            timeout: project.agent.timeout,
+            idle_timeout: Some(project.agent.idle_timeout),
+        },
+        Some(line_tx),
+        Some(stop),
+    )
+    .await;
+    let parser = consumer.await.map_err(|e| EngineError::Stopped(format!("output task: {e}")))?;
+    let parsed = parser.finish();
+
+    let changes = monitor.send(EndAttempt(a.clone())).await??;
+
+    let outcome = match run {
+        Ok(exit) => AgentOutcome {
+            start_error: None,
+            exit_code: exit.code,
+            signal: exit.signal,
+            timeout: exit.timeout,
+            duration_ms: exit.duration.as_millis() as u64,
+            stdout_bytes: exit.stdout_bytes,
+            stderr_bytes: exit.stderr_bytes,
+            result: parsed.result.map(|r| redactor.redact(&r)),
+            session_id: parsed.session_id,
+        },
+        Err(e) => AgentOutcome {
+            start_error: Some(e.to_string()),
+            exit_code: None,
+            signal: None,
+            timeout: Timeout::None,
+            duration_ms: 0,
+            stdout_bytes: 0,
+            stderr_bytes: 0,
+            result: None,
+            session_id: None,
+        },
+    };
+    if outcome.timeout == Timeout::Stopped {
+        journal
+            .send(Append(vec![Event::AttemptInterrupted(AttemptInterrupted {
+                project: a.key.project.clone(),
+                task: a.key.task.clone(),
+                attempt: a.attempt,
+                reason: "stopped: the run is shutting down".into(),
+            })]))
+            .await??;
+        return Ok(Ended::Stopped(a));
+    }
+    journal
+        .send(Append(vec![Event::AgentExited(AgentExited {
+            project: a.key.project.clone(),
+            task: a.key.task.clone(),
+            attempt: a.attempt,
+            exit_code: outcome.exit_code,
+            signal: outcome.signal,
+            timeout: outcome.timeout.as_str().to_string(),
+            duration_ms: outcome.duration_ms,
+            stdout_bytes: outcome.stdout_bytes,
+            stderr_bytes: outcome.stderr_bytes,
+            result: outcome
+                .result
+                .as_deref()
+                .map(|r| redact::head(r, 4096).to_string())
+                .or_else(|| outcome.start_error.clone())
+                .unwrap_or_default(),
+            session_id: outcome.session_id.clone(),
+        })]))
+        .await??;
+    Ok(Ended::Done(AttemptReport {
+        attempt: a,
+        project,
+        attempts_in_round: spec.attempts_in_round,
+        outcome,
+        changes,
+        findings: Vec::new(),
+        checks: Vec::new(),
+        score: None,
+        factors: Vec::new(),
+    }))
+}
+
+fn output_event(a: &AttemptRef, redactor: &Redactor, item: AgentItem) -> Event {
+    Event::AgentOutput(AgentOutput {
+        project: a.key.project.clone(),
+        task: a.key.task.clone(),
+        attempt: a.attempt,
+        stream: item.stream,
+        text: redactor.redact(&item.text),
+    })
+}

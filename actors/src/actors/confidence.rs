@@ -1,0 +1,115 @@
+//! The ConfidenceScorer actor: combines the evidence into one score in [0, 1] from named factors with configured
+//! weights, and journals every factor so that a score can always be explained.
+
+use actix::prelude::*;
+
+use super::decision::Decide;
+use super::report::AttemptReport;
+use super::state_journal::Append;
+use crate::journal::event::{Event, Scored};
+use crate::settings::ConfidenceWeights;
+use crate::types::{Factor, Severity};
+
+/// Score an attempt, then pass it on.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Score(pub AttemptReport);
+
+/// See the module documentation.
+pub struct ConfidenceScorer {
+    journal: Recipient<Append>,
+    next: Recipient<Decide>,
+    weights: ConfidenceWeights,
+}
+
+impl ConfidenceScorer {
+    /// A scorer with these weights.
+    pub fn new(journal: Recipient<Append>, next: Recipient<Decide>, weights: ConfidenceWeights) -> Self {
+        ConfidenceScorer { journal, next, weights }
+    }
+}
+
+impl Actor for ConfidenceScorer {
+    type Context = Context<Self>;
+}
+
+/// The factors and the weighted score of a report: pure, so it is tested directly.
+pub fn score(report: &AttemptReport, w: &ConfidenceWeights) -> (f64, Vec<Factor>) {
+    let mut factors = Vec::new();
+    let total = report.checks.len();
+    let passed = report.checks.iter().filter(|c| c.passed).count();
+    factors.push(if total == 0 {
+        Factor { name: "checks".into(), value: 1.0, weight: w.checks, detail: "no checks configured".into() }
+    } else {
+        Factor {
+            name: "checks".into(),
+            value: passed as f64 / total as f64,
+            weight: w.checks,
+            detail: format!("{passed} of {total} checks passed"),
+        }
+    });
+    let errors = report.findings.iter().filter(|f| f.severity == Severity::Error).count();
+    let warnings = report.findings.iter().filter(|f| f.severity == Severity::Warning).count();
+    let validation = if errors > 0 { 0.0 } else { (1.0 - 0.25 * warnings as f64).max(0.25) };
+    factors.push(Factor {
+        name: "validation".into(),
+        value: validation,
+        weight: w.validation,
+        detail: if errors + warnings == 0 {
+            "no findings".into()
+        } else {
+            format!(
+                "{errors} error(s), {warnings} warning(s): {}",
+                report.findings.iter().map(|f| f.code.as_str()).collect::<Vec<_>>().join(", ")
+            )
+        },
+    });
+    let n = report.changes.len();
+    factors.push(Factor {
+        name: "changes".into(),
+        value: if n > 0 { 1.0 } else { 0.3 },
+        weight: w.changes,
+        detail: if n > 0 { format!("{n} file(s) changed") } else { "no file changed".into() },
+    });
+    let k = report.attempts_in_round.max(1);
+    factors.push(Factor {
+        name: "attempt".into(),
+        value: (1.0 - 0.1 * f64::from(k - 1)).max(0.5),
+        weight: w.attempt,
+        detail: format!("attempt {k} of this round"),
+    });
+    let wsum: f64 = factors.iter().map(|f| f.weight).sum();
+    let s = if wsum > 0.0 { factors.iter().map(|f| f.value * f.weight).sum::<f64>() / wsum } else { 0.0 };
+    // Rounded so that what is journaled and printed is what was compared.
+    ((s * 1000.0).round() / 1000.0, factors)
+}
+
+impl Handler<Score> for ConfidenceScorer {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, msg: Score, _ctx: &mut Self::Context) -> Self::Result {
+        let mut report = msg.0;
+        let (s, factors) = score(&report, &self.weights);
+        report.score = Some(s);
+        report.factors = factors.clone();
+        let event = Event::Scored(Scored {
+            project: report.attempt.key.project.clone(),
+            task: report.attempt.key.task.clone(),
+            attempt: report.attempt.attempt,
+            score: s,
+            factors,
+        });
+        let journal = self.journal.clone();
+        let next = self.next.clone();
+        Box::pin(
+            async move {
+                match journal.send(Append(vec![event])).await {
+                    Ok(Ok(_)) => next.do_send(Decide(report)),
+                    Ok(Err(e)) => tracing::error!("journal refused the score of {}: {e}", report.attempt),
+                    Err(e) => tracing::error!("journal gone while scoring {}: {e}", report.attempt),
+                }
+            }
+            .into_actor(self),
+        )
+    }
+}

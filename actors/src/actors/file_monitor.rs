@@ -1,0 +1,369 @@
+//! The FileMonitor actor, one per workspace: knows every file an attempt created, modified or deleted, with its
+//! content hash, and keeps the content before the attempt (content-addressed blobs in the journal) so a rollback
+//! is exact — also for files changed by shell commands and files git does not track.
+//!
+//! Before an attempt it snapshots the workspace (size, mtime and BLAKE3 hash of every file, re-hashing only what
+//! changed since the last snapshot) and stores the content of files the journal does not have yet. During the
+//! attempt `notify` reports the paths touched; after it a second snapshot, in which touched paths are always
+//! re-hashed, is compared with the first. The comparison is authoritative; notify makes it cheap and catches
+//! edits that keep size and mtime.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use actix::prelude::*;
+use notify::{RecursiveMode, Watcher};
+
+use super::state_journal::{Append, PutBlobs};
+use crate::error::EngineError;
+use crate::journal::event::{Event, FileChanged};
+use crate::types::{AttemptRef, ChangeKind, ContentHash};
+
+/// Files larger than this are hashed but their content is not kept (no exact rollback for them).
+pub const MAX_PREIMAGE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Snapshot the workspace before an attempt; resolves when the pre-images are stored.
+#[derive(Message)]
+#[rtype(result = "Result<(), EngineError>")]
+pub struct BeginAttempt(pub AttemptRef);
+
+/// Compare with the snapshot after an attempt, journal every change, and return them.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<FileChange>, EngineError>")]
+pub struct EndAttempt(pub AttemptRef);
+
+/// Paths reported by notify.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Notified(Vec<PathBuf>);
+
+/// One file's change during an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileChange {
+    /// Path relative to the workspace, `/`-separated.
+    pub path: String,
+    /// What happened to it.
+    pub kind: ChangeKind,
+    /// Content before.
+    pub before: Option<ContentHash>,
+    /// Content after.
+    pub after: Option<ContentHash>,
+    /// Size after.
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    len: u64,
+    mtime_ns: i128,
+    hash: ContentHash,
+}
+
+type Snapshot = BTreeMap<String, Entry>;
+
+/// See the module documentation.
+pub struct FileMonitor {
+    workspace: PathBuf,
+    ignore: Vec<PathBuf>,
+    journal: Recipient<Append>,
+    blobs: Recipient<PutBlobs>,
+    /// Last known entry per path: unchanged size and mtime means unchanged content.
+    cache: HashMap<String, Entry>,
+    /// Hashes whose content the journal already has.
+    stored: HashSet<ContentHash>,
+    active: Option<AttemptRef>,
+    before: Snapshot,
+    touched: HashSet<String>,
+    watcher: Option<notify::RecommendedWatcher>,
+}
+
+impl FileMonitor {
+    /// A monitor for `workspace`; paths under `ignore` (the journal, say) are not watched. `.git` never is.
+    pub fn new(workspace: PathBuf, ignore: Vec<PathBuf>, journal: Recipient<Append>, blobs: Recipient<PutBlobs>) -> Self {
+        FileMonitor {
+            workspace,
+            ignore,
+            journal,
+            blobs,
+            cache: HashMap::new(),
+            stored: HashSet::new(),
+            active: None,
+            before: Snapshot::new(),
+            touched: HashSet::new(),
+            watcher: None,
+        }
+    }
+
+    fn relative(&self, p: &Path) -> Option<String> {
+        let rel = p.strip_prefix(&self.workspace).ok()?;
+        let s = rel.to_string_lossy().replace('\\', "/");
+        (!s.is_empty()).then_some(s)
+    }
+}
+
+impl Actor for FileMonitor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let addr = ctx.address();
+        let handler = move |res: notify::Result<notify::Event>| {
+            if let Ok(ev) = res {
+                if !ev.paths.is_empty() && !ev.kind.is_access() {
+                    addr.do_send(Notified(ev.paths));
+                }
+            }
+        };
+        match notify::recommended_watcher(handler) {
+            Ok(mut w) => match w.watch(&self.workspace, RecursiveMode::Recursive) {
+                Ok(()) => self.watcher = Some(w),
+                Err(e) => tracing::warn!(
+                    "cannot watch {} ({e}); changes are still found by comparing snapshots",
+                    self.workspace.display()
+                ),
+            },
+            Err(e) => tracing::warn!("no file watcher ({e}); changes are still found by comparing snapshots"),
+        }
+    }
+}
+
+impl Handler<Notified> for FileMonitor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Notified, _ctx: &mut Self::Context) {
+        if self.active.is_none() {
+            return;
+        }
+        for p in msg.0 {
+            if let Some(rel) = self.relative(&p) {
+                self.touched.insert(rel);
+            }
+        }
+    }
+}
+
+impl Handler<BeginAttempt> for FileMonitor {
+    type Result = ResponseActFuture<Self, Result<(), EngineError>>;
+
+    fn handle(&mut self, msg: BeginAttempt, _ctx: &mut Self::Context) -> Self::Result {
+        let ws = self.workspace.clone();
+        let ignore = self.ignore.clone();
+        let cache = self.cache.clone();
+        let stored = self.stored.clone();
+        let scan = async move {
+            tokio::task::spawn_blocking(move || scan(&ws, &ignore, &cache, &HashSet::new(), Some(&stored)))
+                .await
+                .map_err(|e| EngineError::Stopped(format!("snapshot task: {e}")))?
+        };
+        let blobs = self.blobs.clone();
+        Box::pin(
+            scan.into_actor(self)
+                .then(move |res, act, _| {
+                    let fut = async move {
+                        let (snap, new_blobs) = res?;
+                        let hashes: Vec<ContentHash> = new_blobs.iter().map(|(h, _)| *h).collect();
+                        if !new_blobs.is_empty() {
+                            blobs.send(PutBlobs(new_blobs)).await??;
+                        }
+                        Ok::<_, EngineError>((snap, hashes))
+                    };
+                    let _ = act;
+                    fut.into_actor(act)
+                })
+                .map(move |res, act, _| {
+                    let (snap, hashes) = res?;
+                    act.stored.extend(hashes);
+                    act.cache = snap.iter().map(|(k, v)| (k.clone(), *v)).collect();
+                    act.before = snap;
+                    act.touched.clear();
+                    act.active = Some(msg.0);
+                    Ok(())
+                }),
+        )
+    }
+}
+
+impl Handler<EndAttempt> for FileMonitor {
+    type Result = ResponseActFuture<Self, Result<Vec<FileChange>, EngineError>>;
+
+    fn handle(&mut self, msg: EndAttempt, _ctx: &mut Self::Context) -> Self::Result {
+        let ws = self.workspace.clone();
+        let ignore = self.ignore.clone();
+        let cache = self.cache.clone();
+        let touched = std::mem::take(&mut self.touched);
+        let scan = async move {
+            tokio::task::spawn_blocking(move || scan(&ws, &ignore, &cache, &touched, None))
+                .await
+                .map_err(|e| EngineError::Stopped(format!("snapshot task: {e}")))?
+        };
+        let journal = self.journal.clone();
+        let attempt = msg.0;
+        Box::pin(
+            scan.into_actor(self)
+                .map(|res, act, _| {
+                    let (after, _) = res?;
+                    let changes = diff(&act.before, &after);
+                    act.cache = after.iter().map(|(k, v)| (k.clone(), *v)).collect();
+                    act.active = None;
+                    Ok::<_, EngineError>(changes)
+                })
+                .then(move |res, act, _| {
+                    async move {
+                        let changes = res?;
+                        if !changes.is_empty() {
+                            let events = changes
+                                .iter()
+                                .map(|c| {
+                                    Event::FileChanged(FileChanged {
+                                        project: attempt.key.project.clone(),
+                                        task: attempt.key.task.clone(),
+                                        attempt: attempt.attempt,
+                                        path: c.path.clone(),
+                                        change: c.kind,
+                                        before: c.before,
+                                        after: c.after,
+                                        size: c.size,
+                                    })
+                                })
+                                .collect();
+                            journal.send(Append(events)).await??;
+                        }
+                        Ok(changes)
+                    }
+                    .into_actor(act)
+                }),
+        )
+    }
+}
+
+/// What changed between two snapshots, in path order.
+fn diff(before: &Snapshot, after: &Snapshot) -> Vec<FileChange> {
+    let mut out = Vec::new();
+    for (path, a) in after {
+        match before.get(path) {
+            None => out.push(FileChange {
+                path: path.clone(),
+                kind: ChangeKind::Created,
+                before: None,
+                after: Some(a.hash),
+                size: a.len,
+            }),
+            Some(b) if b.hash != a.hash => out.push(FileChange {
+                path: path.clone(),
+                kind: ChangeKind::Modified,
+                before: Some(b.hash),
+                after: Some(a.hash),
+                size: a.len,
+            }),
+            Some(_) => {}
+        }
+    }
+    for (path, b) in before {
+        if !after.contains_key(path) {
+            out.push(FileChange { path: path.clone(), kind: ChangeKind::Deleted, before: Some(b.hash), after: None, size: 0 });
+        }
+    }
+    out.sort_by(|x, y| x.path.cmp(&y.path));
+    out
+}
+
+type ScanResult = Result<(Snapshot, Vec<(ContentHash, Vec<u8>)>), EngineError>;
+
+/// Walks the workspace (not following symbolic links, skipping `.git` and `ignore`), hashing files whose size or
+/// mtime changed since `cache` or that are in `force`. With `stored`, returns the content of every file whose hash
+/// is not in it, for the journal to keep.
+fn scan(
+    ws: &Path,
+    ignore: &[PathBuf],
+    cache: &HashMap<String, Entry>,
+    force: &HashSet<String>,
+    stored: Option<&HashSet<ContentHash>>,
+) -> ScanResult {
+    let mut snap = Snapshot::new();
+    let mut blobs = Vec::new();
+    let mut new_hashes = HashSet::new();
+    let walker = walkdir::WalkDir::new(ws).follow_links(false).into_iter().filter_entry(|e| {
+        let p = e.path();
+        !(e.file_type().is_dir() && e.file_name() == ".git") && !ignore.iter().any(|i| p.starts_with(i))
+    });
+    for entry in walker {
+        let entry = match entry {
+            Ok(e) => e,
+            // A file that vanished while walking is simply not there.
+            Err(e) if e.io_error().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) => continue,
+            Err(e) => {
+                return Err(EngineError::Io {
+                    about: format!("walking workspace {}", ws.display()),
+                    source: std::io::Error::other(e.to_string()),
+                })
+            }
+        };
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let Ok(rel) = entry.path().strip_prefix(ws) else { continue };
+        let rel = rel.to_string_lossy().replace('\\', "/");
+        let Ok(meta) = entry.metadata() else { continue };
+        let mtime_ns = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos() as i128)
+            .unwrap_or(0);
+        let len = meta.len();
+        if let Some(c) = cache.get(&rel) {
+            let known = stored.is_none_or(|s| s.contains(&c.hash));
+            if c.len == len && c.mtime_ns == mtime_ns && !force.contains(&rel) && known {
+                snap.insert(rel, *c);
+                continue;
+            }
+        }
+        let data = match std::fs::read(entry.path()) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(EngineError::Io { about: format!("reading {}", entry.path().display()), source }),
+        };
+        let hash = ContentHash::of(&data);
+        if let Some(s) = stored {
+            if !s.contains(&hash) && len <= MAX_PREIMAGE_BYTES && new_hashes.insert(hash) {
+                blobs.push((hash, data));
+            }
+        }
+        snap.insert(rel, Entry { len, mtime_ns, hash });
+    }
+    Ok((snap, blobs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(b: u8) -> Entry {
+        Entry { len: 1, mtime_ns: 0, hash: ContentHash([b; 32]) }
+    }
+
+    #[test]
+    fn diff_finds_created_modified_deleted() {
+        let before: Snapshot = [("a".to_string(), entry(1)), ("b".to_string(), entry(2))].into_iter().collect();
+        let after: Snapshot = [("a".to_string(), entry(9)), ("c".to_string(), entry(3))].into_iter().collect();
+        let d = diff(&before, &after);
+        let kinds: Vec<(&str, ChangeKind)> = d.iter().map(|c| (c.path.as_str(), c.kind)).collect();
+        assert_eq!(kinds, vec![("a", ChangeKind::Modified), ("b", ChangeKind::Deleted), ("c", ChangeKind::Created)]);
+    }
+
+    #[test]
+    fn scan_skips_git_and_ignored_and_reports_new_blobs() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        std::fs::create_dir_all(dir.path().join(".git"))?;
+        std::fs::write(dir.path().join(".git/HEAD"), "ref")?;
+        std::fs::create_dir_all(dir.path().join("journal"))?;
+        std::fs::write(dir.path().join("journal/db"), "x")?;
+        std::fs::write(dir.path().join("a.txt"), "hello")?;
+        let (snap, blobs) =
+            scan(dir.path(), &[dir.path().join("journal")], &HashMap::new(), &HashSet::new(), Some(&HashSet::new()))?;
+        assert_eq!(snap.keys().collect::<Vec<_>>(), vec!["a.txt"]);
+        assert_eq!(blobs.len(), 1);
+        assert_eq!(blobs[0].1, b"hello");
+        Ok(())
+    }
+}

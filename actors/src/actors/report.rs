@@ -1,0 +1,93 @@
+//! The report of one attempt, handed down the pipeline AgentSession → Validator → QualityController →
+//! ConfidenceScorer → DecisionEngine → Scheduler, each adding its part.
+
+use std::sync::Arc;
+
+use super::file_monitor::FileChange;
+use crate::process::Timeout;
+use crate::settings::ProjectSettings;
+use crate::types::{AttemptRef, Decision, Factor, Finding};
+
+/// How the agent process ended, with what it produced.
+#[derive(Debug, Clone)]
+pub struct AgentOutcome {
+    /// Whether the process could be started at all; the error when not.
+    pub start_error: Option<String>,
+    /// Exit code.
+    pub exit_code: Option<i32>,
+    /// Signal.
+    pub signal: Option<i32>,
+    /// Whether orch ended it.
+    pub timeout: Timeout,
+    /// Agent wall time in ms.
+    pub duration_ms: u64,
+    /// Bytes on stdout.
+    pub stdout_bytes: u64,
+    /// Bytes on stderr.
+    pub stderr_bytes: u64,
+    /// The agent's final answer.
+    pub result: Option<String>,
+    /// The session id.
+    pub session_id: Option<String>,
+}
+
+/// One check command's result.
+#[derive(Debug, Clone)]
+pub struct CheckResult {
+    /// The shell line.
+    pub command: String,
+    /// Exit 0 in time.
+    pub passed: bool,
+    /// Exit code.
+    pub exit_code: Option<i32>,
+    /// Killed for taking too long.
+    pub timed_out: bool,
+    /// The tail of its output.
+    pub output_tail: String,
+}
+
+/// Everything known about an attempt so far.
+#[derive(Debug, Clone)]
+pub struct AttemptReport {
+    /// Which attempt.
+    pub attempt: AttemptRef,
+    /// The project's settings.
+    pub project: Arc<ProjectSettings>,
+    /// Attempts counted toward `max_attempts`, this one included.
+    pub attempts_in_round: u32,
+    /// From the AgentSession.
+    pub outcome: AgentOutcome,
+    /// From the FileMonitor.
+    pub changes: Vec<FileChange>,
+    /// From the Validator.
+    pub findings: Vec<Finding>,
+    /// From the QualityController.
+    pub checks: Vec<CheckResult>,
+    /// From the ConfidenceScorer.
+    pub score: Option<f64>,
+    /// The factors of the score.
+    pub factors: Vec<Factor>,
+}
+
+impl AttemptReport {
+    /// No finding is an error.
+    pub fn valid(&self) -> bool {
+        !self.findings.iter().any(|f| f.severity == crate::types::Severity::Error)
+    }
+
+    /// Every check passed (true when there are none).
+    pub fn checks_passed(&self) -> bool {
+        self.checks.iter().all(|c| c.passed)
+    }
+}
+
+/// The DecisionEngine's conclusion, sent to the Scheduler.
+#[derive(Debug, Clone)]
+pub struct Conclusion {
+    /// The decision.
+    pub decision: Decision,
+    /// One line saying why.
+    pub reason: String,
+    /// What a retry is told.
+    pub feedback: String,
+}

@@ -1,0 +1,553 @@
+//! The Scheduler actor: owns the queue of a run across all projects. It picks the highest-priority ready task
+//! (then the oldest) whose project and workspace have a free slot, within the global `max_sessions`; a task whose
+//! dependency is failed, escalated, blocked or cancelled is blocked and says why; a dependency cycle blocks its
+//! members. It journals every state change before acting on it, starts one AgentSession per attempt, and applies
+//! the DecisionEngine's conclusions. The run ends when every selected task is settled.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use super::agent_session::{AgentSession, SessionSpec, StopSession};
+use super::file_monitor::FileMonitor;
+use super::report::{AttemptReport, Conclusion};
+use super::state_journal::{Append, Appended, GetState, StateJournal};
+use super::validator::Validate;
+use crate::error::EngineError;
+use crate::journal::event::{AttemptInterrupted, Event, RunFinished, RunStarted, TaskStateChanged};
+use crate::journal::TaskView;
+use crate::ops;
+use crate::redact::Redactor;
+use crate::settings::{OrchestrationSettings, ProjectSettings};
+use crate::types::{AttemptRef, Decision, TaskKey, TaskState};
+
+/// Which tasks a run is about. Empty lists mean every task of every configured project.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Only these projects.
+    pub projects: Vec<String>,
+    /// Only these tasks (`ID` or `project/ID`).
+    pub tasks: Vec<String>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// Every selected task with its final state and, where it needs a human, why.
+    pub tasks: Vec<(TaskKey, TaskState, Option<String>)>,
+    /// The run was stopped before it finished.
+    pub interrupted: bool,
+}
+
+impl RunSummary {
+    /// Every selected task completed.
+    pub fn all_completed(&self) -> bool {
+        self.tasks.iter().all(|(_, s, _)| *s == TaskState::Completed)
+    }
+
+    /// Tasks in `state`.
+    pub fn count(&self, state: TaskState) -> usize {
+        self.tasks.iter().filter(|(_, s, _)| *s == state).count()
+    }
+}
+
+/// Run the selected tasks until every one is settled.
+#[derive(Message)]
+#[rtype(result = "Result<RunSummary, EngineError>")]
+pub struct Run(pub Selection);
+
+/// Stop the run gracefully: agents are stopped and their attempts journaled as interrupted.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopRun;
+
+/// A session ended without reaching the pipeline (stopped, or an internal error).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionEnded {
+    /// Which attempt.
+    pub attempt: AttemptRef,
+    /// It was stopped on request.
+    pub interrupted: bool,
+    /// What went wrong, when something did.
+    pub error: Option<String>,
+}
+
+/// The DecisionEngine's conclusion on an attempt.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Concluded {
+    /// The attempt, with all the evidence.
+    pub report: AttemptReport,
+    /// The decision.
+    pub conclusion: Conclusion,
+}
+
+struct RunState {
+    selected: BTreeSet<TaskKey>,
+    views: HashMap<TaskKey, TaskView>,
+    /// Tasks with an attempt under way; `None` while its start is being journaled.
+    running: HashMap<TaskKey, Option<Addr<AgentSession>>>,
+    appends_in_flight: usize,
+    done: Option<oneshot::Sender<Result<RunSummary, EngineError>>>,
+    stopping: bool,
+    failed: Option<EngineError>,
+}
+
+/// See the module documentation.
+pub struct Scheduler {
+    orchestration: OrchestrationSettings,
+    projects: HashMap<String, Arc<ProjectSettings>>,
+    journal: Addr<StateJournal>,
+    monitors: HashMap<String, Addr<FileMonitor>>,
+    validator: Recipient<Validate>,
+    redactor: Arc<Redactor>,
+    run: Option<RunState>,
+}
+
+impl Scheduler {
+    /// A scheduler over these projects; `monitors` has one FileMonitor per project (shared by projects with the same
+    /// workspace).
+    pub fn new(
+        orchestration: OrchestrationSettings,
+        projects: Vec<ProjectSettings>,
+        journal: Addr<StateJournal>,
+        monitors: HashMap<String, Addr<FileMonitor>>,
+        validator: Recipient<Validate>,
+        redactor: Arc<Redactor>,
+    ) -> Self {
+        Scheduler {
+            orchestration,
+            projects: projects.into_iter().map(|p| (p.name.clone(), Arc::new(p))).collect(),
+            journal,
+            monitors,
+            validator,
+            redactor,
+            run: None,
+        }
+    }
+
+    /// Journals `events`, updates the run's views from what the journal says, then calls `then`.
+    fn append_then(
+        &mut self,
+        ctx: &mut Context<Self>,
+        events: Vec<Event>,
+        then: impl FnOnce(&mut Self, &mut Context<Self>, Appended) + 'static,
+    ) {
+        if let Some(run) = self.run.as_mut() {
+            run.appends_in_flight += 1;
+        }
+        let fut = self.journal.send(Append(events));
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            if let Some(run) = act.run.as_mut() {
+                run.appends_in_flight -= 1;
+            }
+            match res {
+                Ok(Ok(appended)) => {
+                    if let Some(run) = act.run.as_mut() {
+                        for v in &appended.tasks {
+                            run.views.insert(v.spec.key(), v.clone());
+                        }
+                    }
+                    then(act, ctx, appended);
+                }
+                Ok(Err(e)) => act.fail(ctx, EngineError::Journal(e)),
+                Err(e) => act.fail(ctx, EngineError::from(e)),
+            }
+        }));
+    }
+
+    /// The journal failed: nothing can be recorded, so stop everything and report it.
+    fn fail(&mut self, ctx: &mut Context<Self>, e: EngineError) {
+        tracing::error!("run failed: {e}");
+        if let Some(run) = self.run.as_mut() {
+            if run.failed.is_none() {
+                run.failed = Some(e);
+            }
+            run.stopping = true;
+            for s in run.running.values().flatten() {
+                s.do_send(StopSession);
+            }
+        }
+        self.maybe_finish(ctx);
+    }
+
+    fn change(key: &TaskKey, from: TaskState, to: TaskState, reason: impl Into<String>) -> Event {
+        Event::TaskStateChanged(TaskStateChanged {
+            project: key.project.clone(),
+            task: key.task.clone(),
+            from,
+            to,
+            reason: reason.into(),
+        })
+    }
+
+    /// Why `key` cannot run because of a dependency, or `None`.
+    fn blocked_reason(run: &RunState, key: &TaskKey) -> Option<String> {
+        let view = run.views.get(key)?;
+        for d in view.spec.dependency_keys() {
+            match run.views.get(&d) {
+                None => return Some(format!("depends on {d}, which does not exist")),
+                Some(dv) if dv.state.blocks_dependants() => {
+                    return Some(format!("depends on {d}, which is {}", dv.state));
+                }
+                Some(_) => {}
+            }
+        }
+        None
+    }
+
+    fn deps_completed(run: &RunState, key: &TaskKey) -> bool {
+        run.views.get(key).is_some_and(|v| {
+            v.spec
+                .dependency_keys()
+                .iter()
+                .all(|d| run.views.get(d).is_some_and(|dv| dv.state == TaskState::Completed))
+        })
+    }
+
+    /// One scheduling pass: block what must be blocked, start what can start, finish when all is settled.
+    fn schedule(&mut self, ctx: &mut Context<Self>) {
+        let Some(run) = self.run.as_mut() else { return };
+        if run.stopping {
+            return self.maybe_finish(ctx);
+        }
+        let mut events = Vec::new();
+        // Blocking propagates along chains: repeat until nothing changes.
+        loop {
+            let mut changed = false;
+            let keys: Vec<TaskKey> = run.selected.iter().cloned().collect();
+            for k in keys {
+                if run.views.get(&k).map(|v| v.state) != Some(TaskState::Pending) {
+                    continue;
+                }
+                if let Some(reason) = Self::blocked_reason(run, &k) {
+                    events.push(Self::change(&k, TaskState::Pending, TaskState::Blocked, reason.clone()));
+                    if let Some(v) = run.views.get_mut(&k) {
+                        v.state = TaskState::Blocked;
+                        v.reason = Some(reason);
+                    }
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        // Ready tasks: pending, dependencies completed; highest priority first, then oldest.
+        let mut ready: Vec<(u8, u64, TaskKey)> = run
+            .selected
+            .iter()
+            .filter(|k| !run.running.contains_key(*k))
+            .filter_map(|k| run.views.get(k).map(|v| (k, v)))
+            .filter(|(k, v)| v.state == TaskState::Pending && Self::deps_completed(run, k))
+            .map(|(k, v)| (v.spec.priority, v.added_seq, k.clone()))
+            .collect();
+        ready.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut starting = Vec::new();
+        for (_, _, key) in ready {
+            if run.running.len() >= self.orchestration.max_sessions {
+                break;
+            }
+            let Some(project) = self.projects.get(&key.project) else { continue };
+            let in_project = run.running.keys().filter(|k| k.project == key.project).count();
+            let in_workspace = run
+                .running
+                .keys()
+                .filter(|k| self.projects.get(&k.project).is_some_and(|p| p.workspace == project.workspace))
+                .count();
+            // One session per workspace: the FileMonitor attributes changes to the one active attempt.
+            if in_project >= project.max_sessions || in_workspace >= 1 {
+                continue;
+            }
+            run.running.insert(key.clone(), None);
+            if let Some(v) = run.views.get_mut(&key) {
+                v.state = TaskState::Running;
+            }
+            events.push(Self::change(&key, TaskState::Pending, TaskState::Running, "an attempt is starting"));
+            starting.push(key);
+        }
+        if events.is_empty() {
+            return self.maybe_finish(ctx);
+        }
+        self.append_then(ctx, events, move |act, ctx, _| {
+            for key in starting {
+                act.start_session(ctx, key);
+            }
+            act.maybe_finish(ctx);
+        });
+    }
+
+    fn start_session(&mut self, ctx: &mut Context<Self>, key: TaskKey) {
+        let Some(run) = self.run.as_mut() else { return };
+        if run.stopping {
+            // The stop came while the start was journaled: it never ran.
+            run.running.remove(&key);
+            let ev = Self::change(&key, TaskState::Running, TaskState::Pending, "the run stopped before it started");
+            return self.append_then(ctx, vec![ev], |act, ctx, _| act.maybe_finish(ctx));
+        }
+        let (Some(project), Some(view)) = (self.projects.get(&key.project).cloned(), run.views.get(&key).cloned())
+        else {
+            return;
+        };
+        let Some(monitor) = self.monitors.get(&key.project).cloned() else { return };
+        let attempt = view.attempts.iter().map(|a| a.number).max().unwrap_or(0) + 1;
+        let spec = SessionSpec {
+            attempt: AttemptRef { key: key.clone(), attempt },
+            attempts_in_round: view.attempts_since_reset + 1,
+            task: view,
+            project,
+            token_budget: self.orchestration.prompt_token_budget,
+            redactor: self.redactor.clone(),
+        };
+        let session = AgentSession::new(
+            spec,
+            self.journal.clone().recipient(),
+            monitor,
+            self.validator.clone(),
+            ctx.address().recipient(),
+        )
+        .start();
+        run.running.insert(key, Some(session));
+    }
+
+    /// Ends the run when nothing is running or being journaled and no selected task can make progress.
+    fn maybe_finish(&mut self, ctx: &mut Context<Self>) {
+        let Some(run) = self.run.as_mut() else { return };
+        if !run.running.is_empty() || run.appends_in_flight > 0 {
+            return;
+        }
+        if !run.stopping && run.failed.is_none() {
+            // Pending tasks that nothing will ever make ready wait on each other: a cycle.
+            let stuck: Vec<TaskKey> = run
+                .selected
+                .iter()
+                .filter(|k| run.views.get(*k).is_some_and(|v| v.state == TaskState::Pending))
+                .cloned()
+                .collect();
+            if !stuck.is_empty() {
+                let names = stuck.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", ");
+                let events = stuck
+                    .iter()
+                    .map(|k| {
+                        Self::change(k, TaskState::Pending, TaskState::Blocked, format!("dependency cycle among {names}"))
+                    })
+                    .collect();
+                return self.append_then(ctx, events, |act, ctx, _| act.maybe_finish(ctx));
+            }
+        }
+        let Some(done) = run.done.take() else { return };
+        let summary = RunSummary {
+            tasks: run
+                .selected
+                .iter()
+                .filter_map(|k| run.views.get(k).map(|v| (k.clone(), v.state, v.reason.clone())))
+                .collect(),
+            interrupted: run.stopping,
+        };
+        let failed = run.failed.take();
+        let outcome = if failed.is_some() {
+            "failed"
+        } else if run.stopping {
+            "interrupted"
+        } else {
+            "finished"
+        };
+        let ev = Event::RunFinished(RunFinished {
+            outcome: outcome.into(),
+            completed: summary.count(TaskState::Completed) as u32,
+            needs_human: (summary.count(TaskState::Escalated)
+                + summary.count(TaskState::Failed)
+                + summary.count(TaskState::Blocked)) as u32,
+            cancelled: summary.count(TaskState::Cancelled) as u32,
+        });
+        let journal = self.journal.clone();
+        self.run = None;
+        ctx.spawn(
+            async move {
+                let res = journal.send(Append(vec![ev])).await;
+                let _ = done.send(match (failed, res) {
+                    (Some(e), _) => Err(e),
+                    (None, Ok(Ok(_))) => Ok(summary),
+                    (None, Ok(Err(e))) => Err(e.into()),
+                    (None, Err(e)) => Err(e.into()),
+                });
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+impl Actor for Scheduler {
+    type Context = Context<Self>;
+}
+
+impl Handler<Run> for Scheduler {
+    type Result = ResponseActFuture<Self, Result<RunSummary, EngineError>>;
+
+    fn handle(&mut self, msg: Run, _ctx: &mut Self::Context) -> Self::Result {
+        if self.run.is_some() {
+            return Box::pin(actix::fut::ready(Err(EngineError::InvalidRequest("a run is already under way".into()))));
+        }
+        let state_fut = self.journal.send(GetState);
+        Box::pin(state_fut.into_actor(self).then(move |state, act, ctx| {
+            let (tx, rx) = oneshot::channel();
+            let started = (|| -> Result<(), EngineError> {
+                let state = state?;
+                let sel = msg.0;
+                for p in &sel.projects {
+                    if !act.projects.contains_key(p) {
+                        return Err(EngineError::UnknownProject(format!("`{p}` is not in the configuration")));
+                    }
+                }
+                let mut keys = BTreeSet::new();
+                for t in &sel.tasks {
+                    let k = state.resolve(t).map_err(EngineError::UnknownTask)?;
+                    if !act.projects.contains_key(&k.project) {
+                        return Err(EngineError::UnknownProject(format!(
+                            "`{}` (of task {k}) is not in the configuration",
+                            k.project
+                        )));
+                    }
+                    keys.insert(k);
+                }
+                if sel.tasks.is_empty() {
+                    keys = state
+                        .tasks
+                        .keys()
+                        .filter(|k| act.projects.contains_key(&k.project))
+                        .filter(|k| sel.projects.is_empty() || sel.projects.contains(&k.project))
+                        .cloned()
+                        .collect();
+                }
+                let selected: BTreeSet<TaskKey> = ops::with_dependencies(&state, &keys)
+                    .into_iter()
+                    .filter(|k| act.projects.contains_key(&k.project))
+                    .collect();
+                let mut events = ops::recovery_events(&state);
+                let mut views: HashMap<TaskKey, TaskView> =
+                    state.tasks.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                for e in &events {
+                    if let Event::TaskStateChanged(c) = e {
+                        if let Some(v) = views.get_mut(&TaskKey::new(&c.project, &c.task)) {
+                            v.state = c.to;
+                        }
+                    }
+                }
+                let mut run = RunState {
+                    selected,
+                    views,
+                    running: HashMap::new(),
+                    appends_in_flight: 0,
+                    done: Some(tx),
+                    stopping: false,
+                    failed: None,
+                };
+                // Blocked tasks whose dependencies no longer block them get another chance.
+                let unblock: Vec<TaskKey> = run
+                    .selected
+                    .iter()
+                    .filter(|k| run.views.get(*k).is_some_and(|v| v.state == TaskState::Blocked))
+                    .filter(|k| Self::blocked_reason(&run, k).is_none())
+                    .cloned()
+                    .collect();
+                for k in unblock {
+                    events.push(Self::change(&k, TaskState::Blocked, TaskState::Pending, "its dependencies no longer block it"));
+                    if let Some(v) = run.views.get_mut(&k) {
+                        v.state = TaskState::Pending;
+                    }
+                }
+                events.push(Event::RunStarted(RunStarted {
+                    pid: std::process::id(),
+                    selected: run.selected.iter().map(|k| k.to_string()).collect(),
+                }));
+                act.run = Some(run);
+                act.append_then(ctx, events, |act, ctx, _| act.schedule(ctx));
+                Ok(())
+            })();
+            async move {
+                started?;
+                rx.await.map_err(|_| EngineError::Stopped("the scheduler stopped".into()))?
+            }
+            .into_actor(act)
+        }))
+    }
+}
+
+impl Handler<StopRun> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, _msg: StopRun, ctx: &mut Self::Context) {
+        if let Some(run) = self.run.as_mut() {
+            run.stopping = true;
+            for s in run.running.values().flatten() {
+                s.do_send(StopSession);
+            }
+        }
+        self.maybe_finish(ctx);
+    }
+}
+
+impl Handler<SessionEnded> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionEnded, ctx: &mut Self::Context) {
+        let key = msg.attempt.key.clone();
+        let Some(run) = self.run.as_mut() else { return };
+        let mut events = Vec::new();
+        match (&msg.error, msg.interrupted) {
+            (_, true) => {
+                if msg.error.is_some() {
+                    events.push(Event::AttemptInterrupted(AttemptInterrupted {
+                        project: key.project.clone(),
+                        task: key.task.clone(),
+                        attempt: msg.attempt.attempt,
+                        reason: "stopped: the run is shutting down".into(),
+                    }));
+                }
+                events.push(Self::change(&key, TaskState::Running, TaskState::Pending, "interrupted; it will be tried again"));
+            }
+            (Some(e), false) => {
+                events.push(Event::AttemptInterrupted(AttemptInterrupted {
+                    project: key.project.clone(),
+                    task: key.task.clone(),
+                    attempt: msg.attempt.attempt,
+                    reason: format!("internal error: {e}"),
+                }));
+                events.push(Self::change(
+                    &key,
+                    TaskState::Running,
+                    TaskState::Escalated,
+                    format!("orch could not supervise attempt {}: {e}", msg.attempt.attempt),
+                ));
+            }
+            (None, false) => {}
+        }
+        run.running.remove(&key);
+        if events.is_empty() {
+            return self.schedule(ctx);
+        }
+        self.append_then(ctx, events, |act, ctx, _| act.schedule(ctx));
+    }
+}
+
+impl Handler<Concluded> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, msg: Concluded, ctx: &mut Self::Context) {
+        let key = msg.report.attempt.key.clone();
+        let Some(run) = self.run.as_mut() else { return };
+        let c = msg.conclusion;
+        let (to, reason) = match c.decision {
+            Decision::Proceed => (TaskState::Completed, c.reason),
+            Decision::Retry => (TaskState::Pending, format!("retry: {}", c.reason)),
+            Decision::Clarify => (TaskState::Escalated, format!("waiting for an answer: {}", c.reason)),
+            Decision::Escalate => (TaskState::Escalated, c.reason),
+        };
+        let ev = Self::change(&key, TaskState::Running, to, reason);
+        run.running.remove(&key);
+        self.append_then(ctx, vec![ev], |act, ctx, _| act.schedule(ctx));
+    }
+}

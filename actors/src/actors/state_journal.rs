@@ -1,0 +1,296 @@
+//! The StateJournal actor: the only writer of the sled database in a running system.
+//!
+//! Appends are written to sled and folded into the projections on the actor's thread (in-memory work); the flush
+//! that makes them durable runs off-thread. With `durability = "sync"` an append is acknowledged only after a
+//! flush that began after it was written; appends that arrive while a flush is running wait together for the next
+//! one, so concurrent writers share flushes (group commit). With `"batch"` appends are acknowledged at once and
+//! sled flushes in the background.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use tokio::sync::{broadcast, oneshot};
+
+use crate::error::{EngineError, JournalError};
+use crate::journal::{Durability, Event, EventRecord, Flusher, Journal, State, TaskView};
+use crate::ops::{self, HumanRequest, ImportReport};
+use crate::settings::ProjectSettings;
+use crate::types::{ContentHash, TaskKey, TaskSpec};
+
+/// Appends events; resolves once they are as durable as configured.
+#[derive(Message)]
+#[rtype(result = "Result<Appended, JournalError>")]
+pub struct Append(pub Vec<Event>);
+
+/// What an append stored.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    /// The events as stored, with their sequence numbers.
+    pub records: Vec<Arc<EventRecord>>,
+    /// The task views the events changed, after the change.
+    pub tasks: Vec<TaskView>,
+}
+
+/// Stores blobs (pre-images); resolves once they are as durable as configured.
+#[derive(Message)]
+#[rtype(result = "Result<(), JournalError>")]
+pub struct PutBlobs(pub Vec<(ContentHash, Vec<u8>)>);
+
+/// A copy of the whole current state.
+#[derive(Message)]
+#[rtype(result = "State")]
+pub struct GetState;
+
+/// One task's view.
+#[derive(Message)]
+#[rtype(result = "Option<TaskView>")]
+pub struct GetTask(pub TaskKey);
+
+/// A receiver of every event appended from now on.
+#[derive(Message)]
+#[rtype(result = "broadcast::Receiver<Arc<EventRecord>>")]
+pub struct Subscribe;
+
+/// Imports the configured projects and tasks (idempotent by id).
+#[derive(Message)]
+#[rtype(result = "Result<ImportReport, EngineError>")]
+pub struct Import(pub Vec<ProjectSettings>);
+
+/// Adds a task.
+#[derive(Message)]
+#[rtype(result = "Result<(), EngineError>")]
+pub struct AddTask {
+    /// The task.
+    pub spec: TaskSpec,
+    /// `cli`, `api`, …
+    pub source: String,
+}
+
+/// A human's answer or verdict.
+#[derive(Message)]
+#[rtype(result = "Result<TaskKey, EngineError>")]
+pub struct Human {
+    /// `ID` or `project/ID`.
+    pub id: String,
+    /// What is asked.
+    pub request: HumanRequest,
+}
+
+/// Flushes everything; resolves when it is on disk.
+#[derive(Message)]
+#[rtype(result = "Result<(), JournalError>")]
+pub struct Flush;
+
+type Waiter = oneshot::Sender<Result<(), String>>;
+
+/// See the module documentation.
+pub struct StateJournal {
+    journal: Journal,
+    flusher: Flusher,
+    durability: Durability,
+    flushing: bool,
+    waiting: Vec<Waiter>,
+    events: broadcast::Sender<Arc<EventRecord>>,
+}
+
+impl StateJournal {
+    /// Wraps an open journal.
+    pub fn new(journal: Journal, durability: Durability) -> Self {
+        let flusher = journal.flusher();
+        let (events, _) = broadcast::channel(8192);
+        StateJournal { journal, flusher, durability, flushing: false, waiting: Vec::new(), events }
+    }
+
+    /// A future that resolves when what was written so far is durable (per the configured durability).
+    fn durable(&mut self, ctx: &mut Context<Self>) -> impl std::future::Future<Output = Result<(), JournalError>> {
+        let rx = match self.durability {
+            Durability::Batch => None,
+            Durability::Sync => {
+                let (tx, rx) = oneshot::channel();
+                self.waiting.push(tx);
+                if !self.flushing {
+                    self.start_flush(ctx);
+                }
+                Some(rx)
+            }
+        };
+        async move {
+            match rx {
+                None => Ok(()),
+                Some(rx) => match rx.await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(JournalError::Sequence(format!("flush failed: {e}"))),
+                    Err(_) => Err(JournalError::WriterGone),
+                },
+            }
+        }
+    }
+
+    /// Starts one flush for everyone waiting now; whoever arrives meanwhile waits for the next.
+    fn start_flush(&mut self, ctx: &mut Context<Self>) {
+        self.flushing = true;
+        let batch = std::mem::take(&mut self.waiting);
+        let flusher = self.flusher.clone();
+        let fut = async move {
+            let res = tokio::task::spawn_blocking(move || flusher.flush()).await;
+            match res {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(format!("flush task failed: {e}")),
+            }
+        };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            for w in batch {
+                let _ = w.send(res.clone());
+            }
+            act.flushing = false;
+            if !act.waiting.is_empty() {
+                act.start_flush(ctx);
+            }
+        }));
+    }
+
+    fn append(&mut self, events: Vec<Event>) -> Result<Appended, JournalError> {
+        let records = self.journal.append(events)?;
+        let mut keys: Vec<TaskKey> = records.iter().filter_map(|r| r.event.task_key()).collect();
+        keys.sort();
+        keys.dedup();
+        let tasks = keys.iter().filter_map(|k| self.journal.state().tasks.get(k).cloned()).collect();
+        let records: Vec<Arc<EventRecord>> = records.into_iter().map(Arc::new).collect();
+        for r in &records {
+            // No subscriber is fine.
+            let _ = self.events.send(r.clone());
+        }
+        Ok(Appended { records, tasks })
+    }
+}
+
+impl Actor for StateJournal {
+    type Context = Context<Self>;
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        if let Err(e) = self.journal.flush() {
+            tracing::error!("final journal flush failed: {e}");
+        }
+    }
+}
+
+impl Handler<Append> for StateJournal {
+    type Result = ResponseFuture<Result<Appended, JournalError>>;
+
+    fn handle(&mut self, msg: Append, ctx: &mut Self::Context) -> Self::Result {
+        match self.append(msg.0) {
+            Ok(appended) => {
+                let durable = self.durable(ctx);
+                Box::pin(async move {
+                    durable.await?;
+                    Ok(appended)
+                })
+            }
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+}
+
+impl Handler<PutBlobs> for StateJournal {
+    type Result = ResponseFuture<Result<(), JournalError>>;
+
+    fn handle(&mut self, msg: PutBlobs, ctx: &mut Self::Context) -> Self::Result {
+        for (hash, data) in &msg.0 {
+            if let Err(e) = self.journal.put_blob_hashed(*hash, data) {
+                return Box::pin(async move { Err(e) });
+            }
+        }
+        let durable = self.durable(ctx);
+        Box::pin(durable)
+    }
+}
+
+impl Handler<GetState> for StateJournal {
+    type Result = MessageResult<GetState>;
+
+    fn handle(&mut self, _msg: GetState, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.journal.state().clone())
+    }
+}
+
+impl Handler<GetTask> for StateJournal {
+    type Result = Option<TaskView>;
+
+    fn handle(&mut self, msg: GetTask, _ctx: &mut Self::Context) -> Self::Result {
+        self.journal.state().tasks.get(&msg.0).cloned()
+    }
+}
+
+impl Handler<Subscribe> for StateJournal {
+    type Result = MessageResult<Subscribe>;
+
+    fn handle(&mut self, _msg: Subscribe, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.events.subscribe())
+    }
+}
+
+impl Handler<Import> for StateJournal {
+    type Result = ResponseFuture<Result<ImportReport, EngineError>>;
+
+    fn handle(&mut self, msg: Import, ctx: &mut Self::Context) -> Self::Result {
+        let (events, report) = ops::import_events(self.journal.state(), &msg.0);
+        if events.is_empty() {
+            return Box::pin(async move { Ok(report) });
+        }
+        if let Err(e) = self.append(events) {
+            return Box::pin(async move { Err(e.into()) });
+        }
+        let durable = self.durable(ctx);
+        Box::pin(async move {
+            durable.await?;
+            Ok(report)
+        })
+    }
+}
+
+impl Handler<AddTask> for StateJournal {
+    type Result = ResponseFuture<Result<(), EngineError>>;
+
+    fn handle(&mut self, msg: AddTask, ctx: &mut Self::Context) -> Self::Result {
+        if let Err(e) = ops::check_new_task(self.journal.state(), &msg.spec) {
+            return Box::pin(async move { Err(e) });
+        }
+        let event = Event::TaskAdded(crate::journal::event::TaskAdded { spec: msg.spec, source: msg.source });
+        if let Err(e) = self.append(vec![event]) {
+            return Box::pin(async move { Err(e.into()) });
+        }
+        let durable = self.durable(ctx);
+        Box::pin(async move { Ok(durable.await?) })
+    }
+}
+
+impl Handler<Human> for StateJournal {
+    type Result = ResponseFuture<Result<TaskKey, EngineError>>;
+
+    fn handle(&mut self, msg: Human, ctx: &mut Self::Context) -> Self::Result {
+        let (key, events) = match ops::human_events(self.journal.state(), &msg.id, &msg.request) {
+            Ok(x) => x,
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
+        if let Err(e) = self.append(events) {
+            return Box::pin(async move { Err(e.into()) });
+        }
+        let durable = self.durable(ctx);
+        Box::pin(async move {
+            durable.await?;
+            Ok(key)
+        })
+    }
+}
+
+impl Handler<Flush> for StateJournal {
+    type Result = ResponseFuture<Result<(), JournalError>>;
+
+    fn handle(&mut self, _msg: Flush, _ctx: &mut Self::Context) -> Self::Result {
+        let flusher = self.flusher.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || flusher.flush()).await.map_err(|_| JournalError::WriterGone)?
+        })
+    }
+}

@@ -1,0 +1,113 @@
+//! The Validator actor: is the agent's outcome well-formed? It could start, it exited 0 by itself within its
+//! limits, it produced an answer, it changed something. Every finding is journaled with its evidence.
+
+use actix::prelude::*;
+
+use super::quality::Assess;
+use super::report::AttemptReport;
+use super::state_journal::Append;
+use crate::journal::event::{Event, Validated};
+use crate::process::Timeout;
+use crate::types::{Finding, Severity};
+
+/// Validate an attempt's outcome, then pass it on.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Validate(pub AttemptReport);
+
+/// See the module documentation.
+pub struct Validator {
+    journal: Recipient<Append>,
+    next: Recipient<Assess>,
+}
+
+impl Validator {
+    /// A validator that journals to `journal` and passes reports to `next`.
+    pub fn new(journal: Recipient<Append>, next: Recipient<Assess>) -> Self {
+        Validator { journal, next }
+    }
+}
+
+impl Actor for Validator {
+    type Context = Context<Self>;
+}
+
+fn finding(code: &str, severity: Severity, message: String) -> Finding {
+    Finding { code: code.to_string(), severity, message }
+}
+
+/// The findings for a report: pure, so it is tested directly.
+pub fn findings(report: &AttemptReport) -> Vec<Finding> {
+    let o = &report.outcome;
+    let mut out = Vec::new();
+    if let Some(e) = &o.start_error {
+        out.push(finding("agent_not_started", Severity::Error, e.clone()));
+        return out;
+    }
+    match o.timeout {
+        Timeout::WallClock => out.push(finding(
+            "wall_clock_timeout",
+            Severity::Error,
+            format!(
+                "the agent ran past its {} s limit and was killed",
+                report.project.agent.timeout.as_secs()
+            ),
+        )),
+        Timeout::Idle => out.push(finding(
+            "idle_timeout",
+            Severity::Error,
+            format!(
+                "the agent printed nothing for {} s and was killed as hung",
+                report.project.agent.idle_timeout.as_secs()
+            ),
+        )),
+        Timeout::Stopped => {
+            out.push(finding("stopped", Severity::Error, "the agent was stopped before it finished".into()))
+        }
+        Timeout::None => match (o.exit_code, o.signal) {
+            (Some(0), _) => {}
+            (Some(code), _) => {
+                out.push(finding("nonzero_exit", Severity::Error, format!("the agent exited with status {code}")))
+            }
+            (None, Some(sig)) => {
+                out.push(finding("killed_by_signal", Severity::Error, format!("the agent was killed by signal {sig}")))
+            }
+            (None, None) => out.push(finding("no_exit_status", Severity::Error, "the agent left no exit status".into())),
+        },
+    }
+    if o.result.as_deref().is_none_or(|r| r.trim().is_empty()) {
+        out.push(finding("no_output", Severity::Error, "the agent gave no answer (its output is empty)".into()));
+    }
+    if report.changes.is_empty() {
+        out.push(finding("no_changes", Severity::Warning, "the attempt changed no file in the workspace".into()));
+    }
+    out
+}
+
+impl Handler<Validate> for Validator {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, msg: Validate, _ctx: &mut Self::Context) -> Self::Result {
+        let mut report = msg.0;
+        report.findings = findings(&report);
+        let event = Event::Validated(Validated {
+            project: report.attempt.key.project.clone(),
+            task: report.attempt.key.task.clone(),
+            attempt: report.attempt.attempt,
+            ok: report.valid(),
+            findings: report.findings.clone(),
+        });
+        let journal = self.journal.clone();
+        let next = self.next.clone();
+        Box::pin(
+            async move {
+                match journal.send(Append(vec![event])).await {
+                    Ok(Ok(_)) => next.do_send(Assess(report)),
+                    Ok(Err(e)) => tracing::error!("journal refused the validation of {}: {e}", report.attempt),
+                    Err(e) => tracing::error!("journal gone while validating {}: {e}", report.attempt),
+                }
+            }
+            .into_actor(self),
+        )
+    }
+}

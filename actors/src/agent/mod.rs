@@ -1,0 +1,64 @@
+//! Agents are plugins: one [`AgentAdapter`] per kind, one module each, found through [`adapter`].
+//!
+//! An adapter says how to invoke its agent for a prompt (and for resuming a session), and turns the lines the
+//! agent prints into [`AgentItem`]s worth journaling plus a final [`ParsedOutcome`].
+
+pub mod command;
+
+use crate::process::Stream;
+use crate::settings::{AgentKind, AgentSettings};
+
+/// How to start the agent.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// The program.
+    pub program: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// What to write to stdin.
+    pub stdin: Option<String>,
+}
+
+/// Something the agent did that is worth a journal event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentItem {
+    /// `stdout`, `stderr`, or an adapter's own item name.
+    pub stream: String,
+    /// A bounded excerpt.
+    pub text: String,
+}
+
+/// What the adapter made of the agent's whole output.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ParsedOutcome {
+    /// The agent's final answer.
+    pub result: Option<String>,
+    /// The session id, for agents that have sessions.
+    pub session_id: Option<String>,
+}
+
+/// Turns an agent's output into items and an outcome.
+pub trait OutputParser: Send {
+    /// One line of output.
+    fn line(&mut self, stream: Stream, line: &str) -> Option<AgentItem>;
+    /// The output has ended.
+    fn finish(self: Box<Self>) -> ParsedOutcome;
+}
+
+/// One kind of agent.
+pub trait AgentAdapter: Send + Sync {
+    /// Which kind.
+    fn kind(&self) -> AgentKind;
+    /// How to run it on `prompt`; `resume` is the session to continue, for kinds that can.
+    fn invocation(&self, settings: &AgentSettings, prompt: &str, resume: Option<&str>) -> Invocation;
+    /// A fresh parser for one attempt's output.
+    fn parser(&self) -> Box<dyn OutputParser>;
+}
+
+/// The adapter for a kind, or `None` when this build cannot run that kind.
+pub fn adapter(kind: AgentKind) -> Option<&'static dyn AgentAdapter> {
+    match kind {
+        AgentKind::Command => Some(&command::CommandAgent),
+        AgentKind::ClaudeCode | AgentKind::Aider => None,
+    }
+}

@@ -1,0 +1,454 @@
+//! The journal: an append-only, gap-free sequence of versioned, checksummed events in sled, with the projections
+//! kept beside it and content-addressed blobs for file pre-images.
+//!
+//! Layout (sled trees): `events` (big-endian seq → record), `tasks` (`project/id` → [`TaskView`]), `projects`
+//! (name → [`ProjectView`]), `blobs` (BLAKE3 hash → bytes), `meta` (`applied_seq`: the last event folded into
+//! the persisted projections). Projections are written after the events they fold; on open, any events past
+//! `applied_seq` are folded in again, so a crash between the two loses nothing.
+//!
+//! [`Journal`] itself is synchronous and writes without flushing; durability (a flush per append, or group
+//! commit) is the business of the `StateJournal` actor, which is the only writer in a running system.
+
+pub mod codec;
+pub mod event;
+pub mod projection;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use event::{Event, EventRecord, Scope, FORMAT_VERSION};
+pub use projection::{AttemptView, ProjectView, State, TaskView, Touched};
+
+use crate::error::{JournalError, RecordError};
+use crate::types::{ContentHash, TaskKey};
+
+/// How appends reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// An event is flushed before its append is acknowledged; concurrent appends share one flush.
+    Sync,
+    /// Appends are acknowledged at once and flushed together in the background.
+    Batch,
+}
+
+/// Selects events when scanning.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Only this project's events.
+    pub project: Option<String>,
+    /// Only this task's events.
+    pub task: Option<TaskKey>,
+    /// Only these kinds (codes into [`Event::KINDS`]); empty means all.
+    pub kinds: Vec<u16>,
+    /// Only events at or after this time (ms since the epoch).
+    pub since_ms: Option<i64>,
+    /// Only events after this sequence number.
+    pub after_seq: u64,
+}
+
+impl EventFilter {
+    fn matches_header(&self, h: &codec::Header<'_>, task_key: &Option<Vec<u8>>) -> bool {
+        if !self.kinds.is_empty() && !self.kinds.contains(&h.kind) {
+            return false;
+        }
+        if let Some(since) = self.since_ms {
+            if h.time_ms < since {
+                return false;
+            }
+        }
+        if let Some(k) = task_key {
+            if h.scope_key != k.as_slice() {
+                return false;
+            }
+        }
+        if let Some(p) = &self.project {
+            let sk = h.scope_key;
+            let pb = p.as_bytes();
+            let same = sk == pb || (sk.len() > pb.len() && sk.starts_with(pb) && sk[pb.len()] == b'/');
+            if !same {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// One problem `verify` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// What is damaged: `event 42`, `task api/x`, `sequence`.
+    pub about: String,
+    /// What is wrong.
+    pub what: String,
+}
+
+/// What `verify` found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Events checked.
+    pub events: u64,
+    /// Projection records checked.
+    pub projections: u64,
+    /// Blobs checked.
+    pub blobs: u64,
+    /// Everything wrong.
+    pub problems: Vec<Problem>,
+}
+
+impl VerifyReport {
+    /// True when nothing is wrong.
+    pub fn is_whole(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// The sled-backed event journal.
+pub struct Journal {
+    path: PathBuf,
+    db: sled::Db,
+    events: sled::Tree,
+    tasks: sled::Tree,
+    projects: sled::Tree,
+    blobs: sled::Tree,
+    meta: sled::Tree,
+    state: State,
+    next_seq: u64,
+    /// Damaged records found when opening (their projections could not be folded).
+    damaged_at_open: Vec<Problem>,
+}
+
+const APPLIED_SEQ: &[u8] = b"applied_seq";
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+impl Journal {
+    /// Opens (creating when `create`) the journal at `path`.
+    pub fn open(path: &Path, create: bool) -> Result<Journal, JournalError> {
+        if !create && !path.join("db").exists() && !path.join("conf").exists() {
+            return Err(JournalError::Missing { path: path.to_path_buf() });
+        }
+        let storage = |source| JournalError::Storage { path: path.to_path_buf(), source };
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(64 * 1024 * 1024)
+            .flush_every_ms(Some(200))
+            .open()
+            .map_err(|e| match &e {
+                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                    JournalError::Locked { path: path.to_path_buf() }
+                }
+                _ => storage(e),
+            })?;
+        let events = db.open_tree("events").map_err(storage)?;
+        let tasks = db.open_tree("tasks").map_err(storage)?;
+        let projects = db.open_tree("projects").map_err(storage)?;
+        let blobs = db.open_tree("blobs").map_err(storage)?;
+        let meta = db.open_tree("meta").map_err(storage)?;
+        let next_seq = match events.last().map_err(storage)? {
+            Some((k, _)) => seq_of(&k)? + 1,
+            None => 1,
+        };
+        let mut j = Journal {
+            path: path.to_path_buf(),
+            db,
+            events,
+            tasks,
+            projects,
+            blobs,
+            meta,
+            state: State::default(),
+            next_seq,
+            damaged_at_open: Vec::new(),
+        };
+        j.load_state()?;
+        Ok(j)
+    }
+
+    /// Loads the persisted projections and folds in any events past them.
+    fn load_state(&mut self) -> Result<(), JournalError> {
+        let storage = |source| JournalError::Storage { path: self.path.clone(), source };
+        let applied = match self.meta.get(APPLIED_SEQ).map_err(storage)? {
+            Some(v) => codec::decode_value::<u64>(&v)
+                .map_err(|source| JournalError::Record { about: "meta applied_seq".into(), source })?,
+            None => 0,
+        };
+        let mut state = State { last_seq: applied, ..State::default() };
+        for item in self.projects.iter() {
+            let (k, v) = item.map_err(storage)?;
+            let about = format!("project {}", String::from_utf8_lossy(&k));
+            let view: ProjectView =
+                codec::decode_value(&v).map_err(|source| JournalError::Record { about, source })?;
+            state.projects.insert(view.name.clone(), view);
+        }
+        for item in self.tasks.iter() {
+            let (k, v) = item.map_err(storage)?;
+            let about = format!("task {}", String::from_utf8_lossy(&k));
+            let view: TaskView = codec::decode_value(&v).map_err(|source| JournalError::Record { about, source })?;
+            state.tasks.insert(view.spec.key(), view);
+        }
+        self.state = state;
+        // Fold in what the persisted projections do not have yet.
+        let mut touched = Vec::new();
+        let mut damaged = Vec::new();
+        for item in self.events.range(seq_key(applied + 1)..) {
+            let (k, v) = item.map_err(storage)?;
+            let seq = seq_of(&k)?;
+            match codec::decode_event(seq, &v) {
+                Ok(rec) => touched.push(self.state.apply(&rec)),
+                Err(e) => damaged.push(Problem { about: format!("event {seq}"), what: e.to_string() }),
+            }
+        }
+        if !touched.is_empty() {
+            self.persist(&touched)?;
+        }
+        self.damaged_at_open = damaged;
+        Ok(())
+    }
+
+    /// The journal directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The current state (projections).
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Records that could not be folded in when the journal was opened.
+    pub fn damaged_at_open(&self) -> &[Problem] {
+        &self.damaged_at_open
+    }
+
+    /// The sequence number the next event will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// A handle for flushing from another thread.
+    pub fn flusher(&self) -> Flusher {
+        Flusher { db: self.db.clone(), path: Arc::new(self.path.clone()) }
+    }
+
+    /// Appends events (not flushed), folds them into the projections, and returns them as stored.
+    pub fn append(&mut self, events: Vec<Event>) -> Result<Vec<EventRecord>, JournalError> {
+        let time_ms = now_ms();
+        let mut batch = sled::Batch::default();
+        let mut records = Vec::with_capacity(events.len());
+        let mut touched = Vec::with_capacity(events.len());
+        for (i, event) in events.into_iter().enumerate() {
+            let seq = self.next_seq + i as u64;
+            let bytes = codec::encode_event(time_ms, &event)
+                .map_err(|source| JournalError::Record { about: format!("event {seq}"), source })?;
+            batch.insert(&seq_key(seq), bytes);
+            records.push(EventRecord { seq, time_ms, event });
+        }
+        self.events
+            .apply_batch(batch)
+            .map_err(|source| JournalError::Storage { path: self.path.clone(), source })?;
+        self.next_seq += records.len() as u64;
+        for r in &records {
+            touched.push(self.state.apply(r));
+        }
+        self.persist(&touched)?;
+        Ok(records)
+    }
+
+    /// Writes the projection records named in `touched`, then `applied_seq`.
+    fn persist(&mut self, touched: &[Touched]) -> Result<(), JournalError> {
+        let storage = |source| JournalError::Storage { path: self.path.clone(), source };
+        let mut projects: Vec<&String> = touched.iter().filter_map(|t| t.project.as_ref()).collect();
+        projects.dedup();
+        let mut tasks: Vec<&TaskKey> = touched.iter().filter_map(|t| t.task.as_ref()).collect();
+        tasks.dedup();
+        for p in projects {
+            if let Some(v) = self.state.projects.get(p) {
+                let bytes = codec::encode_value(v)
+                    .map_err(|source| JournalError::Record { about: format!("project {p}"), source })?;
+                self.projects.insert(p.as_bytes(), bytes).map_err(storage)?;
+            }
+        }
+        for k in tasks {
+            if let Some(v) = self.state.tasks.get(k) {
+                let bytes = codec::encode_value(v)
+                    .map_err(|source| JournalError::Record { about: format!("task {k}"), source })?;
+                self.tasks.insert(k.to_string().as_bytes(), bytes).map_err(storage)?;
+            }
+        }
+        let applied = codec::encode_value(&self.state.last_seq)
+            .map_err(|source| JournalError::Record { about: "meta applied_seq".into(), source })?;
+        self.meta.insert(APPLIED_SEQ, applied).map_err(storage)?;
+        Ok(())
+    }
+
+    /// Flushes everything written so far to disk.
+    pub fn flush(&self) -> Result<(), JournalError> {
+        self.flusher().flush()
+    }
+
+    /// Stores a blob under its content hash (idempotent).
+    pub fn put_blob(&self, data: &[u8]) -> Result<ContentHash, JournalError> {
+        let hash = ContentHash::of(data);
+        self.put_blob_hashed(hash, data)?;
+        Ok(hash)
+    }
+
+    /// Stores a blob whose hash the caller already computed.
+    pub fn put_blob_hashed(&self, hash: ContentHash, data: &[u8]) -> Result<(), JournalError> {
+        let storage = |source| JournalError::Storage { path: self.path.clone(), source };
+        if !self.blobs.contains_key(hash.0).map_err(storage)? {
+            self.blobs.insert(hash.0, codec::encode_raw(data)).map_err(storage)?;
+        }
+        Ok(())
+    }
+
+    /// Reads a blob back, verified against its checksum and its hash.
+    pub fn get_blob(&self, hash: &ContentHash) -> Result<Option<Vec<u8>>, JournalError> {
+        let storage = |source| JournalError::Storage { path: self.path.clone(), source };
+        let Some(v) = self.blobs.get(hash.0).map_err(storage)? else { return Ok(None) };
+        let about = || format!("blob {}", hash.to_hex());
+        let data = codec::decode_raw(&v).map_err(|source| JournalError::Record { about: about(), source })?;
+        if ContentHash::of(data) != *hash {
+            return Err(JournalError::Record {
+                about: about(),
+                source: RecordError::Decode("content does not match its hash".into()),
+            });
+        }
+        Ok(Some(data.to_vec()))
+    }
+
+    /// Iterates over the events that match `filter`, oldest first. A damaged record is yielded as an error naming
+    /// its sequence number; iteration goes on past it.
+    pub fn scan(&self, filter: EventFilter) -> impl Iterator<Item = Result<EventRecord, JournalError>> + '_ {
+        let task_key = filter.task.as_ref().map(|k| k.to_string().into_bytes());
+        let start = filter.after_seq + 1;
+        self.events.range(seq_key(start)..).filter_map(move |item| {
+            let (k, v) = match item {
+                Ok(kv) => kv,
+                Err(source) => return Some(Err(JournalError::Storage { path: self.path.clone(), source })),
+            };
+            let seq = match seq_of(&k) {
+                Ok(s) => s,
+                Err(e) => return Some(Err(e)),
+            };
+            let about = || format!("event {seq}");
+            match codec::decode_header(&v) {
+                Ok(h) if !filter.matches_header(&h, &task_key) => None,
+                Ok(_) => Some(
+                    codec::decode_event(seq, &v).map_err(|source| JournalError::Record { about: about(), source }),
+                ),
+                Err(source) => Some(Err(JournalError::Record { about: about(), source })),
+            }
+        })
+    }
+
+    /// Checks every record's checksum and decoding, the gap-free sequence, and the projections and blobs.
+    pub fn verify(&self) -> Result<VerifyReport, JournalError> {
+        let storage = |source| JournalError::Storage { path: self.path.clone(), source };
+        let mut report = VerifyReport::default();
+        let mut expected = 1u64;
+        for item in self.events.iter() {
+            let (k, v) = item.map_err(storage)?;
+            report.events += 1;
+            let seq = match seq_of(&k) {
+                Ok(s) => s,
+                Err(e) => {
+                    report.problems.push(Problem { about: "sequence".into(), what: e.to_string() });
+                    continue;
+                }
+            };
+            if seq != expected {
+                let what = if seq > expected {
+                    format!("events {expected}..={} are missing", seq - 1)
+                } else {
+                    format!("event {seq} is out of order (expected {expected})")
+                };
+                report.problems.push(Problem { about: "sequence".into(), what });
+            }
+            expected = seq + 1;
+            if let Err(e) = codec::decode_event(seq, &v) {
+                report.problems.push(Problem { about: format!("event {seq}"), what: e.to_string() });
+            }
+        }
+        for item in self.tasks.iter() {
+            let (k, v) = item.map_err(storage)?;
+            report.projections += 1;
+            if let Err(e) = codec::decode_value::<TaskView>(&v) {
+                report
+                    .problems
+                    .push(Problem { about: format!("task {}", String::from_utf8_lossy(&k)), what: e.to_string() });
+            }
+        }
+        for item in self.projects.iter() {
+            let (k, v) = item.map_err(storage)?;
+            report.projections += 1;
+            if let Err(e) = codec::decode_value::<ProjectView>(&v) {
+                report
+                    .problems
+                    .push(Problem { about: format!("project {}", String::from_utf8_lossy(&k)), what: e.to_string() });
+            }
+        }
+        for item in self.blobs.iter() {
+            let (k, v) = item.map_err(storage)?;
+            report.blobs += 1;
+            let about = format!("blob {}", blake3_hex(&k));
+            match codec::decode_raw(&v) {
+                Ok(data) if blake3::hash(data).as_bytes().as_slice() == k.as_ref() => {}
+                Ok(_) => report.problems.push(Problem { about, what: "content does not match its hash".into() }),
+                Err(e) => report.problems.push(Problem { about, what: e.to_string() }),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Writes raw bytes as event `seq`, bypassing encoding. For tests of damage detection only.
+    #[doc(hidden)]
+    pub fn corrupt_event_for_tests(&self, seq: u64, bytes: &[u8]) -> Result<(), JournalError> {
+        self.events
+            .insert(seq_key(seq), bytes)
+            .map_err(|source| JournalError::Storage { path: self.path.clone(), source })?;
+        self.flush()
+    }
+
+    /// Reads the raw stored bytes of event `seq`. For tests of damage detection only.
+    #[doc(hidden)]
+    pub fn raw_event_for_tests(&self, seq: u64) -> Option<Vec<u8>> {
+        self.events.get(seq_key(seq)).ok().flatten().map(|v| v.to_vec())
+    }
+}
+
+fn blake3_hex(k: &[u8]) -> String {
+    k.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Flushes the journal's database; cheap to clone and safe to use off the writer's thread.
+#[derive(Clone)]
+pub struct Flusher {
+    db: sled::Db,
+    path: Arc<PathBuf>,
+}
+
+impl Flusher {
+    /// Blocks until everything written so far is on disk.
+    pub fn flush(&self) -> Result<(), JournalError> {
+        self.db
+            .flush()
+            .map(|_| ())
+            .map_err(|source| JournalError::Storage { path: (*self.path).clone(), source })
+    }
+}
+
+fn seq_key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+fn seq_of(k: &[u8]) -> Result<u64, JournalError> {
+    let arr: [u8; 8] = k
+        .try_into()
+        .map_err(|_| JournalError::Sequence(format!("an event key of {} bytes (expected 8)", k.len())))?;
+    Ok(u64::from_be_bytes(arr))
+}

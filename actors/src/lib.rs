@@ -1,0 +1,93 @@
+//! # orch-actors — the orch engine
+//!
+//! orch supervises AI coding agents on queues of tasks. This crate is its engine: domain types, the eight actors
+//! and their typed messages, the agent adapters, and the sled event journal. It prints nothing, reads no config
+//! file and knows no command line: it is handed typed [`settings::Settings`].
+//!
+//! ## Theory of operation
+//! Every state change is an [`journal::Event`] appended to the journal before anyone acts on it; the current state
+//! ([`journal::State`]) is a fold of the events, kept up to date as they are appended and rebuildable from them.
+//! One attempt at a task flows through the actors:
+//!
+//! 1. the **Scheduler** picks the highest-priority ready task with a free slot and starts an **AgentSession**;
+//! 2. the session builds a token-budgeted prompt, asks the **FileMonitor** for a snapshot, runs the agent in its
+//!    own process group, and hands the outcome and the file changes to the **Validator**;
+//! 3. the **QualityController** runs the project's checks, the **ConfidenceScorer** weighs the evidence, and the
+//!    **DecisionEngine** decides: proceed, retry with feedback, or escalate;
+//! 4. the Scheduler applies the decision and starts what can start next.
+//!
+//! The **StateJournal** is the only writer of the database; every other actor sends it events.
+//!
+//! ## Embedding
+//! ```
+//! use std::time::Duration;
+//! use orch_actors::settings::*;
+//! use orch_actors::{Orchestrator, Selection, TaskSpec, TaskState};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let settings = Settings {
+//!     journal: JournalSettings { path: dir.path().join("journal"), durability: Durability::Batch },
+//!     orchestration: OrchestrationSettings {
+//!         max_sessions: 2,
+//!         max_attempts: 2,
+//!         decision: DecisionSettings { high_confidence: 0.85, medium_confidence: 0.65 },
+//!         confidence: ConfidenceWeights { checks: 0.5, validation: 0.25, changes: 0.15, attempt: 0.1 },
+//!         confidence_threshold: 0.0,
+//!         prompt_token_budget: 8000,
+//!         output_tail_bytes: 4096,
+//!     },
+//!     projects: vec![ProjectSettings {
+//!         name: "hello".into(),
+//!         workspace: dir.path().join("ws"),
+//!         create_workspace: true,
+//!         checks: vec!["grep -q world hello.txt".into()],
+//!         check_timeout: Duration::from_secs(30),
+//!         max_sessions: 1,
+//!         agent: AgentSettings {
+//!             kind: AgentKind::Command,
+//!             program: "sh".into(),
+//!             // A tiny agent: reads the prompt on stdin, writes a file, says what it did.
+//!             args: vec!["-c".into(), "cat >/dev/null; echo 'hello world' > hello.txt; echo wrote hello.txt".into()],
+//!             timeout: Duration::from_secs(60),
+//!             idle_timeout: Duration::from_secs(30),
+//!             env: Default::default(),
+//!         },
+//!         tasks: vec![],
+//!     }],
+//! };
+//! actix::System::new().block_on(async {
+//!     let (orch, _) = Orchestrator::start(settings).await.unwrap();
+//!     orch.submit(TaskSpec {
+//!         project: "hello".into(),
+//!         id: "greet".into(),
+//!         title: "Greet the world".into(),
+//!         description: "Write hello.txt containing 'hello world'.".into(),
+//!         priority: 5,
+//!         depends_on: vec![],
+//!         acceptance: vec![],
+//!     })
+//!     .await
+//!     .unwrap();
+//!     let summary = orch.run(Selection::default()).await.unwrap();
+//!     assert!(summary.all_completed());
+//!     assert_eq!(orch.task("greet").await.unwrap().state, TaskState::Completed);
+//! });
+//! ```
+
+pub mod actors;
+pub mod agent;
+pub mod error;
+pub mod journal;
+pub mod ops;
+pub mod process;
+pub mod prompt;
+pub mod redact;
+pub mod settings;
+pub mod system;
+pub mod types;
+
+pub use actors::scheduler::{RunSummary, Selection};
+pub use error::{EngineError, JournalError, RecordError};
+pub use journal::{Event, EventRecord, Journal, State, TaskView};
+pub use system::Orchestrator;
+pub use types::{Decision, TaskKey, TaskSpec, TaskState};

@@ -1,0 +1,343 @@
+//! Operations on the journal that enforce the task lifecycle's rules: importing the configuration, adding tasks,
+//! a human's answer and verdicts, crash recovery and rollback. The CLI calls them on a journal it opened itself;
+//! the `StateJournal` actor calls the same functions in a live run.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Component, Path, PathBuf};
+
+use crate::error::EngineError;
+use crate::journal::event::*;
+use crate::journal::{EventFilter, Journal, State};
+use crate::settings::ProjectSettings;
+use crate::types::{ContentHash, TaskKey, TaskSpec, TaskState};
+
+/// What [`import`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    /// Projects registered or re-registered.
+    pub projects: u32,
+    /// Tasks added.
+    pub added: u32,
+    /// Pending tasks whose specification changed.
+    pub updated: u32,
+    /// Things the user should know (a settled task changed in the config, …).
+    pub warnings: Vec<String>,
+}
+
+fn workspace_string(p: &ProjectSettings) -> String {
+    p.workspace.display().to_string()
+}
+
+/// The events that bring the journal in line with the configured projects and tasks (idempotent by id).
+pub fn import_events(state: &State, projects: &[ProjectSettings]) -> (Vec<Event>, ImportReport) {
+    let mut events = Vec::new();
+    let mut report = ImportReport::default();
+    for p in projects {
+        let ws = workspace_string(p);
+        let same = state.projects.get(&p.name).is_some_and(|v| v.workspace == ws && v.checks == p.checks);
+        if !same {
+            events.push(Event::ProjectRegistered(ProjectRegistered {
+                project: p.name.clone(),
+                workspace: ws,
+                checks: p.checks.clone(),
+            }));
+            report.projects += 1;
+        }
+        for t in &p.tasks {
+            match state.tasks.get(&t.key()) {
+                None => {
+                    events.push(Event::TaskAdded(TaskAdded { spec: t.clone(), source: "config".into() }));
+                    report.added += 1;
+                }
+                Some(v) if v.spec != *t => {
+                    if matches!(v.state, TaskState::Pending | TaskState::Blocked | TaskState::Escalated) {
+                        events.push(Event::TaskUpdated(TaskUpdated { spec: t.clone() }));
+                        report.updated += 1;
+                    } else {
+                        report.warnings.push(format!(
+                            "task {} changed in the config but is {}; the change is not applied",
+                            t.key(),
+                            v.state
+                        ));
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    (events, report)
+}
+
+/// Imports the configured projects and tasks.
+pub fn import(journal: &mut Journal, projects: &[ProjectSettings]) -> Result<ImportReport, EngineError> {
+    let (events, report) = import_events(journal.state(), projects);
+    if !events.is_empty() {
+        journal.append(events)?;
+        journal.flush()?;
+    }
+    Ok(report)
+}
+
+/// Checks a new task against the state: its project exists, its id is new, its dependencies exist.
+pub fn check_new_task(state: &State, spec: &TaskSpec) -> Result<(), EngineError> {
+    if !state.projects.contains_key(&spec.project) {
+        return Err(EngineError::UnknownProject(format!(
+            "`{}` (known: {})",
+            spec.project,
+            state.projects.keys().cloned().collect::<Vec<_>>().join(", ")
+        )));
+    }
+    if state.tasks.contains_key(&spec.key()) {
+        return Err(EngineError::InvalidRequest(format!("task {} already exists", spec.key())));
+    }
+    for d in spec.dependency_keys() {
+        if !state.tasks.contains_key(&d) {
+            return Err(EngineError::UnknownTask(format!("{d} (named in --depends-on of {})", spec.key())));
+        }
+    }
+    if !(1..=10).contains(&spec.priority) {
+        return Err(EngineError::InvalidRequest(format!("priority {} is outside 1..=10", spec.priority)));
+    }
+    Ok(())
+}
+
+/// The events a human's request on a task produces, checked against the task's state.
+pub fn human_events(state: &State, id: &str, request: &HumanRequest) -> Result<(TaskKey, Vec<Event>), EngineError> {
+    let key = state.resolve(id).map_err(EngineError::UnknownTask)?;
+    let view = &state.tasks[&key];
+    let (project, task) = (key.project.clone(), key.task.clone());
+    let change = |to: TaskState, reason: String| {
+        Event::TaskStateChanged(TaskStateChanged {
+            project: project.clone(),
+            task: task.clone(),
+            from: view.state,
+            to,
+            reason,
+        })
+    };
+    let verdict = |verdict: &str, reason: &str| {
+        Event::HumanVerdict(HumanVerdict {
+            project: project.clone(),
+            task: task.clone(),
+            verdict: verdict.into(),
+            reason: reason.into(),
+        })
+    };
+    let not_waiting = || {
+        EngineError::InvalidRequest(format!(
+            "task {key} is {}, not waiting for a human (only escalated tasks take an answer or a verdict)",
+            view.state
+        ))
+    };
+    let events = match request {
+        HumanRequest::Answer(text) => {
+            if !matches!(view.state, TaskState::Escalated | TaskState::Failed | TaskState::Blocked) {
+                return Err(not_waiting());
+            }
+            if text.trim().is_empty() {
+                return Err(EngineError::InvalidRequest("the answer is empty".into()));
+            }
+            vec![
+                Event::HumanAnswered(HumanAnswered { project: project.clone(), task: task.clone(), answer: text.clone() }),
+                change(TaskState::Pending, "a human answered".into()),
+            ]
+        }
+        HumanRequest::Approve => {
+            if view.state != TaskState::Escalated {
+                return Err(not_waiting());
+            }
+            vec![verdict("approve", ""), change(TaskState::Completed, "approved by a human".into())]
+        }
+        HumanRequest::Reject(reason) => {
+            if view.state != TaskState::Escalated {
+                return Err(not_waiting());
+            }
+            let why = if reason.is_empty() { "rejected by a human".to_string() } else { format!("rejected: {reason}") };
+            vec![verdict("reject", reason), change(TaskState::Failed, why)]
+        }
+        HumanRequest::Cancel => {
+            if matches!(view.state, TaskState::Completed | TaskState::Cancelled) {
+                return Err(EngineError::InvalidRequest(format!("task {key} is already {}", view.state)));
+            }
+            vec![verdict("cancel", ""), change(TaskState::Cancelled, "cancelled by a human".into())]
+        }
+    };
+    Ok((key, events))
+}
+
+/// What a human asks of a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HumanRequest {
+    /// An answer to the agent's question (or guidance after an escalation).
+    Answer(String),
+    /// Accept the work as it is.
+    Approve,
+    /// Refuse it, with a reason.
+    Reject(String),
+    /// Stop working on the task.
+    Cancel,
+}
+
+/// The events that close attempts left open by a crash: each is journaled as interrupted and its task made
+/// pending again.
+pub fn recovery_events(state: &State) -> Vec<Event> {
+    let mut events = Vec::new();
+    for (key, view) in &state.tasks {
+        if view.state != TaskState::Running {
+            continue;
+        }
+        if let Some(a) = view.attempts.last() {
+            if a.ended_ms.is_none() {
+                events.push(Event::AttemptInterrupted(AttemptInterrupted {
+                    project: key.project.clone(),
+                    task: key.task.clone(),
+                    attempt: a.number,
+                    reason: "the supervisor stopped before the attempt ended".into(),
+                }));
+            }
+        }
+        events.push(Event::TaskStateChanged(TaskStateChanged {
+            project: key.project.clone(),
+            task: key.task.clone(),
+            from: TaskState::Running,
+            to: TaskState::Pending,
+            reason: "its attempt was interrupted; it will be tried again".into(),
+        }));
+    }
+    events
+}
+
+/// What [`rollback`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RollbackReport {
+    /// The task.
+    pub task: String,
+    /// Files restored to their content before the attempt (or removed, when the attempt created them).
+    pub restored: Vec<String>,
+    /// Files left alone because they changed since the attempt.
+    pub conflicts: Vec<String>,
+}
+
+/// Restores every file the task's attempts (from `from_attempt` on) changed to its content before.
+pub fn rollback(journal: &mut Journal, id: &str, from_attempt: Option<u32>, force: bool) -> Result<RollbackReport, EngineError> {
+    let state = journal.state();
+    let key = state.resolve(id).map_err(EngineError::UnknownTask)?;
+    let workspace = state
+        .projects
+        .get(&key.project)
+        .map(|p| PathBuf::from(&p.workspace))
+        .ok_or_else(|| EngineError::UnknownProject(key.project.clone()))?;
+    let from = from_attempt.unwrap_or(1);
+    if let Some(n) = from_attempt {
+        let attempts = state.tasks[&key].attempts.len() as u32;
+        if n == 0 || state.tasks[&key].attempts.iter().all(|a| a.number != n) {
+            return Err(EngineError::InvalidRequest(format!("task {key} has no attempt {n} (it has {attempts})")));
+        }
+    }
+    // For each path: the content before its first change in range, and after its last.
+    let mut first_before: BTreeMap<String, Option<ContentHash>> = BTreeMap::new();
+    let mut last_after: BTreeMap<String, Option<ContentHash>> = BTreeMap::new();
+    let filter = EventFilter { task: Some(key.clone()), kinds: vec![8], ..EventFilter::default() };
+    for rec in journal.scan(filter) {
+        if let Event::FileChanged(fc) = rec?.event {
+            if fc.attempt < from {
+                continue;
+            }
+            first_before.entry(fc.path.clone()).or_insert(fc.before);
+            last_after.insert(fc.path, fc.after);
+        }
+    }
+    let ws_canon = workspace.canonicalize().map_err(|source| EngineError::Io {
+        about: format!("workspace {} of project {}", workspace.display(), key.project),
+        source,
+    })?;
+    let mut report = RollbackReport { task: key.to_string(), ..RollbackReport::default() };
+    for (rel, before) in &first_before {
+        let target = safe_join(&ws_canon, rel).ok_or_else(|| {
+            EngineError::InvalidRequest(format!("refusing to roll back `{rel}`: the path leaves the workspace"))
+        })?;
+        let current = match std::fs::symlink_metadata(&target) {
+            Ok(m) if m.file_type().is_symlink() => {
+                report.conflicts.push(format!("{rel} (now a symbolic link)"));
+                continue;
+            }
+            Ok(_) => Some(ContentHash::of(&std::fs::read(&target).map_err(|source| EngineError::Io {
+                about: format!("reading {}", target.display()),
+                source,
+            })?)),
+            Err(_) => None,
+        };
+        let expected = last_after.get(rel).cloned().flatten();
+        if current == *before {
+            continue; // already as it was
+        }
+        if current != expected && !force {
+            report.conflicts.push(rel.clone());
+            continue;
+        }
+        match before {
+            Some(hash) => {
+                let data = journal.get_blob(hash)?.ok_or_else(|| {
+                    EngineError::InvalidRequest(format!("no pre-image of `{rel}` in the journal (blob {hash})"))
+                })?;
+                if let Some(parent) = target.parent() {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|source| EngineError::Io { about: format!("creating {}", parent.display()), source })?;
+                }
+                std::fs::write(&target, data)
+                    .map_err(|source| EngineError::Io { about: format!("writing {}", target.display()), source })?;
+            }
+            None => {
+                if current.is_some() {
+                    std::fs::remove_file(&target)
+                        .map_err(|source| EngineError::Io { about: format!("removing {}", target.display()), source })?;
+                }
+            }
+        }
+        report.restored.push(rel.clone());
+    }
+    journal.append(vec![Event::RolledBack(RolledBack {
+        project: key.project.clone(),
+        task: key.task.clone(),
+        from_attempt: from,
+        restored: report.restored.clone(),
+        conflicts: report.conflicts.clone(),
+    })])?;
+    journal.flush()?;
+    Ok(report)
+}
+
+/// Joins a workspace-relative path, refusing absolute paths, `..`, and parents that are symbolic links leading out.
+fn safe_join(ws_canon: &Path, rel: &str) -> Option<PathBuf> {
+    let rel_path = Path::new(rel);
+    if rel_path.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return None;
+    }
+    let joined = ws_canon.join(rel_path);
+    // The deepest existing ancestor must resolve inside the workspace.
+    let mut ancestor = joined.parent()?.to_path_buf();
+    while !ancestor.exists() {
+        ancestor = ancestor.parent()?.to_path_buf();
+    }
+    let canon = ancestor.canonicalize().ok()?;
+    canon.starts_with(ws_canon).then_some(joined)
+}
+
+/// The keys of `selected` plus, transitively, everything they depend on that the state knows.
+pub fn with_dependencies(state: &State, selected: &BTreeSet<TaskKey>) -> BTreeSet<TaskKey> {
+    let mut out = BTreeSet::new();
+    let mut stack: Vec<TaskKey> = selected.iter().cloned().collect();
+    while let Some(k) = stack.pop() {
+        if !out.insert(k.clone()) {
+            continue;
+        }
+        if let Some(v) = state.tasks.get(&k) {
+            for d in v.spec.dependency_keys() {
+                if state.tasks.contains_key(&d) && !out.contains(&d) {
+                    stack.push(d);
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,256 @@
+//! Running child processes the way orch needs them: in their own process group, with a wall-clock limit, an
+//! optional no-output limit, output captured line by line, and the whole group killed when they end or are stopped.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::{mpsc, oneshot};
+
+/// Which stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+impl Stream {
+    /// `stdout` or `stderr`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// Why a process was ended by us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timeout {
+    /// It ended by itself.
+    None,
+    /// It ran past its wall-clock limit.
+    WallClock,
+    /// It printed nothing for too long.
+    Idle,
+    /// It was stopped on request.
+    Stopped,
+}
+
+impl Timeout {
+    /// The name used in the journal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Timeout::None => "none",
+            Timeout::WallClock => "wall_clock",
+            Timeout::Idle => "idle",
+            Timeout::Stopped => "stopped",
+        }
+    }
+}
+
+/// What to run.
+pub struct Spec<'a> {
+    /// The program.
+    pub program: &'a str,
+    /// Its arguments.
+    pub args: &'a [String],
+    /// Working directory.
+    pub cwd: &'a Path,
+    /// Extra environment.
+    pub env: &'a [(String, String)],
+    /// Written to stdin, which is then closed; `None`: stdin is /dev/null.
+    pub stdin: Option<String>,
+    /// Wall-clock limit.
+    pub timeout: Duration,
+    /// No-output limit.
+    pub idle_timeout: Option<Duration>,
+}
+
+/// How it ended.
+#[derive(Debug, Clone)]
+pub struct Exit {
+    /// Exit code, when it exited.
+    pub code: Option<i32>,
+    /// Signal that ended it, when one did.
+    pub signal: Option<i32>,
+    /// Whether we ended it.
+    pub timeout: Timeout,
+    /// Wall time.
+    pub duration: Duration,
+    /// Bytes on stdout.
+    pub stdout_bytes: u64,
+    /// Bytes on stderr.
+    pub stderr_bytes: u64,
+}
+
+impl Exit {
+    /// Exited 0 by itself.
+    pub fn success(&self) -> bool {
+        self.code == Some(0) && self.timeout == Timeout::None
+    }
+}
+
+/// Why a process could not be run.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start `{program}` in {cwd}: {source}")]
+pub struct SpawnError {
+    /// The program.
+    pub program: String,
+    /// The working directory.
+    pub cwd: String,
+    /// The error.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Runs a process to its end, sending each output line to `lines` (when given) as it comes. `stop` ends it early.
+pub async fn run(
+    spec: Spec<'_>,
+    lines: Option<mpsc::UnboundedSender<(Stream, String)>>,
+    stop: Option<oneshot::Receiver<()>>,
+) -> Result<Exit, SpawnError> {
+    let mut cmd = Command::new(spec.program);
+    cmd.args(spec.args)
+        .current_dir(spec.cwd)
+        .stdin(if spec.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    for (k, v) in spec.env {
+        cmd.env(k, v);
+    }
+    let started = Instant::now();
+    let mut child = cmd.spawn().map_err(|source| SpawnError {
+        program: spec.program.to_string(),
+        cwd: spec.cwd.display().to_string(),
+        source,
+    })?;
+    let pgid = child.id().map(|id| Pid::from_raw(id as i32));
+    if let (Some(input), Some(mut stdin)) = (spec.stdin, child.stdin.take()) {
+        tokio::spawn(async move {
+            // A child that does not read its stdin is not an error.
+            let _ = stdin.write_all(input.as_bytes()).await;
+            let _ = stdin.shutdown().await;
+        });
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel::<(Stream, Vec<u8>)>();
+    if let Some(out) = child.stdout.take() {
+        tokio::spawn(pump(out, Stream::Stdout, tx.clone()));
+    }
+    if let Some(err) = child.stderr.take() {
+        tokio::spawn(pump(err, Stream::Stderr, tx.clone()));
+    }
+    drop(tx);
+
+    let deadline = tokio::time::Instant::now() + spec.timeout;
+    let mut stop = stop;
+    let mut last_output = tokio::time::Instant::now();
+    let mut outcome = Timeout::None;
+    let (mut out_bytes, mut err_bytes) = (0u64, 0u64);
+    let mut streams_open = true;
+    let status = loop {
+        let idle_deadline = spec.idle_timeout.map(|d| last_output + d).unwrap_or(deadline);
+        tokio::select! {
+            line = rx.recv(), if streams_open => match line {
+                Some((stream, bytes)) => {
+                    last_output = tokio::time::Instant::now();
+                    match stream {
+                        Stream::Stdout => out_bytes += bytes.len() as u64,
+                        Stream::Stderr => err_bytes += bytes.len() as u64,
+                    }
+                    if let Some(l) = &lines {
+                        let text = String::from_utf8_lossy(&bytes);
+                        let _ = l.send((stream, text.trim_end_matches(['\n', '\r']).to_string()));
+                    }
+                }
+                None => streams_open = false,
+            },
+            status = child.wait() => {
+                // Drain what is left in the pipes (bounded: the group is killed right after).
+                break status;
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                outcome = Timeout::WallClock;
+                kill_group(pgid);
+                break child.wait().await;
+            }
+            _ = tokio::time::sleep_until(idle_deadline), if spec.idle_timeout.is_some() => {
+                outcome = Timeout::Idle;
+                kill_group(pgid);
+                break child.wait().await;
+            }
+            _ = async { match stop.as_mut() { Some(s) => { let _ = s.await; } None => std::future::pending::<()>().await } } => {
+                outcome = Timeout::Stopped;
+                kill_group(pgid);
+                break child.wait().await;
+            }
+        }
+    };
+    // Whatever the agent left running in its group goes with it.
+    kill_group(pgid);
+    // Lines already read before the exit are still delivered.
+    let drain_until = tokio::time::Instant::now() + Duration::from_millis(500);
+    while streams_open {
+        match tokio::time::timeout_at(drain_until, rx.recv()).await {
+            Ok(Some((stream, bytes))) => {
+                match stream {
+                    Stream::Stdout => out_bytes += bytes.len() as u64,
+                    Stream::Stderr => err_bytes += bytes.len() as u64,
+                }
+                if let Some(l) = &lines {
+                    let text = String::from_utf8_lossy(&bytes);
+                    let _ = l.send((stream, text.trim_end_matches(['\n', '\r']).to_string()));
+                }
+            }
+            Ok(None) | Err(_) => streams_open = false,
+        }
+    }
+    let status = status.map_err(|source| SpawnError {
+        program: spec.program.to_string(),
+        cwd: spec.cwd.display().to_string(),
+        source,
+    })?;
+    use std::os::unix::process::ExitStatusExt;
+    Ok(Exit {
+        code: status.code(),
+        signal: status.signal(),
+        timeout: outcome,
+        duration: started.elapsed(),
+        stdout_bytes: out_bytes,
+        stderr_bytes: err_bytes,
+    })
+}
+
+async fn pump<R: tokio::io::AsyncRead + Unpin>(
+    r: R,
+    stream: Stream,
+    tx: mpsc::UnboundedSender<(Stream, Vec<u8>)>,
+) {
+    let mut reader = BufReader::new(r);
+    loop {
+        let mut buf = Vec::new();
+        match reader.read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                if tx.send((stream, buf)).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Kills a whole process group; a group that is already gone is fine.
+pub fn kill_group(pgid: Option<Pid>) {
+    if let Some(p) = pgid {
+        let _ = killpg(p, Signal::SIGKILL);
+    }
+}

@@ -1,0 +1,137 @@
+//! Typed settings handed to the engine. The engine reads no files and no environment: the edge (`orch`'s
+//! `config.rs`) builds these from defaults, the config file, `ORCH_*` variables and flags.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use crate::journal::Durability;
+use crate::types::TaskSpec;
+
+/// Everything the engine needs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where and how events are stored.
+    pub journal: JournalSettings,
+    /// Scheduling, scoring and decisions.
+    pub orchestration: OrchestrationSettings,
+    /// The projects and their tasks.
+    pub projects: Vec<ProjectSettings>,
+}
+
+/// Where and how events are stored.
+#[derive(Debug, Clone)]
+pub struct JournalSettings {
+    /// The sled directory.
+    pub path: PathBuf,
+    /// Flush per append (group commit) or in the background.
+    pub durability: Durability,
+}
+
+/// The kinds of agent orch can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentKind {
+    /// Claude Code in headless stream-json mode.
+    ClaudeCode,
+    /// aider's non-interactive mode.
+    Aider,
+    /// Any program: the prompt on stdin, its stdout as the result.
+    Command,
+}
+
+impl AgentKind {
+    /// The name used in config and in the journal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentKind::ClaudeCode => "claude-code",
+            AgentKind::Aider => "aider",
+            AgentKind::Command => "command",
+        }
+    }
+}
+
+/// How to run the agent.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    /// Which adapter.
+    pub kind: AgentKind,
+    /// The program: a name looked up on PATH, or a path.
+    pub program: String,
+    /// Extra arguments.
+    pub args: Vec<String>,
+    /// Wall-clock limit of one attempt.
+    pub timeout: Duration,
+    /// No output for this long: the session is considered hung.
+    pub idle_timeout: Duration,
+    /// Extra environment (secrets: never journaled, redacted from everything that is).
+    pub env: BTreeMap<String, String>,
+}
+
+/// Weights of the confidence factors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfidenceWeights {
+    /// Share of check commands that passed.
+    pub checks: f64,
+    /// Validation findings.
+    pub validation: f64,
+    /// Whether the attempt changed files.
+    pub changes: f64,
+    /// Earlier attempts lower confidence a little.
+    pub attempt: f64,
+}
+
+/// Thresholds of the decision engine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecisionSettings {
+    /// At or above, with passing checks: proceed.
+    pub high_confidence: f64,
+    /// Between medium and high: retry; below medium: retry, escalating after `max_attempts`.
+    pub medium_confidence: f64,
+}
+
+/// Scheduling, scoring and decisions.
+#[derive(Debug, Clone)]
+pub struct OrchestrationSettings {
+    /// Agent sessions at once, all projects together.
+    pub max_sessions: usize,
+    /// Attempts per task before escalating.
+    pub max_attempts: u32,
+    /// Decision thresholds.
+    pub decision: DecisionSettings,
+    /// Confidence factor weights.
+    pub confidence: ConfidenceWeights,
+    /// Below this confidence a breakpoint is recorded.
+    pub confidence_threshold: f64,
+    /// Token budget of a prompt (cl100k tokens).
+    pub prompt_token_budget: usize,
+    /// Bytes of check output kept (the tail).
+    pub output_tail_bytes: usize,
+}
+
+/// One project.
+#[derive(Debug, Clone)]
+pub struct ProjectSettings {
+    /// Its name, unique.
+    pub name: String,
+    /// The directory the agent works in (absolute).
+    pub workspace: PathBuf,
+    /// Create the workspace directory when it does not exist.
+    pub create_workspace: bool,
+    /// Shell lines run in the workspace after each attempt; all must pass to proceed.
+    pub checks: Vec<String>,
+    /// Limit of each check.
+    pub check_timeout: Duration,
+    /// Sessions at once in this project.
+    pub max_sessions: usize,
+    /// The agent, with the project's overrides applied.
+    pub agent: AgentSettings,
+    /// Its tasks, as configured.
+    pub tasks: Vec<TaskSpec>,
+}
+
+impl Settings {
+    /// The project named `name`.
+    pub fn project(&self, name: &str) -> Option<&ProjectSettings> {
+        self.projects.iter().find(|p| p.name == name)
+    }
+}

@@ -1,0 +1,146 @@
+//! Starts the actors and wires them together — the one place that knows who talks to whom — and offers the
+//! embedding API, [`Orchestrator`].
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use tokio::sync::broadcast;
+
+use crate::actors::confidence::ConfidenceScorer;
+use crate::actors::decision::DecisionEngine;
+use crate::actors::file_monitor::FileMonitor;
+use crate::actors::quality::QualityController;
+use crate::actors::scheduler::{Run, RunSummary, Scheduler, Selection, StopRun};
+use crate::actors::state_journal::{AddTask, Flush, GetState, Human, Import, StateJournal, Subscribe};
+use crate::actors::validator::Validator;
+use crate::error::EngineError;
+use crate::journal::{EventRecord, Journal, Problem, State, TaskView};
+use crate::ops::{HumanRequest, ImportReport};
+use crate::redact::Redactor;
+use crate::settings::Settings;
+use crate::types::{TaskKey, TaskSpec};
+
+/// A running engine: the actors, started on the current actix system.
+pub struct Orchestrator {
+    journal: Addr<StateJournal>,
+    scheduler: Addr<Scheduler>,
+    damaged: Vec<Problem>,
+}
+
+impl Orchestrator {
+    /// Opens the journal, starts the actors, and imports the configured projects and tasks (idempotent by id).
+    /// Must be called within an actix system.
+    pub async fn start(settings: Settings) -> Result<(Orchestrator, ImportReport), EngineError> {
+        let path = settings.journal.path.clone();
+        let journal = tokio::task::spawn_blocking(move || Journal::open(&path, true))
+            .await
+            .map_err(|e| EngineError::Stopped(format!("opening the journal: {e}")))??;
+        let damaged = journal.damaged_at_open().to_vec();
+        let journal_dir = journal.path().canonicalize().unwrap_or_else(|_| journal.path().to_path_buf());
+        let journal = StateJournal::new(journal, settings.journal.durability).start();
+
+        let mut monitors = HashMap::new();
+        let mut by_workspace: HashMap<PathBuf, Addr<FileMonitor>> = HashMap::new();
+        let mut projects = Vec::new();
+        for p in &settings.projects {
+            let mut p = p.clone();
+            if !p.workspace.exists() && p.create_workspace {
+                std::fs::create_dir_all(&p.workspace).map_err(|source| EngineError::Io {
+                    about: format!("creating workspace {} of project {}", p.workspace.display(), p.name),
+                    source,
+                })?;
+            }
+            p.workspace = p.workspace.canonicalize().map_err(|source| EngineError::Io {
+                about: format!("workspace {} of project {}", p.workspace.display(), p.name),
+                source,
+            })?;
+            let monitor = by_workspace
+                .entry(p.workspace.clone())
+                .or_insert_with(|| {
+                    FileMonitor::new(
+                        p.workspace.clone(),
+                        vec![journal_dir.clone()],
+                        journal.clone().recipient(),
+                        journal.clone().recipient(),
+                    )
+                    .start()
+                })
+                .clone();
+            monitors.insert(p.name.clone(), monitor);
+            projects.push(p);
+        }
+        let redactor = Arc::new(Redactor::new(projects.iter().flat_map(|p| p.agent.env.values())));
+        let o = settings.orchestration.clone();
+        let j = journal.clone();
+        let import_projects = projects.clone();
+        let scheduler = Scheduler::create(move |ctx| {
+            let decision = DecisionEngine::new(
+                j.clone().recipient(),
+                ctx.address().recipient(),
+                o.decision.clone(),
+                o.max_attempts,
+                o.confidence_threshold,
+            )
+            .start();
+            let scorer = ConfidenceScorer::new(j.clone().recipient(), decision.recipient(), o.confidence.clone()).start();
+            let quality =
+                QualityController::new(j.clone().recipient(), scorer.recipient(), o.output_tail_bytes, redactor.clone())
+                    .start();
+            let validator = Validator::new(j.clone().recipient(), quality.recipient()).start();
+            Scheduler::new(o, projects, j, monitors, validator.recipient(), redactor)
+        });
+        let report = journal.send(Import(import_projects)).await??;
+        Ok((Orchestrator { journal, scheduler, damaged }, report))
+    }
+
+    /// Records that were found damaged when the journal was opened.
+    pub fn damaged_records(&self) -> &[Problem] {
+        &self.damaged
+    }
+
+    /// Adds a task to the journal; a later [`Orchestrator::run`] picks it up.
+    pub async fn submit(&self, spec: TaskSpec) -> Result<TaskKey, EngineError> {
+        let key = spec.key();
+        self.journal.send(AddTask { spec, source: "api".into() }).await??;
+        Ok(key)
+    }
+
+    /// Runs the selected tasks until each is completed, escalated, failed, blocked or cancelled.
+    pub async fn run(&self, selection: Selection) -> Result<RunSummary, EngineError> {
+        self.scheduler.send(Run(selection)).await?
+    }
+
+    /// Asks a run under way to stop gracefully; [`Orchestrator::run`] then returns with `interrupted`.
+    pub fn stop(&self) {
+        self.scheduler.do_send(StopRun);
+    }
+
+    /// The current state of every project and task.
+    pub async fn state(&self) -> Result<State, EngineError> {
+        Ok(self.journal.send(GetState).await?)
+    }
+
+    /// One task (`ID` or `project/ID`) with its attempts.
+    pub async fn task(&self, id: &str) -> Result<TaskView, EngineError> {
+        let state = self.state().await?;
+        let key = state.resolve(id).map_err(EngineError::UnknownTask)?;
+        state.tasks.get(&key).cloned().ok_or_else(|| EngineError::UnknownTask(id.to_string()))
+    }
+
+    /// A human's answer or verdict on a task.
+    pub async fn human(&self, id: &str, request: HumanRequest) -> Result<TaskKey, EngineError> {
+        self.journal.send(Human { id: id.to_string(), request }).await?
+    }
+
+    /// Every event appended from now on.
+    pub async fn subscribe(&self) -> Result<broadcast::Receiver<Arc<EventRecord>>, EngineError> {
+        Ok(self.journal.send(Subscribe).await?)
+    }
+
+    /// Flushes the journal to disk.
+    pub async fn flush(&self) -> Result<(), EngineError> {
+        Ok(self.journal.send(Flush).await??)
+    }
+}

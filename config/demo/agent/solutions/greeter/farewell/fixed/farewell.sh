@@ -1,0 +1,3 @@
+#!/bin/sh
+# Says goodbye to its first argument.
+printf 'Goodbye, %s.\n' "$1"

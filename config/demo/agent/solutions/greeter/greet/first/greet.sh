@@ -1,0 +1,3 @@
+#!/bin/sh
+# Greets its first argument.
+echo "Hello $1"

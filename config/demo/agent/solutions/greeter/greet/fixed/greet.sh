@@ -1,0 +1,3 @@
+#!/bin/sh
+# Greets its first argument.
+printf 'Hello, %s!\n' "$1"

@@ -1,0 +1,3 @@
+#!/bin/sh
+# Counts the words on standard input.
+wc -w | tr -d ' '

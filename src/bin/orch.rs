@@ -1,0 +1,17 @@
+//! The `orch` binary: parse, run, exit with the command's code.
+
+use clap::Parser;
+use orch::cli;
+use orch::orch_cmd::Cli;
+
+fn main() -> std::process::ExitCode {
+    let args = Cli::parse();
+    cli::init_logging(args.verbose);
+    match args.run() {
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(f) => {
+            eprintln!("orch: {}", f.message);
+            std::process::ExitCode::from(f.code)
+        }
+    }
+}

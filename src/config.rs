@@ -1,0 +1,852 @@
+//! Configuration: built-in defaults → the TOML file → `ORCH_*` environment variables → command-line flags, into
+//! the engine's typed [`Settings`]. An unknown key, a wrong type or an impossible value is an error naming the file,
+//! the line and the key. Relative paths are relative to the config file's own directory.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use orch_actors::settings::{
+    AgentKind, AgentSettings, ConfidenceWeights, DecisionSettings, Durability, JournalSettings,
+    OrchestrationSettings, ProjectSettings, Settings,
+};
+use orch_actors::TaskSpec;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The commented default configuration; parsing it gives exactly the built-in defaults (a test checks).
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// A configuration error, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file (or `environment`, or `command line`).
+    pub source: String,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+    /// The key, dotted, when known.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.source)?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+            if let Some(c) = self.column {
+                write!(f, ":{c}")?;
+            }
+        }
+        write!(f, ": ")?;
+        if let Some(k) = &self.key {
+            write!(f, "key `{k}`: ")?;
+        }
+        write!(f, "{}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileConfig {
+    journal: FileJournal,
+    llm: FileLlm,
+    agent: FileAgent,
+    orchestration: FileOrchestration,
+    projects: Vec<FileProject>,
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        FileConfig {
+            journal: FileJournal::default(),
+            llm: FileLlm::default(),
+            agent: FileAgent::default(),
+            orchestration: FileOrchestration::default(),
+            projects: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+struct FileJournal {
+    path: String,
+    durability: Spanned<String>,
+}
+
+impl Default for FileJournal {
+    fn default() -> Self {
+        FileJournal { path: ".orch/journal".into(), durability: Spanned::new(0..0, "sync".into()) }
+    }
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+struct FileLlm {
+    provider: Spanned<String>,
+    model: String,
+    base_url: String,
+    temperature: f64,
+    timeout_secs: u64,
+    max_concurrent: usize,
+    required: bool,
+}
+
+impl Default for FileLlm {
+    fn default() -> Self {
+        FileLlm {
+            provider: Spanned::new(0..0, "none".into()),
+            model: "qwen2.5-coder:32b".into(),
+            base_url: "http://127.0.0.1:11434".into(),
+            temperature: 0.1,
+            timeout_secs: 60,
+            max_concurrent: 1,
+            required: false,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+struct FileAgent {
+    kind: Spanned<String>,
+    program: String,
+    args: Vec<String>,
+    timeout_secs: u64,
+    idle_timeout_secs: u64,
+    env: BTreeMap<String, String>,
+}
+
+impl Default for FileAgent {
+    fn default() -> Self {
+        FileAgent {
+            kind: Spanned::new(0..0, "claude-code".into()),
+            program: "claude".into(),
+            args: Vec::new(),
+            timeout_secs: 1800,
+            idle_timeout_secs: 300,
+            env: BTreeMap::new(),
+        }
+    }
+}
+
+/// A project's overrides of the default agent: any key may be given.
+#[derive(Debug, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct FileAgentOverride {
+    kind: Option<Spanned<String>>,
+    program: Option<String>,
+    args: Option<Vec<String>>,
+    timeout_secs: Option<u64>,
+    idle_timeout_secs: Option<u64>,
+    env: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+struct FileOrchestration {
+    max_sessions: usize,
+    max_attempts: u32,
+    prompt_token_budget: usize,
+    output_tail_bytes: usize,
+    decision: FileDecision,
+    breakpoints: FileBreakpoints,
+    confidence: FileConfidence,
+}
+
+impl Default for FileOrchestration {
+    fn default() -> Self {
+        FileOrchestration {
+            max_sessions: 4,
+            max_attempts: 3,
+            prompt_token_budget: 8000,
+            output_tail_bytes: 4096,
+            decision: FileDecision::default(),
+            breakpoints: FileBreakpoints::default(),
+            confidence: FileConfidence::default(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+struct FileDecision {
+    high_confidence: Spanned<f64>,
+    medium_confidence: Spanned<f64>,
+}
+
+impl Default for FileDecision {
+    fn default() -> Self {
+        FileDecision { high_confidence: Spanned::new(0..0, 0.85), medium_confidence: Spanned::new(0..0, 0.65) }
+    }
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+struct FileBreakpoints {
+    confidence_threshold: Spanned<f64>,
+}
+
+impl Default for FileBreakpoints {
+    fn default() -> Self {
+        FileBreakpoints { confidence_threshold: Spanned::new(0..0, 0.7) }
+    }
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+struct FileConfidence {
+    checks: Spanned<f64>,
+    validation: Spanned<f64>,
+    changes: Spanned<f64>,
+    attempt: Spanned<f64>,
+}
+
+impl Default for FileConfidence {
+    fn default() -> Self {
+        FileConfidence {
+            checks: Spanned::new(0..0, 0.5),
+            validation: Spanned::new(0..0, 0.25),
+            changes: Spanned::new(0..0, 0.15),
+            attempt: Spanned::new(0..0, 0.1),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileProject {
+    name: Spanned<String>,
+    workspace: Spanned<String>,
+    #[serde(default)]
+    create_workspace: bool,
+    #[serde(default)]
+    checks: Vec<String>,
+    #[serde(default = "default_check_timeout")]
+    check_timeout_secs: u64,
+    #[serde(default = "default_one")]
+    max_sessions: Spanned<usize>,
+    #[serde(default)]
+    agent: FileAgentOverride,
+    #[serde(default)]
+    tasks: Vec<FileTask>,
+    #[serde(default = "default_true")]
+    enabled: bool,
+}
+
+fn default_check_timeout() -> u64 {
+    600
+}
+
+fn default_one() -> Spanned<usize> {
+    Spanned::new(0..0, 1)
+}
+
+fn default_priority() -> Spanned<i64> {
+    Spanned::new(0..0, 5)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTask {
+    id: Spanned<String>,
+    title: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default = "default_priority")]
+    priority: Spanned<i64>,
+    #[serde(default)]
+    depends_on: Vec<Spanned<String>>,
+    #[serde(default)]
+    acceptance: Vec<String>,
+}
+
+/// Values given on the command line, applied last.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--journal DIR`.
+    pub journal: Option<PathBuf>,
+    /// `--max-sessions N`.
+    pub max_sessions: Option<usize>,
+    /// `--durability sync|batch`.
+    pub durability: Option<String>,
+}
+
+/// The LLM section, validated (the engine uses it from the LLM issue on).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlmConfig {
+    /// `none`, `ollama` or `openai`.
+    pub provider: String,
+    /// Model name.
+    pub model: String,
+    /// Server URL.
+    pub base_url: String,
+}
+
+/// A loaded configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from, if any.
+    pub path: Option<PathBuf>,
+    /// The engine's settings.
+    pub settings: Settings,
+    /// The LLM section.
+    pub llm: LlmConfig,
+}
+
+/// Which file to read: `--config`, else `$ORCH_CONFIG`, else `./orch.toml`.
+pub fn locate(flag: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = flag {
+        return Some(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os("ORCH_CONFIG").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let local = PathBuf::from("orch.toml");
+    local.exists().then_some(local)
+}
+
+/// Loads the configuration from `path` (or defaults only), the process environment and `overrides`.
+pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    load_with_env(path, &env, overrides)
+}
+
+/// As [`load`], with the environment given (for tests).
+pub fn load_with_env(
+    path: Option<&Path>,
+    env: &[(String, String)],
+    overrides: &Overrides,
+) -> Result<Config, ConfigError> {
+    let (text, source, base_dir) = match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
+                source: p.display().to_string(),
+                line: None,
+                column: None,
+                key: None,
+                message: format!("cannot read the config file: {e}"),
+            })?;
+            let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+            let dir = abs.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+            (text, p.display().to_string(), dir)
+        }
+        None => (String::new(), "(defaults)".to_string(), std::env::current_dir().unwrap_or_default()),
+    };
+    let file: FileConfig = toml::from_str(&text).map_err(|e| toml_error(&source, &text, &e))?;
+    let file = apply_env(file, &text, &source, env)?;
+    let mut settings = resolve(file.0, &text, &source, &base_dir)?;
+    let llm = file.1;
+    if let Some(j) = &overrides.journal {
+        settings.journal.path = std::path::absolute(j).unwrap_or_else(|_| j.clone());
+    }
+    if let Some(n) = overrides.max_sessions {
+        if n == 0 {
+            return Err(flag_error("--max-sessions", "must be at least 1"));
+        }
+        settings.orchestration.max_sessions = n;
+    }
+    if let Some(d) = &overrides.durability {
+        settings.journal.durability = parse_durability(d).ok_or_else(|| {
+            flag_error("--durability", &format!("`{d}` is not a durability: use \"sync\" or \"batch\""))
+        })?;
+    }
+    Ok(Config { path: path.map(Path::to_path_buf), settings, llm })
+}
+
+fn flag_error(flag: &str, message: &str) -> ConfigError {
+    ConfigError {
+        source: "command line".into(),
+        line: None,
+        column: None,
+        key: Some(flag.into()),
+        message: message.into(),
+    }
+}
+
+fn parse_durability(s: &str) -> Option<Durability> {
+    match s {
+        "sync" => Some(Durability::Sync),
+        "batch" => Some(Durability::Batch),
+        _ => None,
+    }
+}
+
+/// Applies `ORCH_SECTION__KEY=value` variables (`__` separates levels; the value is read as TOML, or as a
+/// string when it is not valid TOML).
+fn apply_env(
+    file: FileConfig,
+    text: &str,
+    source: &str,
+    env: &[(String, String)],
+) -> Result<(FileConfig, LlmConfig), ConfigError> {
+    let vars: Vec<&(String, String)> =
+        env.iter().filter(|(k, _)| k.starts_with("ORCH_") && k.contains("__")).collect();
+    let file = if vars.is_empty() {
+        file
+    } else {
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| toml_error(source, text, &e))?;
+        for (k, v) in &vars {
+            let path: Vec<String> = k["ORCH_".len()..].split("__").map(|s| s.to_ascii_lowercase()).collect();
+            let value = toml::from_str::<toml::Table>(&format!("v = {v}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(v.clone()));
+            let mut cur = &mut table;
+            for seg in &path[..path.len() - 1] {
+                let entry = cur.entry(seg.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                cur = match entry {
+                    toml::Value::Table(t) => t,
+                    _ => {
+                        return Err(ConfigError {
+                            source: format!("environment variable {k}"),
+                            line: None,
+                            column: None,
+                            key: Some(path.join(".")),
+                            message: format!("`{seg}` is not a table"),
+                        })
+                    }
+                };
+            }
+            cur.insert(path[path.len() - 1].clone(), value);
+        }
+        let names: Vec<&str> = vars.iter().map(|(k, _)| k.as_str()).collect();
+        FileConfig::deserialize(table).map_err(|e| ConfigError {
+            source: format!("environment ({})", names.join(", ")),
+            line: None,
+            column: None,
+            key: None,
+            message: e.message().to_string(),
+        })?
+    };
+    let llm = LlmConfig {
+        provider: file.llm.provider.get_ref().clone(),
+        model: file.llm.model.clone(),
+        base_url: file.llm.base_url.clone(),
+    };
+    Ok((file, llm))
+}
+
+/// Turns a toml error into one that names the file, line, column and key.
+fn toml_error(source: &str, text: &str, e: &toml::de::Error) -> ConfigError {
+    let (line, column, key) = match e.span() {
+        Some(span) => {
+            let (l, c) = line_col(text, span.start);
+            (Some(l), Some(c), key_at(text, span.start))
+        }
+        None => (None, None, None),
+    };
+    ConfigError { source: source.to_string(), line, column, key, message: e.message().trim().to_string() }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map(|s| s.chars().count()).unwrap_or(0) + 1;
+    (line, col)
+}
+
+/// The dotted key written at `offset`: the table header in force there plus the key on that line.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let line_end = text[offset..].find('\n').map(|i| offset + i).unwrap_or(text.len());
+    let line = &text[line_start..line_end];
+    let header = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    let key = line.split_once('=').map(|(k, _)| k.trim().trim_matches('"').to_string());
+    match (header, key) {
+        (Some(h), Some(k)) if !k.is_empty() && !line.trim_start().starts_with('[') => Some(format!("{h}.{k}")),
+        (None, Some(k)) if !k.is_empty() => Some(k),
+        (Some(h), _) => Some(h),
+        _ => None,
+    }
+}
+
+/// An error at a value whose span is known (a zero span means a default or an environment value).
+fn at<T>(source: &str, text: &str, spanned: &Spanned<T>, key: &str, message: String) -> ConfigError {
+    let span = spanned.span();
+    let (line, column) = if span.end > 0 && span.start < text.len() {
+        let (l, c) = line_col(text, span.start);
+        (Some(l), Some(c))
+    } else {
+        (None, None)
+    };
+    ConfigError { source: source.to_string(), line, column, key: Some(key.to_string()), message }
+}
+
+fn resolve_path(base: &Path, p: &str) -> PathBuf {
+    let path = PathBuf::from(p);
+    if path.is_absolute() {
+        path
+    } else {
+        base.join(path)
+    }
+}
+
+fn agent_kind(s: &str) -> Option<AgentKind> {
+    match s {
+        "claude-code" => Some(AgentKind::ClaudeCode),
+        "aider" => Some(AgentKind::Aider),
+        "command" => Some(AgentKind::Command),
+        _ => None,
+    }
+}
+
+/// A program given with a slash is a path relative to the config file; a bare name is looked up on PATH.
+fn resolve_program(base: &Path, program: &str) -> String {
+    if program.contains('/') {
+        resolve_path(base, program).display().to_string()
+    } else {
+        program.to_string()
+    }
+}
+
+fn fraction(source: &str, text: &str, v: &Spanned<f64>, key: &str) -> Result<f64, ConfigError> {
+    let x = *v.get_ref();
+    if !(0.0..=1.0).contains(&x) {
+        return Err(at(source, text, v, key, format!("{x} is outside 0.0 ..= 1.0")));
+    }
+    Ok(x)
+}
+
+fn resolve(file: FileConfig, text: &str, source: &str, base: &Path) -> Result<Settings, ConfigError> {
+    let plain = |key: &str, message: String| ConfigError {
+        source: source.to_string(),
+        line: find_key_line(text, key),
+        column: None,
+        key: Some(key.to_string()),
+        message,
+    };
+    let durability = parse_durability(file.journal.durability.get_ref()).ok_or_else(|| {
+        at(
+            source,
+            text,
+            &file.journal.durability,
+            "journal.durability",
+            format!("`{}` is not a durability: use \"sync\" or \"batch\"", file.journal.durability.get_ref()),
+        )
+    })?;
+    let provider = file.llm.provider.get_ref().as_str();
+    if !matches!(provider, "none" | "ollama" | "openai") {
+        return Err(at(
+            source,
+            text,
+            &file.llm.provider,
+            "llm.provider",
+            format!("`{provider}` is not a provider: use \"none\", \"ollama\" or \"openai\""),
+        ));
+    }
+    if provider != "none" {
+        return Err(at(
+            source,
+            text,
+            &file.llm.provider,
+            "llm.provider",
+            format!("the `{provider}` provider is not available in this build yet; use \"none\" (evidence only)"),
+        ));
+    }
+    if file.llm.max_concurrent == 0 {
+        return Err(plain("llm.max_concurrent", "must be at least 1".into()));
+    }
+    let o = &file.orchestration;
+    if o.max_sessions == 0 {
+        return Err(plain("orchestration.max_sessions", "must be at least 1".into()));
+    }
+    if o.max_attempts == 0 {
+        return Err(plain("orchestration.max_attempts", "must be at least 1".into()));
+    }
+    if o.prompt_token_budget < 256 {
+        return Err(plain("orchestration.prompt_token_budget", "must be at least 256 tokens".into()));
+    }
+    let high = fraction(source, text, &o.decision.high_confidence, "orchestration.decision.high_confidence")?;
+    let medium = fraction(source, text, &o.decision.medium_confidence, "orchestration.decision.medium_confidence")?;
+    if medium > high {
+        return Err(at(
+            source,
+            text,
+            &o.decision.medium_confidence,
+            "orchestration.decision.medium_confidence",
+            format!("{medium} is above high_confidence ({high})"),
+        ));
+    }
+    let threshold = fraction(
+        source,
+        text,
+        &o.breakpoints.confidence_threshold,
+        "orchestration.breakpoints.confidence_threshold",
+    )?;
+    let c = &o.confidence;
+    let weights = ConfidenceWeights {
+        checks: fraction(source, text, &c.checks, "orchestration.confidence.checks")?,
+        validation: fraction(source, text, &c.validation, "orchestration.confidence.validation")?,
+        changes: fraction(source, text, &c.changes, "orchestration.confidence.changes")?,
+        attempt: fraction(source, text, &c.attempt, "orchestration.confidence.attempt")?,
+    };
+    if weights.checks + weights.validation + weights.changes + weights.attempt <= 0.0 {
+        return Err(plain("orchestration.confidence", "the weights add up to 0".into()));
+    }
+    let default_kind = agent_kind(file.agent.kind.get_ref()).ok_or_else(|| {
+        at(
+            source,
+            text,
+            &file.agent.kind,
+            "agent.kind",
+            format!("`{}` is not an agent kind: use \"claude-code\", \"aider\" or \"command\"", file.agent.kind.get_ref()),
+        )
+    })?;
+    let default_agent = AgentSettings {
+        kind: default_kind,
+        program: resolve_program(base, &file.agent.program),
+        args: file.agent.args.clone(),
+        timeout: Duration::from_secs(file.agent.timeout_secs),
+        idle_timeout: Duration::from_secs(file.agent.idle_timeout_secs),
+        env: file.agent.env.clone(),
+    };
+
+    let mut projects = Vec::new();
+    let mut names = HashSet::new();
+    for p in &file.projects {
+        let name = p.name.get_ref();
+        if !valid_id(name) {
+            return Err(at(source, text, &p.name, "projects.name", format!("`{name}` is not a valid name (letters, digits, `-`, `_`, `.`)")));
+        }
+        if !names.insert(name.clone()) {
+            return Err(at(source, text, &p.name, "projects.name", format!("project `{name}` is defined twice")));
+        }
+        if !p.enabled {
+            continue;
+        }
+        if *p.max_sessions.get_ref() == 0 {
+            return Err(at(source, text, &p.max_sessions, "projects.max_sessions", "must be at least 1".into()));
+        }
+        let mut agent = default_agent.clone();
+        let ov = &p.agent;
+        if let Some(k) = &ov.kind {
+            agent.kind = agent_kind(k.get_ref()).ok_or_else(|| {
+                at(source, text, k, "projects.agent.kind", format!("`{}` is not an agent kind", k.get_ref()))
+            })?;
+        }
+        if let Some(prog) = &ov.program {
+            agent.program = resolve_program(base, prog);
+        }
+        if let Some(a) = &ov.args {
+            agent.args = a.clone();
+        }
+        if let Some(t) = ov.timeout_secs {
+            agent.timeout = Duration::from_secs(t);
+        }
+        if let Some(t) = ov.idle_timeout_secs {
+            agent.idle_timeout = Duration::from_secs(t);
+        }
+        if let Some(env) = &ov.env {
+            agent.env.extend(env.clone());
+        }
+        let workspace = resolve_path(base, p.workspace.get_ref());
+        if !workspace.is_dir() && !p.create_workspace {
+            return Err(at(
+                source,
+                text,
+                &p.workspace,
+                "projects.workspace",
+                format!("{} is not a directory (set create_workspace = true to have orch create it)", workspace.display()),
+            ));
+        }
+        let mut tasks = Vec::new();
+        let mut ids = HashSet::new();
+        for t in &p.tasks {
+            let id = t.id.get_ref();
+            if !valid_id(id) {
+                return Err(at(source, text, &t.id, "projects.tasks.id", format!("`{id}` is not a valid id (letters, digits, `-`, `_`, `.`)")));
+            }
+            if !ids.insert(id.clone()) {
+                return Err(at(source, text, &t.id, "projects.tasks.id", format!("task `{id}` is defined twice in project `{name}`")));
+            }
+            let pr = *t.priority.get_ref();
+            if !(1..=10).contains(&pr) {
+                return Err(at(source, text, &t.priority, "projects.tasks.priority", format!("{pr} is outside 1 ..= 10")));
+            }
+            tasks.push(TaskSpec {
+                project: name.clone(),
+                id: id.clone(),
+                title: t.title.clone(),
+                description: if t.description.is_empty() { t.title.clone() } else { t.description.clone() },
+                priority: pr as u8,
+                depends_on: t.depends_on.iter().map(|d| d.get_ref().clone()).collect(),
+                acceptance: t.acceptance.clone(),
+            });
+        }
+        projects.push(ProjectSettings {
+            name: name.clone(),
+            workspace,
+            create_workspace: p.create_workspace,
+            checks: p.checks.clone(),
+            check_timeout: Duration::from_secs(p.check_timeout_secs),
+            max_sessions: *p.max_sessions.get_ref(),
+            agent,
+            tasks,
+        });
+    }
+    // Dependencies name tasks that exist in the config (the journal may know more: checked again at run time).
+    let known: HashSet<String> =
+        projects.iter().flat_map(|p| p.tasks.iter().map(|t| format!("{}/{}", t.project, t.id))).collect();
+    for fp in &file.projects {
+        for t in &fp.tasks {
+            for d in &t.depends_on {
+                let full = if d.get_ref().contains('/') {
+                    d.get_ref().clone()
+                } else {
+                    format!("{}/{}", fp.name.get_ref(), d.get_ref())
+                };
+                if full == format!("{}/{}", fp.name.get_ref(), t.id.get_ref()) {
+                    return Err(at(source, text, d, "projects.tasks.depends_on", format!("task `{}` depends on itself", t.id.get_ref())));
+                }
+                if fp.enabled && !known.contains(&full) {
+                    return Err(at(source, text, d, "projects.tasks.depends_on", format!("no task `{full}` in the configuration")));
+                }
+            }
+        }
+    }
+    Ok(Settings {
+        journal: JournalSettings { path: resolve_path(base, &file.journal.path), durability },
+        orchestration: OrchestrationSettings {
+            max_sessions: o.max_sessions,
+            max_attempts: o.max_attempts,
+            decision: DecisionSettings { high_confidence: high, medium_confidence: medium },
+            confidence: weights,
+            confidence_threshold: threshold,
+            prompt_token_budget: o.prompt_token_budget,
+            output_tail_bytes: o.output_tail_bytes.max(256),
+        },
+        projects,
+    })
+}
+
+/// Names usable as project names and task ids.
+pub fn valid_id(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) && s != "." && s != ".."
+}
+
+/// The line where a dotted key's last part is set, best effort (for errors about values without a span).
+fn find_key_line(text: &str, dotted: &str) -> Option<usize> {
+    let (section, key) = dotted.rsplit_once('.').unwrap_or(("", dotted));
+    let mut in_section = section.is_empty();
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if l.starts_with('[') {
+            in_section = l.trim_matches(|c| c == '[' || c == ']').trim() == section;
+            continue;
+        }
+        if in_section && l.split_once('=').is_some_and(|(k, _)| k.trim() == key) {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str, env: &[(String, String)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().map_err(|e| flag_error("tempdir", &e.to_string()))?;
+        let p = dir.path().join("orch.toml");
+        std::fs::write(&p, text).map_err(|e| flag_error("write", &e.to_string()))?;
+        load_with_env(Some(&p), env, &Overrides::default())
+    }
+
+    #[test]
+    fn default_toml_is_the_built_in_defaults() {
+        let parsed: FileConfig = toml::from_str(DEFAULT_TOML).expect("config/default.toml parses");
+        let d = FileConfig::default();
+        assert_eq!(parsed.journal.path, d.journal.path);
+        assert_eq!(parsed.journal.durability.get_ref(), d.journal.durability.get_ref());
+        assert_eq!(parsed.llm.provider.get_ref(), d.llm.provider.get_ref());
+        assert_eq!(parsed.llm.model, d.llm.model);
+        assert_eq!(parsed.llm.base_url, d.llm.base_url);
+        assert_eq!(parsed.llm.timeout_secs, d.llm.timeout_secs);
+        assert_eq!(parsed.llm.max_concurrent, d.llm.max_concurrent);
+        assert_eq!(parsed.llm.required, d.llm.required);
+        assert_eq!(parsed.agent.kind.get_ref(), d.agent.kind.get_ref());
+        assert_eq!(parsed.agent.program, d.agent.program);
+        assert_eq!(parsed.agent.timeout_secs, d.agent.timeout_secs);
+        assert_eq!(parsed.agent.idle_timeout_secs, d.agent.idle_timeout_secs);
+        let (po, dor) = (&parsed.orchestration, &d.orchestration);
+        assert_eq!(po.max_sessions, dor.max_sessions);
+        assert_eq!(po.max_attempts, dor.max_attempts);
+        assert_eq!(po.prompt_token_budget, dor.prompt_token_budget);
+        assert_eq!(po.output_tail_bytes, dor.output_tail_bytes);
+        assert_eq!(po.decision.high_confidence.get_ref(), dor.decision.high_confidence.get_ref());
+        assert_eq!(po.decision.medium_confidence.get_ref(), dor.decision.medium_confidence.get_ref());
+        assert_eq!(po.breakpoints.confidence_threshold.get_ref(), dor.breakpoints.confidence_threshold.get_ref());
+        assert_eq!(po.confidence.checks.get_ref(), dor.confidence.checks.get_ref());
+        assert_eq!(po.confidence.validation.get_ref(), dor.confidence.validation.get_ref());
+        assert_eq!(po.confidence.changes.get_ref(), dor.confidence.changes.get_ref());
+        assert_eq!(po.confidence.attempt.get_ref(), dor.confidence.attempt.get_ref());
+        assert!(parsed.projects.is_empty());
+    }
+
+    #[test]
+    fn misspelled_key_names_line_and_key() {
+        let err = load_text("[orchestration]\nmax_sessions = 2\nmax_atempts = 3\n", &[]).expect_err("must fail");
+        assert_eq!(err.line, Some(3));
+        assert_eq!(err.key.as_deref(), Some("orchestration.max_atempts"));
+        assert!(err.message.contains("unknown field `max_atempts`"), "{}", err.message);
+    }
+
+    #[test]
+    fn wrong_type_names_line_and_key() {
+        let err = load_text("[journal]\ndurability = 5\n", &[]).expect_err("must fail");
+        assert_eq!(err.line, Some(2));
+        assert_eq!(err.key.as_deref(), Some("journal.durability"));
+    }
+
+    #[test]
+    fn impossible_value_names_line_and_key() {
+        let err = load_text("[orchestration.decision]\nhigh_confidence = 0.5\nmedium_confidence = 0.9\n", &[])
+            .expect_err("must fail");
+        assert_eq!(err.line, Some(3));
+        assert_eq!(err.key.as_deref(), Some("orchestration.decision.medium_confidence"));
+    }
+
+    #[test]
+    fn environment_overrides_the_file() -> Result<(), ConfigError> {
+        let env = vec![
+            ("ORCH_ORCHESTRATION__MAX_SESSIONS".to_string(), "7".to_string()),
+            ("ORCH_PROJECT".to_string(), "not config".to_string()),
+        ];
+        let c = load_text("[orchestration]\nmax_sessions = 2\n", &env)?;
+        assert_eq!(c.settings.orchestration.max_sessions, 7);
+        Ok(())
+    }
+
+    #[test]
+    fn bad_environment_value_names_the_variable() {
+        let env = vec![("ORCH_JOURNAL__DURABILITY".to_string(), "sometimes".to_string())];
+        let err = load_text("", &env).expect_err("must fail");
+        assert_eq!(err.key.as_deref(), Some("journal.durability"));
+    }
+
+    #[test]
+    fn unknown_dependency_is_an_error_with_its_line() {
+        let text = "[[projects]]\nname = \"a\"\nworkspace = \".\"\n[[projects.tasks]]\nid = \"x\"\ntitle = \"X\"\ndepends_on = [\"nope\"]\n";
+        let err = load_text(text, &[]).expect_err("must fail");
+        assert_eq!(err.line, Some(7));
+        assert!(err.message.contains("a/nope"));
+    }
+}

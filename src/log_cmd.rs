@@ -1,0 +1,250 @@
+//! The `orch-log` command line: read-only views of the journal.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, Subcommand};
+use orch_actors::journal::{EventFilter, Journal};
+use orch_actors::{Event, JournalError};
+
+use crate::cli::{self, Failure, EXIT_INTERNAL, EXIT_OK};
+use crate::render;
+
+/// Inspect the history orch recorded.
+#[derive(Debug, Parser)]
+#[command(name = "orch-log", version, propagate_version = true)]
+pub struct Cli {
+    /// The config file naming the journal (else $ORCH_CONFIG, else ./orch.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The journal directory (instead of a config file).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub journal: Option<PathBuf>,
+    /// More diagnostics on stderr (-v, -vv); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// What to show.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The events, oldest first.
+    Events {
+        /// Only this project's events.
+        #[arg(long)]
+        project: Option<String>,
+        /// Only this task's events (`ID` or `project/ID`).
+        #[arg(long)]
+        task: Option<String>,
+        /// Only events of this kind (repeatable), e.g. decided, check_finished.
+        #[arg(long = "kind", value_name = "K")]
+        kinds: Vec<String>,
+        /// Only events at or after this time: RFC 3339, or a duration ago such as 10m or 2h.
+        #[arg(long)]
+        since: Option<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A task's timeline: attempts, agent activity, checks, scores, decisions, file changes.
+    Show {
+        /// `ID` or `project/ID`.
+        id: String,
+    },
+    /// New events as they are written (Ctrl-C to stop).
+    Follow {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Per project: tasks by state, attempts, agent time, tokens, cost.
+    Stats {
+        /// One JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every record's checksum and the sequence; exit 0 when whole, 1 when not.
+    Verify,
+}
+
+impl Cli {
+    /// Runs the command; returns the exit code.
+    pub fn run(self) -> Result<u8, Failure> {
+        let path = cli::journal_path(self.config.as_deref(), self.journal.as_deref())?;
+        match self.command {
+            Command::Events { project, task, kinds, since, json } => events(&path, project, task, kinds, since, json),
+            Command::Show { id } => show(&path, &id),
+            Command::Follow { json } => follow(&path, json),
+            Command::Stats { json } => stats(&path, json),
+            Command::Verify => verify(&path),
+        }
+    }
+}
+
+fn parse_since(s: &str) -> Result<i64, Failure> {
+    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
+        return Ok(t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0));
+    }
+    if let Ok(d) = humantime::parse_duration(s) {
+        let t = SystemTime::now().checked_sub(d).unwrap_or(UNIX_EPOCH);
+        return Ok(t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0));
+    }
+    Err(Failure::usage(format!(
+        "--since `{s}`: not an RFC 3339 time (2026-11-25T10:00:00Z) nor a duration (10m, 2h)"
+    )))
+}
+
+fn kind_codes(kinds: &[String]) -> Result<Vec<u16>, Failure> {
+    kinds
+        .iter()
+        .map(|k| {
+            Event::KINDS.iter().position(|n| n == k).map(|i| i as u16).ok_or_else(|| {
+                Failure::usage(format!("--kind `{k}` is not an event kind; kinds: {}", Event::KINDS.join(", ")))
+            })
+        })
+        .collect()
+}
+
+fn events(
+    path: &Path,
+    project: Option<String>,
+    task: Option<String>,
+    kinds: Vec<String>,
+    since: Option<String>,
+    json: bool,
+) -> Result<u8, Failure> {
+    let j = cli::open_journal(path)?;
+    let task = match task {
+        Some(t) => Some(j.state().resolve(&t).map_err(Failure::usage)?),
+        None => None,
+    };
+    if let Some(p) = &project {
+        if !j.state().projects.contains_key(p) {
+            return Err(Failure::usage(format!("unknown project `{p}`")));
+        }
+    }
+    let filter = EventFilter {
+        project,
+        task,
+        kinds: kind_codes(&kinds)?,
+        since_ms: since.as_deref().map(parse_since).transpose()?,
+        after_seq: 0,
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut damaged = 0;
+    for r in j.scan(filter) {
+        match r {
+            Ok(rec) => {
+                let line = if json { rec.to_json().to_string() } else { render::event_line(&rec) };
+                if writeln!(out, "{line}").is_err() {
+                    return Ok(EXIT_OK); // the reader went away (e.g. `| head`)
+                }
+            }
+            Err(e) => {
+                damaged += 1;
+                eprintln!("warning: {e}");
+            }
+        }
+    }
+    let _ = out.flush();
+    Ok(if damaged > 0 { EXIT_INTERNAL } else { EXIT_OK })
+}
+
+fn show(path: &Path, id: &str) -> Result<u8, Failure> {
+    let j = cli::open_journal(path)?;
+    let key = j.state().resolve(id).map_err(Failure::usage)?;
+    let filter = EventFilter { task: Some(key.clone()), ..EventFilter::default() };
+    let mut records = Vec::new();
+    for r in j.scan(filter) {
+        match r {
+            Ok(rec) => records.push(rec),
+            Err(e) => eprintln!("warning: {e}"),
+        }
+    }
+    print!("{}", render::timeline(&j.state().tasks[&key], &records));
+    Ok(EXIT_OK)
+}
+
+fn stats(path: &Path, json: bool) -> Result<u8, Failure> {
+    let j = cli::open_journal(path)?;
+    let records = j.scan(EventFilter::default()).filter_map(|r| match r {
+        Ok(rec) => Some(rec),
+        Err(e) => {
+            eprintln!("warning: {e}");
+            None
+        }
+    });
+    let s = render::stats(j.state(), records);
+    if json {
+        println!("{}", render::stats_json(&s));
+    } else {
+        print!("{}", render::stats_text(&s));
+    }
+    Ok(EXIT_OK)
+}
+
+fn verify(path: &Path) -> Result<u8, Failure> {
+    let j = Journal::open(path, false)?;
+    let report = j.verify()?;
+    for p in &report.problems {
+        println!("damaged: {}: {}", p.about, p.what);
+    }
+    println!(
+        "{}: {} events, {} projections, {} blobs checked{}",
+        path.display(),
+        report.events,
+        report.projections,
+        report.blobs,
+        if report.is_whole() { ", all whole".to_string() } else { format!(", {} problem(s)", report.problems.len()) }
+    );
+    Ok(if report.is_whole() { EXIT_OK } else { EXIT_INTERNAL })
+}
+
+/// Prints new events as they are written. The journal is opened between polls, so this works between runs and
+/// while `orch` commands write; while a run holds the journal, it waits and says so once.
+fn follow(path: &Path, json: bool) -> Result<u8, Failure> {
+    let mut after = 0u64;
+    let mut told = false;
+    let mut first = true;
+    loop {
+        match Journal::open(path, false) {
+            Ok(j) => {
+                told = false;
+                if first {
+                    // Start from the end: only new events.
+                    after = j.next_seq().saturating_sub(1);
+                    first = false;
+                }
+                let filter = EventFilter { after_seq: after, ..EventFilter::default() };
+                let stdout = std::io::stdout();
+                let mut out = stdout.lock();
+                for r in j.scan(filter) {
+                    match r {
+                        Ok(rec) => {
+                            after = rec.seq;
+                            let line = if json { rec.to_json().to_string() } else { render::event_line(&rec) };
+                            if writeln!(out, "{line}").is_err() {
+                                return Ok(EXIT_OK);
+                            }
+                        }
+                        Err(e) => eprintln!("warning: {e}"),
+                    }
+                }
+                let _ = out.flush();
+            }
+            Err(JournalError::Locked { .. }) => {
+                if !told {
+                    eprintln!("a run holds the journal; waiting for it to release it");
+                    told = true;
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}

@@ -1,0 +1,420 @@
+//! The `orch` command line: one `run` function per subcommand.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+use orch_actors::journal::event::{Event, TaskAdded};
+use orch_actors::ops::{self, HumanRequest};
+use orch_actors::{Journal, Orchestrator, Selection, TaskSpec, TaskState};
+
+use crate::cli::{self, Failure, EXIT_NEEDS_HUMAN, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM};
+use crate::config::{self, Overrides};
+use crate::render;
+
+/// Supervises AI coding agents on queues of tasks across many projects.
+#[derive(Debug, Parser)]
+#[command(name = "orch", version, propagate_version = true)]
+pub struct Cli {
+    /// The config file (else $ORCH_CONFIG, else ./orch.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// More diagnostics on stderr (-v, -vv); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a commented orch.toml and the journal directory (refuses to overwrite).
+    Init {
+        /// Where (default: the current directory).
+        dir: Option<PathBuf>,
+    },
+    /// Import the config's projects and tasks, then supervise until every selected task is settled.
+    Run(RunArgs),
+    /// Every project and task with its state.
+    Status {
+        /// One JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add or show tasks.
+    #[command(subcommand)]
+    Task(TaskCommand),
+    /// Answer a task waiting for a human; it becomes pending and the answer reaches its next attempt.
+    Answer {
+        /// `ID` or `project/ID`.
+        id: String,
+        /// The answer.
+        text: String,
+    },
+    /// Accept an escalated task's work as it is.
+    Approve {
+        /// `ID` or `project/ID`.
+        id: String,
+    },
+    /// Refuse an escalated task's work; the task fails.
+    Reject {
+        /// `ID` or `project/ID`.
+        id: String,
+        /// Why.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Stop working on a task.
+    Cancel {
+        /// `ID` or `project/ID`.
+        id: String,
+    },
+    /// Restore every file the task's attempts changed to its content before.
+    Rollback {
+        /// `ID` or `project/ID`.
+        id: String,
+        /// Only attempts from this one on.
+        #[arg(long)]
+        attempt: Option<u32>,
+        /// Also restore files that changed again since the attempt.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// `orch run` options.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Only this project's tasks (repeatable).
+    #[arg(long = "project", value_name = "NAME")]
+    pub projects: Vec<String>,
+    /// Only this task and what it depends on (repeatable; `ID` or `project/ID`).
+    #[arg(long = "task", value_name = "ID")]
+    pub tasks: Vec<String>,
+    /// Agent sessions at once (overrides orchestration.max_sessions).
+    #[arg(long)]
+    pub max_sessions: Option<usize>,
+    /// "sync" or "batch" (overrides journal.durability).
+    #[arg(long)]
+    pub durability: Option<String>,
+}
+
+/// `orch task …`.
+#[derive(Debug, Subcommand)]
+pub enum TaskCommand {
+    /// Add a task to a project.
+    Add {
+        /// The project.
+        #[arg(long)]
+        project: String,
+        /// Unique within the project.
+        #[arg(long)]
+        id: String,
+        /// One line.
+        #[arg(long)]
+        title: String,
+        /// What to do (default: the title).
+        #[arg(long)]
+        description: Option<String>,
+        /// 1 (low) … 10 (high).
+        #[arg(long, default_value_t = 5)]
+        priority: u8,
+        /// A task this one depends on (repeatable).
+        #[arg(long = "depends-on", value_name = "ID")]
+        depends_on: Vec<String>,
+        /// An acceptance criterion (repeatable).
+        #[arg(long = "acceptance", value_name = "TEXT")]
+        acceptance: Vec<String>,
+    },
+    /// A task with all its attempts.
+    Show {
+        /// `ID` or `project/ID`.
+        id: String,
+        /// One JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl Cli {
+    /// Runs the command; returns the exit code.
+    pub fn run(self) -> Result<u8, Failure> {
+        let config = self.config.as_deref();
+        match self.command {
+            Command::Init { dir } => init(dir.as_deref()),
+            Command::Run(args) => run(config, args),
+            Command::Status { json } => status(config, json),
+            Command::Task(TaskCommand::Show { id, json }) => task_show(config, &id, json),
+            Command::Task(TaskCommand::Add { project, id, title, description, priority, depends_on, acceptance }) => {
+                let spec = TaskSpec {
+                    description: description.unwrap_or_else(|| title.clone()),
+                    project,
+                    id,
+                    title,
+                    priority,
+                    depends_on,
+                    acceptance,
+                };
+                task_add(config, spec)
+            }
+            Command::Answer { id, text } => human(config, &id, HumanRequest::Answer(text)),
+            Command::Approve { id } => human(config, &id, HumanRequest::Approve),
+            Command::Reject { id, reason } => human(config, &id, HumanRequest::Reject(reason)),
+            Command::Cancel { id } => human(config, &id, HumanRequest::Cancel),
+            Command::Rollback { id, attempt, force } => rollback(config, &id, attempt, force),
+        }
+    }
+}
+
+fn init(dir: Option<&Path>) -> Result<u8, Failure> {
+    let dir = dir.unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Failure::internal(format!("cannot create {}: {e}", dir.display())))?;
+    let file = dir.join("orch.toml");
+    if file.exists() {
+        return Err(Failure::usage(format!("{} already exists; not overwriting it", file.display())));
+    }
+    std::fs::write(&file, config::DEFAULT_TOML)
+        .map_err(|e| Failure::internal(format!("cannot write {}: {e}", file.display())))?;
+    let journal = dir.join(".orch/journal");
+    let j = Journal::open(&journal, true)?;
+    j.flush()?;
+    println!("wrote {} and created the journal {}", file.display(), journal.display());
+    println!("next: add [[projects]] with their tasks to {}, then `orch run`", file.display());
+    Ok(EXIT_OK)
+}
+
+fn open_from_config(config: Option<&Path>) -> Result<Journal, Failure> {
+    let path = cli::journal_path(config, None)?;
+    cli::open_journal(&path)
+}
+
+fn status(config: Option<&Path>, json: bool) -> Result<u8, Failure> {
+    let j = open_from_config(config)?;
+    let out = if json {
+        render::status_json(j.state()).to_string() + "\n"
+    } else {
+        render::status_text(j.state())
+    };
+    print!("{out}");
+    Ok(EXIT_OK)
+}
+
+fn task_show(config: Option<&Path>, id: &str, json: bool) -> Result<u8, Failure> {
+    let j = open_from_config(config)?;
+    let key = j.state().resolve(id).map_err(Failure::usage)?;
+    let view = &j.state().tasks[&key];
+    if json {
+        println!("{}", render::task_json(view));
+    } else {
+        print!("{}", render::task_text(view));
+    }
+    Ok(EXIT_OK)
+}
+
+fn task_add(config_flag: Option<&Path>, spec: TaskSpec) -> Result<u8, Failure> {
+    if !config::valid_id(&spec.id) {
+        return Err(Failure::usage(format!("`{}` is not a valid task id (letters, digits, `-`, `_`, `.`)", spec.id)));
+    }
+    let cfg = cli::load_config(config_flag, &Overrides::default(), false)?;
+    let mut j = Journal::open(&cfg.settings.journal.path, true)?;
+    // A project known to the config but not yet to the journal is registered first.
+    if !j.state().projects.contains_key(&spec.project) {
+        if let Some(p) = cfg.settings.project(&spec.project) {
+            ops::import(&mut j, std::slice::from_ref(p))?;
+        }
+    }
+    ops::check_new_task(j.state(), &spec)?;
+    let key = spec.key();
+    j.append(vec![Event::TaskAdded(TaskAdded { spec, source: "cli".into() })])?;
+    j.flush()?;
+    println!("added {key}");
+    Ok(EXIT_OK)
+}
+
+fn human(config: Option<&Path>, id: &str, request: HumanRequest) -> Result<u8, Failure> {
+    let mut j = open_from_config(config)?;
+    let (key, events) = ops::human_events(j.state(), id, &request)?;
+    j.append(events)?;
+    j.flush()?;
+    let state = j.state().tasks[&key].state;
+    println!("{key}: now {state}");
+    Ok(EXIT_OK)
+}
+
+fn rollback(config: Option<&Path>, id: &str, attempt: Option<u32>, force: bool) -> Result<u8, Failure> {
+    let mut j = open_from_config(config)?;
+    let report = ops::rollback(&mut j, id, attempt, force)?;
+    for p in &report.restored {
+        println!("restored {p}");
+    }
+    for p in &report.conflicts {
+        println!("conflict {p}: changed since the attempt; left alone (use --force to restore it anyway)");
+    }
+    println!(
+        "{}: {} file(s) restored, {} conflict(s)",
+        report.task,
+        report.restored.len(),
+        report.conflicts.len()
+    );
+    Ok(if report.conflicts.is_empty() { EXIT_OK } else { EXIT_NEEDS_HUMAN })
+}
+
+/// Checks that every agent program can be found before anything runs.
+fn check_agents(settings: &orch_actors::settings::Settings) -> Result<(), Failure> {
+    for p in &settings.projects {
+        if orch_actors::agent::adapter(p.agent.kind).is_none() {
+            return Err(Failure::usage(format!(
+                "project {}: agent kind `{}` is not available in this build yet; use kind = \"command\"",
+                p.name,
+                p.agent.kind.as_str()
+            )));
+        }
+        let prog = &p.agent.program;
+        let found = if prog.contains('/') {
+            is_executable(Path::new(prog))
+        } else {
+            std::env::var_os("PATH")
+                .map(|paths| std::env::split_paths(&paths).any(|d| is_executable(&d.join(prog))))
+                .unwrap_or(false)
+        };
+        if !found {
+            return Err(Failure::usage(format!(
+                "project {}: the agent program `{prog}` was not found{}",
+                p.name,
+                if prog.contains('/') { " (or is not executable)" } else { " on PATH" }
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+}
+
+fn run(config_flag: Option<&Path>, args: RunArgs) -> Result<u8, Failure> {
+    let overrides = Overrides { journal: None, max_sessions: args.max_sessions, durability: args.durability };
+    let cfg = cli::load_config(config_flag, &overrides, true)?;
+    check_agents(&cfg.settings)?;
+    let selection = Selection { projects: args.projects, tasks: args.tasks };
+    let system = actix::System::new();
+    system.block_on(supervise(cfg.settings, selection))
+}
+
+async fn supervise(settings: orch_actors::settings::Settings, selection: Selection) -> Result<u8, Failure> {
+    let (orch, report) = Orchestrator::start(settings).await?;
+    for p in orch.damaged_records() {
+        eprintln!("warning: journal: {} is damaged: {} (run `orch-log verify`)", p.about, p.what);
+    }
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    if report.added + report.updated + report.projects > 0 {
+        println!(
+            "imported {} project(s), {} new task(s), {} updated task(s)",
+            report.projects, report.added, report.updated
+        );
+    }
+    let mut events = orch.subscribe().await?;
+    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
+    let printer = actix::spawn(async move {
+        let mut out = std::io::stdout();
+        loop {
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Ok(r) => print_progress(&mut out, &r.event),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        let _ = writeln!(out, "… {n} events not shown (see `orch-log events`)");
+                    }
+                    Err(_) => break,
+                },
+                _ = &mut done_rx => {
+                    while let Ok(r) = events.try_recv() {
+                        print_progress(&mut out, &r.event);
+                    }
+                    break;
+                }
+            }
+        }
+    });
+    let orch = std::rc::Rc::new(orch);
+    let signal = std::rc::Rc::new(std::cell::Cell::new(0u8));
+    {
+        let orch = orch.clone();
+        let signal = signal.clone();
+        actix::spawn(async move {
+            use tokio::signal::unix::{signal as unix_signal, SignalKind};
+            let (Ok(mut int), Ok(mut term)) =
+                (unix_signal(SignalKind::interrupt()), unix_signal(SignalKind::terminate()))
+            else {
+                return;
+            };
+            tokio::select! {
+                _ = int.recv() => signal.set(EXIT_SIGINT),
+                _ = term.recv() => signal.set(EXIT_SIGTERM),
+            }
+            eprintln!("stopping: agents are being stopped and their attempts journaled as interrupted");
+            orch.stop();
+        });
+    }
+    let result = orch.run(selection).await;
+    let _ = done_tx.send(());
+    let _ = printer.await;
+    let summary = result?;
+    orch.flush().await?;
+    println!();
+    let mut by_state: BTreeMap<TaskState, usize> = BTreeMap::new();
+    for (k, s, reason) in &summary.tasks {
+        *by_state.entry(*s).or_default() += 1;
+        if s.blocks_dependants() {
+            println!("{k}: {s} — {}", reason.as_deref().unwrap_or(""));
+        }
+    }
+    let counts: Vec<String> = by_state.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    println!(
+        "{}: {}",
+        if summary.interrupted { "run interrupted" } else { "run finished" },
+        if counts.is_empty() { "nothing to do".into() } else { counts.join(", ") }
+    );
+    if summary.interrupted {
+        return Ok(match signal.get() {
+            0 => EXIT_SIGINT,
+            s => s,
+        });
+    }
+    Ok(if summary.all_completed() { EXIT_OK } else { EXIT_NEEDS_HUMAN })
+}
+
+/// Plain progress lines while a run goes on.
+fn print_progress(out: &mut impl Write, e: &Event) {
+    let line = match e {
+        Event::AttemptStarted(a) => Some(format!("▶ {}/{}  attempt {} started", a.project, a.task, a.attempt)),
+        Event::CheckFinished(c) if !c.passed => Some(format!(
+            "  {}/{}  check `{}` failed{}",
+            c.project,
+            c.task,
+            c.command,
+            c.exit_code.map(|x| format!(" (exit {x})")).unwrap_or_default()
+        )),
+        Event::Decided(d) => Some(format!("  {}/{}  attempt {}: {} — {}", d.project, d.task, d.attempt, d.decision, d.reason)),
+        Event::TaskStateChanged(c) => match c.to {
+            TaskState::Completed => Some(format!("✓ {}/{}  completed", c.project, c.task)),
+            TaskState::Escalated => Some(format!("! {}/{}  escalated: {}", c.project, c.task, c.reason)),
+            TaskState::Blocked => Some(format!("✗ {}/{}  blocked: {}", c.project, c.task, c.reason)),
+            TaskState::Failed => Some(format!("✗ {}/{}  failed: {}", c.project, c.task, c.reason)),
+            _ => None,
+        },
+        Event::AttemptInterrupted(i) => {
+            Some(format!("  {}/{}  attempt {} interrupted: {}", i.project, i.task, i.attempt, i.reason))
+        }
+        _ => None,
+    };
+    if let Some(l) = line {
+        let _ = writeln!(out, "{l}");
+        let _ = out.flush();
+    }
+}
