@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use orch_actors::settings::{
-    AgentKind, AgentSettings, ConfidenceWeights, DecisionSettings, Durability, JournalSettings,
-    OrchestrationSettings, ProjectSettings, Settings,
+    AgentKind, AgentSettings, ConfidenceWeights, DecisionSettings, Durability, JournalSettings, OrchestrationSettings,
+    ProjectSettings, Settings,
 };
 use orch_actors::TaskSpec;
 use serde::Deserialize;
@@ -391,8 +391,7 @@ fn apply_env(
     source: &str,
     env: &[(String, String)],
 ) -> Result<(FileConfig, LlmConfig), ConfigError> {
-    let vars: Vec<&(String, String)> =
-        env.iter().filter(|(k, _)| k.starts_with("ORCH_") && k.contains("__")).collect();
+    let vars: Vec<&(String, String)> = env.iter().filter(|(k, _)| k.starts_with("ORCH_") && k.contains("__")).collect();
     let file = if vars.is_empty() {
         file
     } else {
@@ -585,12 +584,8 @@ fn resolve(file: FileConfig, text: &str, source: &str, base: &Path) -> Result<Se
             format!("{medium} is above high_confidence ({high})"),
         ));
     }
-    let threshold = fraction(
-        source,
-        text,
-        &o.breakpoints.confidence_threshold,
-        "orchestration.breakpoints.confidence_threshold",
-    )?;
+    let threshold =
+        fraction(source, text, &o.breakpoints.confidence_threshold, "orchestration.breakpoints.confidence_threshold")?;
     let c = &o.confidence;
     let weights = ConfidenceWeights {
         checks: fraction(source, text, &c.checks, "orchestration.confidence.checks")?,
@@ -607,7 +602,10 @@ fn resolve(file: FileConfig, text: &str, source: &str, base: &Path) -> Result<Se
             text,
             &file.agent.kind,
             "agent.kind",
-            format!("`{}` is not an agent kind: use \"claude-code\", \"aider\" or \"command\"", file.agent.kind.get_ref()),
+            format!(
+                "`{}` is not an agent kind: use \"claude-code\", \"aider\" or \"command\"",
+                file.agent.kind.get_ref()
+            ),
         )
     })?;
     let default_agent = AgentSettings {
@@ -624,7 +622,13 @@ fn resolve(file: FileConfig, text: &str, source: &str, base: &Path) -> Result<Se
     for p in &file.projects {
         let name = p.name.get_ref();
         if !valid_id(name) {
-            return Err(at(source, text, &p.name, "projects.name", format!("`{name}` is not a valid name (letters, digits, `-`, `_`, `.`)")));
+            return Err(at(
+                source,
+                text,
+                &p.name,
+                "projects.name",
+                format!("`{name}` is not a valid name (letters, digits, `-`, `_`, `.`)"),
+            ));
         }
         if !names.insert(name.clone()) {
             return Err(at(source, text, &p.name, "projects.name", format!("project `{name}` is defined twice")));
@@ -664,7 +668,10 @@ fn resolve(file: FileConfig, text: &str, source: &str, base: &Path) -> Result<Se
                 text,
                 &p.workspace,
                 "projects.workspace",
-                format!("{} is not a directory (set create_workspace = true to have orch create it)", workspace.display()),
+                format!(
+                    "{} is not a directory (set create_workspace = true to have orch create it)",
+                    workspace.display()
+                ),
             ));
         }
         let mut tasks = Vec::new();
@@ -672,14 +679,32 @@ fn resolve(file: FileConfig, text: &str, source: &str, base: &Path) -> Result<Se
         for t in &p.tasks {
             let id = t.id.get_ref();
             if !valid_id(id) {
-                return Err(at(source, text, &t.id, "projects.tasks.id", format!("`{id}` is not a valid id (letters, digits, `-`, `_`, `.`)")));
+                return Err(at(
+                    source,
+                    text,
+                    &t.id,
+                    "projects.tasks.id",
+                    format!("`{id}` is not a valid id (letters, digits, `-`, `_`, `.`)"),
+                ));
             }
             if !ids.insert(id.clone()) {
-                return Err(at(source, text, &t.id, "projects.tasks.id", format!("task `{id}` is defined twice in project `{name}`")));
+                return Err(at(
+                    source,
+                    text,
+                    &t.id,
+                    "projects.tasks.id",
+                    format!("task `{id}` is defined twice in project `{name}`"),
+                ));
             }
             let pr = *t.priority.get_ref();
             if !(1..=10).contains(&pr) {
-                return Err(at(source, text, &t.priority, "projects.tasks.priority", format!("{pr} is outside 1 ..= 10")));
+                return Err(at(
+                    source,
+                    text,
+                    &t.priority,
+                    "projects.tasks.priority",
+                    format!("{pr} is outside 1 ..= 10"),
+                ));
             }
             tasks.push(TaskSpec {
                 project: name.clone(),
@@ -714,10 +739,22 @@ fn resolve(file: FileConfig, text: &str, source: &str, base: &Path) -> Result<Se
                     format!("{}/{}", fp.name.get_ref(), d.get_ref())
                 };
                 if full == format!("{}/{}", fp.name.get_ref(), t.id.get_ref()) {
-                    return Err(at(source, text, d, "projects.tasks.depends_on", format!("task `{}` depends on itself", t.id.get_ref())));
+                    return Err(at(
+                        source,
+                        text,
+                        d,
+                        "projects.tasks.depends_on",
+                        format!("task `{}` depends on itself", t.id.get_ref()),
+                    ));
                 }
                 if fp.enabled && !known.contains(&full) {
-                    return Err(at(source, text, d, "projects.tasks.depends_on", format!("no task `{full}` in the configuration")));
+                    return Err(at(
+                        source,
+                        text,
+                        d,
+                        "projects.tasks.depends_on",
+                        format!("no task `{full}` in the configuration"),
+                    ));
                 }
             }
         }
@@ -739,7 +776,10 @@ fn resolve(file: FileConfig, text: &str, source: &str, base: &Path) -> Result<Se
 
 /// Names usable as project names and task ids.
 pub fn valid_id(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) && s != "." && s != ".."
+    !s.is_empty()
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && s != "."
+        && s != ".."
 }
 
 /// The line where a dotted key's last part is set, best effort (for errors about values without a span).

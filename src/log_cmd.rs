@@ -93,9 +93,7 @@ fn parse_since(s: &str) -> Result<i64, Failure> {
         let t = SystemTime::now().checked_sub(d).unwrap_or(UNIX_EPOCH);
         return Ok(t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0));
     }
-    Err(Failure::usage(format!(
-        "--since `{s}`: not an RFC 3339 time (2026-11-25T10:00:00Z) nor a duration (10m, 2h)"
-    )))
+    Err(Failure::usage(format!("--since `{s}`: not an RFC 3339 time (2026-11-25T10:00:00Z) nor a duration (10m, 2h)")))
 }
 
 fn kind_codes(kinds: &[String]) -> Result<Vec<u16>, Failure> {

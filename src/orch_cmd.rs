@@ -193,11 +193,7 @@ fn open_from_config(config: Option<&Path>) -> Result<Journal, Failure> {
 
 fn status(config: Option<&Path>, json: bool) -> Result<u8, Failure> {
     let j = open_from_config(config)?;
-    let out = if json {
-        render::status_json(j.state()).to_string() + "\n"
-    } else {
-        render::status_text(j.state())
-    };
+    let out = if json { render::status_json(j.state()).to_string() + "\n" } else { render::status_text(j.state()) };
     print!("{out}");
     Ok(EXIT_OK)
 }
@@ -253,12 +249,7 @@ fn rollback(config: Option<&Path>, id: &str, attempt: Option<u32>, force: bool) 
     for p in &report.conflicts {
         println!("conflict {p}: changed since the attempt; left alone (use --force to restore it anyway)");
     }
-    println!(
-        "{}: {} file(s) restored, {} conflict(s)",
-        report.task,
-        report.restored.len(),
-        report.conflicts.len()
-    );
+    println!("{}: {} file(s) restored, {} conflict(s)", report.task, report.restored.len(), report.conflicts.len());
     Ok(if report.conflicts.is_empty() { EXIT_OK } else { EXIT_NEEDS_HUMAN })
 }
 
@@ -341,10 +332,9 @@ async fn supervise(settings: orch_actors::settings::Settings, selection: Selecti
             }
         }
     });
-    let orch = std::rc::Rc::new(orch);
     let signal = std::rc::Rc::new(std::cell::Cell::new(0u8));
     {
-        let orch = orch.clone();
+        let stopper = orch.stopper();
         let signal = signal.clone();
         actix::spawn(async move {
             use tokio::signal::unix::{signal as unix_signal, SignalKind};
@@ -358,14 +348,14 @@ async fn supervise(settings: orch_actors::settings::Settings, selection: Selecti
                 _ = term.recv() => signal.set(EXIT_SIGTERM),
             }
             eprintln!("stopping: agents are being stopped and their attempts journaled as interrupted");
-            orch.stop();
+            stopper.stop();
         });
     }
     let result = orch.run(selection).await;
     let _ = done_tx.send(());
     let _ = printer.await;
     let summary = result?;
-    orch.flush().await?;
+    orch.shutdown().await?;
     println!();
     let mut by_state: BTreeMap<TaskState, usize> = BTreeMap::new();
     for (k, s, reason) in &summary.tasks {
@@ -400,7 +390,9 @@ fn print_progress(out: &mut impl Write, e: &Event) {
             c.command,
             c.exit_code.map(|x| format!(" (exit {x})")).unwrap_or_default()
         )),
-        Event::Decided(d) => Some(format!("  {}/{}  attempt {}: {} — {}", d.project, d.task, d.attempt, d.decision, d.reason)),
+        Event::Decided(d) => {
+            Some(format!("  {}/{}  attempt {}: {} — {}", d.project, d.task, d.attempt, d.decision, d.reason))
+        }
         Event::TaskStateChanged(c) => match c.to {
             TaskState::Completed => Some(format!("✓ {}/{}  completed", c.project, c.task)),
             TaskState::Escalated => Some(format!("! {}/{}  escalated: {}", c.project, c.task, c.reason)),

@@ -270,14 +270,22 @@ pub fn event_summary(e: &Event) -> String {
         Event::Scored(s) => format!(
             "confidence {:.2}: {}",
             s.score,
-            s.factors.iter().map(|f| format!("{} {:.2}×{:.2}", f.name, f.value, f.weight)).collect::<Vec<_>>().join(", ")
+            s.factors
+                .iter()
+                .map(|f| format!("{} {:.2}×{:.2}", f.name, f.value, f.weight))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         Event::Decided(d) => format!("decision {}: {}", d.decision, d.reason),
         Event::TaskStateChanged(c) => format!("{} → {}: {}", c.from, c.to, c.reason),
         Event::AttemptInterrupted(i) => format!("attempt {} interrupted: {}", i.attempt, i.reason),
         Event::HumanAnswered(h) => format!("a human answered: {}", first_line(&h.answer, 160)),
         Event::HumanVerdict(h) => {
-            format!("a human said {}{}", h.verdict, if h.reason.is_empty() { String::new() } else { format!(": {}", h.reason) })
+            format!(
+                "a human said {}{}",
+                h.verdict,
+                if h.reason.is_empty() { String::new() } else { format!(": {}", h.reason) }
+            )
         }
         Event::RolledBack(r) => format!(
             "rolled back from attempt {}: {} file(s) restored, {} conflict(s)",
@@ -290,7 +298,14 @@ pub fn event_summary(e: &Event) -> String {
 
 /// One line per event for `orch-log events`.
 pub fn event_line(r: &EventRecord) -> String {
-    format!("{:>6}  {}  {:<19} {:<28} {}", r.seq, r.time_rfc3339(), r.event.kind(), scope_label(&r.event), event_summary(&r.event))
+    format!(
+        "{:>6}  {}  {:<19} {:<28} {}",
+        r.seq,
+        r.time_rfc3339(),
+        r.event.kind(),
+        scope_label(&r.event),
+        event_summary(&r.event)
+    )
 }
 
 /// `orch-log show`: a task's timeline.
@@ -315,7 +330,8 @@ pub fn timeline(view: &TaskView, records: &[EventRecord]) -> String {
                 }
             }
             Event::Decided(d) if !d.feedback.is_empty() && d.decision.as_str() != "proceed" => {
-                let _ = writeln!(out, "{:>21}  feedback for the next attempt: {} line(s)", "", d.feedback.lines().count());
+                let _ =
+                    writeln!(out, "{:>21}  feedback for the next attempt: {} line(s)", "", d.feedback.lines().count());
             }
             _ => {}
         }
@@ -346,7 +362,8 @@ pub struct ProjectStats {
 
 /// Per-project stats from the state and a scan of the events.
 pub fn stats(state: &State, records: impl Iterator<Item = EventRecord>) -> BTreeMap<String, ProjectStats> {
-    let mut out: BTreeMap<String, ProjectStats> = state.projects.keys().map(|p| (p.clone(), ProjectStats::default())).collect();
+    let mut out: BTreeMap<String, ProjectStats> =
+        state.projects.keys().map(|p| (p.clone(), ProjectStats::default())).collect();
     for (k, v) in &state.tasks {
         *out.entry(k.project.clone()).or_default().states.entry(v.state.as_str().into()).or_default() += 1;
     }

@@ -138,7 +138,11 @@ pub fn human_events(state: &State, id: &str, request: &HumanRequest) -> Result<(
                 return Err(EngineError::InvalidRequest("the answer is empty".into()));
             }
             vec![
-                Event::HumanAnswered(HumanAnswered { project: project.clone(), task: task.clone(), answer: text.clone() }),
+                Event::HumanAnswered(HumanAnswered {
+                    project: project.clone(),
+                    task: task.clone(),
+                    answer: text.clone(),
+                }),
                 change(TaskState::Pending, "a human answered".into()),
             ]
         }
@@ -219,7 +223,12 @@ pub struct RollbackReport {
 }
 
 /// Restores every file the task's attempts (from `from_attempt` on) changed to its content before.
-pub fn rollback(journal: &mut Journal, id: &str, from_attempt: Option<u32>, force: bool) -> Result<RollbackReport, EngineError> {
+pub fn rollback(
+    journal: &mut Journal,
+    id: &str,
+    from_attempt: Option<u32>,
+    force: bool,
+) -> Result<RollbackReport, EngineError> {
     let state = journal.state();
     let key = state.resolve(id).map_err(EngineError::UnknownTask)?;
     let workspace = state
@@ -261,10 +270,10 @@ pub fn rollback(journal: &mut Journal, id: &str, from_attempt: Option<u32>, forc
                 report.conflicts.push(format!("{rel} (now a symbolic link)"));
                 continue;
             }
-            Ok(_) => Some(ContentHash::of(&std::fs::read(&target).map_err(|source| EngineError::Io {
-                about: format!("reading {}", target.display()),
-                source,
-            })?)),
+            Ok(_) => Some(ContentHash::of(
+                &std::fs::read(&target)
+                    .map_err(|source| EngineError::Io { about: format!("reading {}", target.display()), source })?,
+            )),
             Err(_) => None,
         };
         let expected = last_after.get(rel).cloned().flatten();
@@ -281,16 +290,20 @@ pub fn rollback(journal: &mut Journal, id: &str, from_attempt: Option<u32>, forc
                     EngineError::InvalidRequest(format!("no pre-image of `{rel}` in the journal (blob {hash})"))
                 })?;
                 if let Some(parent) = target.parent() {
-                    std::fs::create_dir_all(parent)
-                        .map_err(|source| EngineError::Io { about: format!("creating {}", parent.display()), source })?;
+                    std::fs::create_dir_all(parent).map_err(|source| EngineError::Io {
+                        about: format!("creating {}", parent.display()),
+                        source,
+                    })?;
                 }
                 std::fs::write(&target, data)
                     .map_err(|source| EngineError::Io { about: format!("writing {}", target.display()), source })?;
             }
             None => {
                 if current.is_some() {
-                    std::fs::remove_file(&target)
-                        .map_err(|source| EngineError::Io { about: format!("removing {}", target.display()), source })?;
+                    std::fs::remove_file(&target).map_err(|source| EngineError::Io {
+                        about: format!("removing {}", target.display()),
+                        source,
+                    })?;
                 }
             }
         }

@@ -229,11 +229,7 @@ pub async fn run(
     })
 }
 
-async fn pump<R: tokio::io::AsyncRead + Unpin>(
-    r: R,
-    stream: Stream,
-    tx: mpsc::UnboundedSender<(Stream, Vec<u8>)>,
-) {
+async fn pump<R: tokio::io::AsyncRead + Unpin>(r: R, stream: Stream, tx: mpsc::UnboundedSender<(Stream, Vec<u8>)>) {
     let mut reader = BufReader::new(r);
     loop {
         let mut buf = Vec::new();

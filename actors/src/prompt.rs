@@ -71,20 +71,12 @@ pub fn build(input: &PromptInput<'_>) -> Prompt {
             base.push_str(&format!("- {a}\n"));
         }
     }
-    base.push_str(&format!(
-        "\n(Project `{}`, task `{}`, attempt {}.)\n",
-        spec.project, spec.id, input.attempt
-    ));
+    base.push_str(&format!("\n(Project `{}`, task `{}`, attempt {}.)\n", spec.project, spec.id, input.attempt));
 
     let base_tokens = count_tokens(&base);
     // Feedback of earlier attempts, most recent first: it says what failed last.
-    let feedback: Vec<(u32, &str)> = input
-        .task
-        .attempts
-        .iter()
-        .rev()
-        .filter_map(|a| a.feedback.as_deref().map(|f| (a.number, f)))
-        .collect();
+    let feedback: Vec<(u32, &str)> =
+        input.task.attempts.iter().rev().filter_map(|a| a.feedback.as_deref().map(|f| (a.number, f))).collect();
     if feedback.is_empty() {
         return Prompt { tokens: base_tokens, text: base, trimmed: 0 };
     }

@@ -13,7 +13,7 @@ use crate::actors::decision::DecisionEngine;
 use crate::actors::file_monitor::FileMonitor;
 use crate::actors::quality::QualityController;
 use crate::actors::scheduler::{Run, RunSummary, Scheduler, Selection, StopRun};
-use crate::actors::state_journal::{AddTask, Flush, GetState, Human, Import, StateJournal, Subscribe};
+use crate::actors::state_journal::{AddTask, Close, Flush, GetState, Human, Import, StateJournal, Subscribe};
 use crate::actors::validator::Validator;
 use crate::error::EngineError;
 use crate::journal::{EventRecord, Journal, Problem, State, TaskView};
@@ -22,11 +22,24 @@ use crate::redact::Redactor;
 use crate::settings::Settings;
 use crate::types::{TaskKey, TaskSpec};
 
+/// Stops a run under way; see [`Orchestrator::stopper`].
+#[derive(Clone)]
+pub struct Stopper(Addr<Scheduler>);
+
+impl Stopper {
+    /// Asks the run to stop gracefully: agents are stopped and their attempts journaled as interrupted.
+    pub fn stop(&self) {
+        self.0.do_send(StopRun);
+    }
+}
+
 /// A running engine: the actors, started on the current actix system.
 pub struct Orchestrator {
     journal: Addr<StateJournal>,
     scheduler: Addr<Scheduler>,
     damaged: Vec<Problem>,
+    released: Option<tokio::sync::oneshot::Receiver<()>>,
+    path: PathBuf,
 }
 
 impl Orchestrator {
@@ -39,7 +52,8 @@ impl Orchestrator {
             .map_err(|e| EngineError::Stopped(format!("opening the journal: {e}")))??;
         let damaged = journal.damaged_at_open().to_vec();
         let journal_dir = journal.path().canonicalize().unwrap_or_else(|_| journal.path().to_path_buf());
-        let journal = StateJournal::new(journal, settings.journal.durability).start();
+        let (journal, released) = StateJournal::new(journal, settings.journal.durability);
+        let journal = journal.start();
 
         let mut monitors = HashMap::new();
         let mut by_workspace: HashMap<PathBuf, Addr<FileMonitor>> = HashMap::new();
@@ -82,17 +96,31 @@ impl Orchestrator {
                 o.decision.clone(),
                 o.max_attempts,
                 o.confidence_threshold,
+                ctx.address().recipient(),
             )
             .start();
-            let scorer = ConfidenceScorer::new(j.clone().recipient(), decision.recipient(), o.confidence.clone()).start();
-            let quality =
-                QualityController::new(j.clone().recipient(), scorer.recipient(), o.output_tail_bytes, redactor.clone())
-                    .start();
-            let validator = Validator::new(j.clone().recipient(), quality.recipient()).start();
+            let scorer = ConfidenceScorer::new(
+                j.clone().recipient(),
+                decision.recipient(),
+                o.confidence.clone(),
+                ctx.address().recipient(),
+            )
+            .start();
+            let quality = QualityController::new(
+                j.clone().recipient(),
+                scorer.recipient(),
+                o.output_tail_bytes,
+                redactor.clone(),
+                ctx.address().recipient(),
+            )
+            .start();
+            let validator =
+                Validator::new(j.clone().recipient(), quality.recipient(), ctx.address().recipient()).start();
             Scheduler::new(o, projects, j, monitors, validator.recipient(), redactor)
         });
         let report = journal.send(Import(import_projects)).await??;
-        Ok((Orchestrator { journal, scheduler, damaged }, report))
+        let path = settings.journal.path.clone();
+        Ok((Orchestrator { journal, scheduler, damaged, released: Some(released), path }, report))
     }
 
     /// Records that were found damaged when the journal was opened.
@@ -110,6 +138,11 @@ impl Orchestrator {
     /// Runs the selected tasks until each is completed, escalated, failed, blocked or cancelled.
     pub async fn run(&self, selection: Selection) -> Result<RunSummary, EngineError> {
         self.scheduler.send(Run(selection)).await?
+    }
+
+    /// A handle that can stop a run from elsewhere (a signal handler, say).
+    pub fn stopper(&self) -> Stopper {
+        Stopper(self.scheduler.clone())
     }
 
     /// Asks a run under way to stop gracefully; [`Orchestrator::run`] then returns with `interrupted`.
@@ -137,6 +170,27 @@ impl Orchestrator {
     /// Every event appended from now on.
     pub async fn subscribe(&self) -> Result<broadcast::Receiver<Arc<EventRecord>>, EngineError> {
         Ok(self.journal.send(Subscribe).await?)
+    }
+
+    /// Stops the engine: a run under way is stopped gracefully, the journal is flushed and released (another
+    /// process may open it once this returns).
+    pub async fn shutdown(mut self) -> Result<(), EngineError> {
+        self.scheduler.do_send(StopRun);
+        self.journal.send(Flush).await??;
+        self.journal.do_send(Close);
+        if let Some(rx) = self.released.take() {
+            // An error means the actor is already gone, which is what we wait for.
+            let _ = rx.await;
+        }
+        let path = self.path.clone();
+        let released =
+            tokio::task::spawn_blocking(move || Journal::wait_released(&path, std::time::Duration::from_secs(10)))
+                .await
+                .unwrap_or(false);
+        if !released {
+            tracing::warn!("the journal at {} is still locked after shutdown", self.path.display());
+        }
+        Ok(())
     }
 
     /// Flushes the journal to disk.

@@ -56,10 +56,7 @@ impl TaskState {
 
     /// True for states that block the task's dependants.
     pub fn blocks_dependants(self) -> bool {
-        matches!(
-            self,
-            TaskState::Failed | TaskState::Escalated | TaskState::Blocked | TaskState::Cancelled
-        )
+        matches!(self, TaskState::Failed | TaskState::Escalated | TaskState::Blocked | TaskState::Cancelled)
     }
 }
 
@@ -113,10 +110,7 @@ pub struct TaskKey {
 impl TaskKey {
     /// A key from its two parts.
     pub fn new(project: impl Into<String>, task: impl Into<String>) -> Self {
-        TaskKey {
-            project: project.into(),
-            task: task.into(),
-        }
+        TaskKey { project: project.into(), task: task.into() }
     }
 
     /// Parses `project/id`; `None` when there is no slash.

@@ -122,7 +122,10 @@ async fn run_attempt(
     let project = spec.project.clone();
     let a = spec.attempt.clone();
     let adapter = agent::adapter(project.agent.kind).ok_or_else(|| {
-        EngineError::InvalidRequest(format!("agent kind `{}` is not available in this build", project.agent.kind.as_str()))
+        EngineError::InvalidRequest(format!(
+            "agent kind `{}` is not available in this build",
+            project.agent.kind.as_str()
+        ))
     })?;
 
     // The prompt: tokenizing is heavy, so off the actor's thread.

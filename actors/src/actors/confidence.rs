@@ -5,6 +5,7 @@ use actix::prelude::*;
 
 use super::decision::Decide;
 use super::report::AttemptReport;
+use super::scheduler::SessionEnded;
 use super::state_journal::Append;
 use crate::journal::event::{Event, Scored};
 use crate::settings::ConfidenceWeights;
@@ -20,12 +21,18 @@ pub struct ConfidenceScorer {
     journal: Recipient<Append>,
     next: Recipient<Decide>,
     weights: ConfidenceWeights,
+    failed: Recipient<SessionEnded>,
 }
 
 impl ConfidenceScorer {
     /// A scorer with these weights.
-    pub fn new(journal: Recipient<Append>, next: Recipient<Decide>, weights: ConfidenceWeights) -> Self {
-        ConfidenceScorer { journal, next, weights }
+    pub fn new(
+        journal: Recipient<Append>,
+        next: Recipient<Decide>,
+        weights: ConfidenceWeights,
+        failed: Recipient<SessionEnded>,
+    ) -> Self {
+        ConfidenceScorer { journal, next, weights, failed }
     }
 }
 
@@ -101,12 +108,13 @@ impl Handler<Score> for ConfidenceScorer {
         });
         let journal = self.journal.clone();
         let next = self.next.clone();
+        let failed = self.failed.clone();
         Box::pin(
             async move {
                 match journal.send(Append(vec![event])).await {
                     Ok(Ok(_)) => next.do_send(Decide(report)),
-                    Ok(Err(e)) => tracing::error!("journal refused the score of {}: {e}", report.attempt),
-                    Err(e) => tracing::error!("journal gone while scoring {}: {e}", report.attempt),
+                    Ok(Err(e)) => SessionEnded::failed(&failed, report.attempt, format!("recording its score: {e}")),
+                    Err(e) => SessionEnded::failed(&failed, report.attempt, format!("recording its score: {e}")),
                 }
             }
             .into_actor(self),

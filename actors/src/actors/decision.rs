@@ -4,7 +4,7 @@
 use actix::prelude::*;
 
 use super::report::{AttemptReport, Conclusion};
-use super::scheduler::Concluded;
+use super::scheduler::{Concluded, SessionEnded};
 use super::state_journal::Append;
 use crate::journal::event::{Decided, Event};
 use crate::redact;
@@ -23,6 +23,7 @@ pub struct DecisionEngine {
     thresholds: DecisionSettings,
     max_attempts: u32,
     breakpoint: f64,
+    failed: Recipient<SessionEnded>,
 }
 
 impl DecisionEngine {
@@ -33,8 +34,9 @@ impl DecisionEngine {
         thresholds: DecisionSettings,
         max_attempts: u32,
         breakpoint: f64,
+        failed: Recipient<SessionEnded>,
     ) -> Self {
-        DecisionEngine { journal, scheduler, thresholds, max_attempts, breakpoint }
+        DecisionEngine { journal, scheduler, thresholds, max_attempts, breakpoint, failed }
     }
 }
 
@@ -139,12 +141,13 @@ impl Handler<Decide> for DecisionEngine {
         });
         let journal = self.journal.clone();
         let scheduler = self.scheduler.clone();
+        let failed = self.failed.clone();
         Box::pin(
             async move {
                 match journal.send(Append(vec![event])).await {
                     Ok(Ok(_)) => scheduler.do_send(Concluded { report, conclusion }),
-                    Ok(Err(e)) => tracing::error!("journal refused the decision on {}: {e}", report.attempt),
-                    Err(e) => tracing::error!("journal gone while deciding {}: {e}", report.attempt),
+                    Ok(Err(e)) => SessionEnded::failed(&failed, report.attempt, format!("recording its decision: {e}")),
+                    Err(e) => SessionEnded::failed(&failed, report.attempt, format!("recording its decision: {e}")),
                 }
             }
             .into_actor(self),

@@ -80,7 +80,12 @@ pub struct FileMonitor {
 
 impl FileMonitor {
     /// A monitor for `workspace`; paths under `ignore` (the journal, say) are not watched. `.git` never is.
-    pub fn new(workspace: PathBuf, ignore: Vec<PathBuf>, journal: Recipient<Append>, blobs: Recipient<PutBlobs>) -> Self {
+    pub fn new(
+        workspace: PathBuf,
+        ignore: Vec<PathBuf>,
+        journal: Recipient<Append>,
+        blobs: Recipient<PutBlobs>,
+    ) -> Self {
         FileMonitor {
             workspace,
             ignore,
@@ -260,7 +265,13 @@ fn diff(before: &Snapshot, after: &Snapshot) -> Vec<FileChange> {
     }
     for (path, b) in before {
         if !after.contains_key(path) {
-            out.push(FileChange { path: path.clone(), kind: ChangeKind::Deleted, before: Some(b.hash), after: None, size: 0 });
+            out.push(FileChange {
+                path: path.clone(),
+                kind: ChangeKind::Deleted,
+                before: Some(b.hash),
+                after: None,
+                size: 0,
+            });
         }
     }
     out.sort_by(|x, y| x.path.cmp(&y.path));
@@ -321,7 +332,9 @@ fn scan(
         let data = match std::fs::read(entry.path()) {
             Ok(d) => d,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(source) => return Err(EngineError::Io { about: format!("reading {}", entry.path().display()), source }),
+            Err(source) => {
+                return Err(EngineError::Io { about: format!("reading {}", entry.path().display()), source })
+            }
         };
         let hash = ContentHash::of(&data);
         if let Some(s) = stored {

@@ -5,6 +5,7 @@ use actix::prelude::*;
 
 use super::confidence::Score;
 use super::report::{AttemptReport, CheckResult};
+use super::scheduler::SessionEnded;
 use super::state_journal::Append;
 use crate::journal::event::{CheckFinished, Event};
 use crate::process::{self, Timeout};
@@ -22,12 +23,19 @@ pub struct QualityController {
     next: Recipient<Score>,
     tail_bytes: usize,
     redactor: Arc<Redactor>,
+    failed: Recipient<SessionEnded>,
 }
 
 impl QualityController {
     /// A controller keeping `tail_bytes` of each check's output.
-    pub fn new(journal: Recipient<Append>, next: Recipient<Score>, tail_bytes: usize, redactor: Arc<Redactor>) -> Self {
-        QualityController { journal, next, tail_bytes, redactor }
+    pub fn new(
+        journal: Recipient<Append>,
+        next: Recipient<Score>,
+        tail_bytes: usize,
+        redactor: Arc<Redactor>,
+        failed: Recipient<SessionEnded>,
+    ) -> Self {
+        QualityController { journal, next, tail_bytes, redactor, failed }
     }
 }
 
@@ -104,6 +112,7 @@ impl Handler<Assess> for QualityController {
         let next = self.next.clone();
         let tail_bytes = self.tail_bytes;
         let redactor = self.redactor.clone();
+        let failed = self.failed.clone();
         Box::pin(
             async move {
                 if report.outcome.start_error.is_none() {
@@ -133,8 +142,13 @@ impl Handler<Assess> for QualityController {
                             duration_ms,
                             output_tail: result.output_tail.clone(),
                         });
-                        if let Err(e) = journal.send(Append(vec![event])).await.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
-                            tracing::error!("journal refused a check result of {}: {e}", report.attempt);
+                        let sent = journal.send(Append(vec![event])).await;
+                        if let Some(e) = match sent {
+                            Ok(Ok(_)) => None,
+                            Ok(Err(e)) => Some(e.to_string()),
+                            Err(e) => Some(e.to_string()),
+                        } {
+                            SessionEnded::failed(&failed, report.attempt, format!("recording a check result: {e}"));
                             return;
                         }
                         report.checks.push(result);

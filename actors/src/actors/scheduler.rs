@@ -75,6 +75,14 @@ pub struct SessionEnded {
     pub error: Option<String>,
 }
 
+impl SessionEnded {
+    /// Tells `to` that `attempt` could not be carried through the pipeline.
+    pub fn failed(to: &Recipient<SessionEnded>, attempt: AttemptRef, error: String) {
+        tracing::error!("{attempt}: {error}");
+        to.do_send(SessionEnded { attempt, interrupted: false, error: Some(error) });
+    }
+}
+
 /// The DecisionEngine's conclusion on an attempt.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -201,10 +209,7 @@ impl Scheduler {
 
     fn deps_completed(run: &RunState, key: &TaskKey) -> bool {
         run.views.get(key).is_some_and(|v| {
-            v.spec
-                .dependency_keys()
-                .iter()
-                .all(|d| run.views.get(d).is_some_and(|dv| dv.state == TaskState::Completed))
+            v.spec.dependency_keys().iter().all(|d| run.views.get(d).is_some_and(|dv| dv.state == TaskState::Completed))
         })
     }
 
@@ -332,7 +337,12 @@ impl Scheduler {
                 let events = stuck
                     .iter()
                     .map(|k| {
-                        Self::change(k, TaskState::Pending, TaskState::Blocked, format!("dependency cycle among {names}"))
+                        Self::change(
+                            k,
+                            TaskState::Pending,
+                            TaskState::Blocked,
+                            format!("dependency cycle among {names}"),
+                        )
                     })
                     .collect();
                 return self.append_then(ctx, events, |act, ctx, _| act.maybe_finish(ctx));
@@ -454,7 +464,12 @@ impl Handler<Run> for Scheduler {
                     .cloned()
                     .collect();
                 for k in unblock {
-                    events.push(Self::change(&k, TaskState::Blocked, TaskState::Pending, "its dependencies no longer block it"));
+                    events.push(Self::change(
+                        &k,
+                        TaskState::Blocked,
+                        TaskState::Pending,
+                        "its dependencies no longer block it",
+                    ));
                     if let Some(v) = run.views.get_mut(&k) {
                         v.state = TaskState::Pending;
                     }
@@ -507,7 +522,12 @@ impl Handler<SessionEnded> for Scheduler {
                         reason: "stopped: the run is shutting down".into(),
                     }));
                 }
-                events.push(Self::change(&key, TaskState::Running, TaskState::Pending, "interrupted; it will be tried again"));
+                events.push(Self::change(
+                    &key,
+                    TaskState::Running,
+                    TaskState::Pending,
+                    "interrupted; it will be tried again",
+                ));
             }
             (Some(e), false) => {
                 events.push(Event::AttemptInterrupted(AttemptInterrupted {

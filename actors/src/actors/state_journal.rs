@@ -81,7 +81,23 @@ pub struct Human {
 #[rtype(result = "Result<(), JournalError>")]
 pub struct Flush;
 
+/// Flushes and stops; the journal is released once the actor is gone (see [`StateJournal::closed`]).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Close;
+
 type Waiter = oneshot::Sender<Result<(), String>>;
+
+/// Fires when dropped: declared last in the actor so that it drops after the journal.
+struct DropSignal(Option<oneshot::Sender<()>>);
+
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
+}
 
 /// See the module documentation.
 pub struct StateJournal {
@@ -91,14 +107,30 @@ pub struct StateJournal {
     flushing: bool,
     waiting: Vec<Waiter>,
     events: broadcast::Sender<Arc<EventRecord>>,
+    released: DropSignal,
 }
 
 impl StateJournal {
-    /// Wraps an open journal.
-    pub fn new(journal: Journal, durability: Durability) -> Self {
+    /// Wraps an open journal; the receiver fires once the actor, and with it the journal, is gone.
+    pub fn new(journal: Journal, durability: Durability) -> (Self, oneshot::Receiver<()>) {
         let flusher = journal.flusher();
         let (events, _) = broadcast::channel(8192);
-        StateJournal { journal, flusher, durability, flushing: false, waiting: Vec::new(), events }
+        let (tx, rx) = oneshot::channel();
+        let actor = StateJournal {
+            journal,
+            flusher,
+            durability,
+            flushing: false,
+            waiting: Vec::new(),
+            events,
+            released: DropSignal(Some(tx)),
+        };
+        (actor, rx)
+    }
+
+    /// True until the journal is released (for diagnostics).
+    pub fn is_open(&self) -> bool {
+        self.released.0.is_some()
     }
 
     /// A future that resolves when what was written so far is durable (per the configured durability).
@@ -281,6 +313,14 @@ impl Handler<Human> for StateJournal {
             durable.await?;
             Ok(key)
         })
+    }
+}
+
+impl Handler<Close> for StateJournal {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Close, ctx: &mut Self::Context) {
+        ctx.stop();
     }
 }
 

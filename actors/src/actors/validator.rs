@@ -5,6 +5,7 @@ use actix::prelude::*;
 
 use super::quality::Assess;
 use super::report::AttemptReport;
+use super::scheduler::SessionEnded;
 use super::state_journal::Append;
 use crate::journal::event::{Event, Validated};
 use crate::process::Timeout;
@@ -19,12 +20,14 @@ pub struct Validate(pub AttemptReport);
 pub struct Validator {
     journal: Recipient<Append>,
     next: Recipient<Assess>,
+    failed: Recipient<SessionEnded>,
 }
 
 impl Validator {
-    /// A validator that journals to `journal` and passes reports to `next`.
-    pub fn new(journal: Recipient<Append>, next: Recipient<Assess>) -> Self {
-        Validator { journal, next }
+    /// A validator that journals to `journal`, passes reports to `next`, and reports to `failed` an attempt it
+    /// cannot record.
+    pub fn new(journal: Recipient<Append>, next: Recipient<Assess>, failed: Recipient<SessionEnded>) -> Self {
+        Validator { journal, next, failed }
     }
 }
 
@@ -48,10 +51,7 @@ pub fn findings(report: &AttemptReport) -> Vec<Finding> {
         Timeout::WallClock => out.push(finding(
             "wall_clock_timeout",
             Severity::Error,
-            format!(
-                "the agent ran past its {} s limit and was killed",
-                report.project.agent.timeout.as_secs()
-            ),
+            format!("the agent ran past its {} s limit and was killed", report.project.agent.timeout.as_secs()),
         )),
         Timeout::Idle => out.push(finding(
             "idle_timeout",
@@ -72,7 +72,9 @@ pub fn findings(report: &AttemptReport) -> Vec<Finding> {
             (None, Some(sig)) => {
                 out.push(finding("killed_by_signal", Severity::Error, format!("the agent was killed by signal {sig}")))
             }
-            (None, None) => out.push(finding("no_exit_status", Severity::Error, "the agent left no exit status".into())),
+            (None, None) => {
+                out.push(finding("no_exit_status", Severity::Error, "the agent left no exit status".into()))
+            }
         },
     }
     if o.result.as_deref().is_none_or(|r| r.trim().is_empty()) {
@@ -99,12 +101,15 @@ impl Handler<Validate> for Validator {
         });
         let journal = self.journal.clone();
         let next = self.next.clone();
+        let failed = self.failed.clone();
         Box::pin(
             async move {
                 match journal.send(Append(vec![event])).await {
                     Ok(Ok(_)) => next.do_send(Assess(report)),
-                    Ok(Err(e)) => tracing::error!("journal refused the validation of {}: {e}", report.attempt),
-                    Err(e) => tracing::error!("journal gone while validating {}: {e}", report.attempt),
+                    Ok(Err(e)) => {
+                        SessionEnded::failed(&failed, report.attempt, format!("recording its validation: {e}"))
+                    }
+                    Err(e) => SessionEnded::failed(&failed, report.attempt, format!("recording its validation: {e}")),
                 }
             }
             .into_actor(self),

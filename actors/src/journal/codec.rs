@@ -42,8 +42,7 @@ pub fn encode_event(time_ms: i64, event: &Event) -> Result<Vec<u8>, RecordError>
     buf.extend_from_slice(&key_len.to_le_bytes());
     buf.extend_from_slice(key.as_bytes());
     buf.extend_from_slice(&time_ms.to_le_bytes());
-    bincode::serde::encode_into_std_write(event, &mut buf, BINCODE)
-        .map_err(|e| RecordError::Encode(e.to_string()))?;
+    bincode::serde::encode_into_std_write(event, &mut buf, BINCODE).map_err(|e| RecordError::Encode(e.to_string()))?;
     let crc = crc32fast::hash(&buf[5..]);
     buf[1..5].copy_from_slice(&crc.to_le_bytes());
     Ok(buf)

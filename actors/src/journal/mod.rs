@@ -132,17 +132,15 @@ impl Journal {
             return Err(JournalError::Missing { path: path.to_path_buf() });
         }
         let storage = |source| JournalError::Storage { path: path.to_path_buf(), source };
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(64 * 1024 * 1024)
-            .flush_every_ms(Some(200))
-            .open()
-            .map_err(|e| match &e {
-                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-                    JournalError::Locked { path: path.to_path_buf() }
-                }
-                _ => storage(e),
-            })?;
+        let db =
+            sled::Config::new().path(path).cache_capacity(64 * 1024 * 1024).flush_every_ms(Some(200)).open().map_err(
+                |e| match &e {
+                    sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                        JournalError::Locked { path: path.to_path_buf() }
+                    }
+                    _ => storage(e),
+                },
+            )?;
         let events = db.open_tree("events").map_err(storage)?;
         let tasks = db.open_tree("tasks").map_err(storage)?;
         let projects = db.open_tree("projects").map_err(storage)?;
@@ -180,8 +178,7 @@ impl Journal {
         for item in self.projects.iter() {
             let (k, v) = item.map_err(storage)?;
             let about = format!("project {}", String::from_utf8_lossy(&k));
-            let view: ProjectView =
-                codec::decode_value(&v).map_err(|source| JournalError::Record { about, source })?;
+            let view: ProjectView = codec::decode_value(&v).map_err(|source| JournalError::Record { about, source })?;
             state.projects.insert(view.name.clone(), view);
         }
         for item in self.tasks.iter() {
@@ -207,6 +204,27 @@ impl Journal {
         }
         self.damaged_at_open = damaged;
         Ok(())
+    }
+
+    /// Waits until no process (this one included) holds the journal's lock, up to `timeout`. sled releases its
+    /// lock from background threads shortly after the last handle is dropped.
+    pub fn wait_released(path: &Path, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            match std::fs::File::open(path.join("db")) {
+                Err(_) => return true,
+                Ok(f) => {
+                    if f.try_lock().is_ok() {
+                        let _ = f.unlock();
+                        return true;
+                    }
+                }
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 
     /// The journal directory.
@@ -247,9 +265,7 @@ impl Journal {
             batch.insert(&seq_key(seq), bytes);
             records.push(EventRecord { seq, time_ms, event });
         }
-        self.events
-            .apply_batch(batch)
-            .map_err(|source| JournalError::Storage { path: self.path.clone(), source })?;
+        self.events.apply_batch(batch).map_err(|source| JournalError::Storage { path: self.path.clone(), source })?;
         self.next_seq += records.len() as u64;
         for r in &records {
             touched.push(self.state.apply(r));
@@ -338,9 +354,9 @@ impl Journal {
             let about = || format!("event {seq}");
             match codec::decode_header(&v) {
                 Ok(h) if !filter.matches_header(&h, &task_key) => None,
-                Ok(_) => Some(
-                    codec::decode_event(seq, &v).map_err(|source| JournalError::Record { about: about(), source }),
-                ),
+                Ok(_) => {
+                    Some(codec::decode_event(seq, &v).map_err(|source| JournalError::Record { about: about(), source }))
+                }
                 Err(source) => Some(Err(JournalError::Record { about: about(), source })),
             }
         })
@@ -435,10 +451,7 @@ pub struct Flusher {
 impl Flusher {
     /// Blocks until everything written so far is on disk.
     pub fn flush(&self) -> Result<(), JournalError> {
-        self.db
-            .flush()
-            .map(|_| ())
-            .map_err(|source| JournalError::Storage { path: (*self.path).clone(), source })
+        self.db.flush().map(|_| ()).map_err(|source| JournalError::Storage { path: (*self.path).clone(), source })
     }
 }
 
@@ -447,8 +460,7 @@ fn seq_key(seq: u64) -> [u8; 8] {
 }
 
 fn seq_of(k: &[u8]) -> Result<u64, JournalError> {
-    let arr: [u8; 8] = k
-        .try_into()
-        .map_err(|_| JournalError::Sequence(format!("an event key of {} bytes (expected 8)", k.len())))?;
+    let arr: [u8; 8] =
+        k.try_into().map_err(|_| JournalError::Sequence(format!("an event key of {} bytes (expected 8)", k.len())))?;
     Ok(u64::from_be_bytes(arr))
 }

@@ -1,0 +1,353 @@
+//! Actor tests: the whole engine on a temporary journal and workspace, with real processes as agents.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use orch_actors::journal::event::Event;
+use orch_actors::journal::{EventFilter, Journal};
+use orch_actors::ops::HumanRequest;
+use orch_actors::settings::*;
+use orch_actors::{Orchestrator, Selection, TaskSpec, TaskState};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        Fixture { dir: tempfile::tempdir().expect("tempdir") }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    /// Settings with one project whose agent is `sh -c SCRIPT` (prompt on stdin).
+    fn settings(&self, script: &str, checks: &[&str], tasks: Vec<TaskSpec>) -> Settings {
+        Settings {
+            journal: JournalSettings { path: self.path("journal"), durability: Durability::Sync },
+            orchestration: OrchestrationSettings {
+                max_sessions: 2,
+                max_attempts: 3,
+                decision: DecisionSettings { high_confidence: 0.85, medium_confidence: 0.65 },
+                confidence: ConfidenceWeights { checks: 0.5, validation: 0.25, changes: 0.15, attempt: 0.1 },
+                confidence_threshold: 0.7,
+                prompt_token_budget: 8000,
+                output_tail_bytes: 4096,
+            },
+            projects: vec![ProjectSettings {
+                name: "p".into(),
+                workspace: self.path("ws"),
+                create_workspace: true,
+                checks: checks.iter().map(|c| c.to_string()).collect(),
+                check_timeout: Duration::from_secs(30),
+                max_sessions: 1,
+                agent: AgentSettings {
+                    kind: AgentKind::Command,
+                    program: "sh".into(),
+                    args: vec!["-c".into(), script.into()],
+                    timeout: Duration::from_secs(60),
+                    idle_timeout: Duration::from_secs(30),
+                    env: BTreeMap::new(),
+                },
+                tasks,
+            }],
+        }
+    }
+}
+
+fn task(id: &str, priority: u8, depends_on: &[&str]) -> TaskSpec {
+    TaskSpec {
+        project: "p".into(),
+        id: id.into(),
+        title: format!("Task {id}"),
+        description: format!("Do {id}."),
+        priority,
+        depends_on: depends_on.iter().map(|d| d.to_string()).collect(),
+        acceptance: vec![],
+    }
+}
+
+fn events(journal: &Path) -> Vec<Event> {
+    let j = Journal::open(journal, false).expect("journal");
+    j.scan(EventFilter::default()).map(|r| r.expect("record").event).collect()
+}
+
+/// Processes whose command line contains `marker`.
+fn processes_with(marker: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(marker) && !cmd.contains("cargo") {
+                out.push(cmd);
+            }
+        }
+    }
+    out
+}
+
+#[actix::test]
+async fn a_failed_check_is_retried_with_its_output_and_then_proceeds() -> TestResult {
+    let f = Fixture::new();
+    std::fs::create_dir_all(f.path("prompts"))?;
+    // Wrong on the first attempt, right once the prompt carries feedback; every prompt is kept outside the workspace.
+    let script = format!(
+        "cat > {}/prompt-$ORCH_ATTEMPT.txt; if [ \"$ORCH_ATTEMPT\" = 1 ]; then echo wrong > out.txt; else echo right > out.txt; fi; echo done",
+        f.path("prompts").display()
+    );
+    let settings = f.settings(
+        &script,
+        &["grep -q right out.txt || { echo 'out.txt says:'; cat out.txt; exit 1; }"],
+        vec![task("t", 5, &[])],
+    );
+    let (orch, report) = Orchestrator::start(settings).await?;
+    assert_eq!(report.added, 1);
+    let summary = orch.run(Selection::default()).await?;
+    assert!(summary.all_completed(), "{:?}", summary.tasks);
+    let view = orch.task("t").await?;
+    assert_eq!(view.attempts.len(), 2);
+    assert_eq!(view.attempts[0].decision, Some(orch_actors::Decision::Retry));
+    assert_eq!(view.attempts[1].decision, Some(orch_actors::Decision::Proceed));
+    let first = std::fs::read_to_string(f.path("prompts/prompt-1.txt"))?;
+    let second = std::fs::read_to_string(f.path("prompts/prompt-2.txt"))?;
+    assert!(first.contains("Do t.") && !first.contains("Feedback"), "{first}");
+    assert!(second.contains("Do t."), "the description travels verbatim: {second}");
+    assert!(second.contains("Feedback from earlier attempts"), "{second}");
+    assert!(
+        second.contains("out.txt says:") && second.contains("wrong"),
+        "the check's output reaches the retry: {second}"
+    );
+    Ok(())
+}
+
+#[actix::test]
+async fn max_attempts_escalates_and_blocks_dependants_with_a_reason() -> TestResult {
+    let f = Fixture::new();
+    let mut settings = f.settings(
+        "cat >/dev/null; echo nope > out.txt; echo tried",
+        &["false"],
+        vec![task("base", 5, &[]), task("next", 5, &["base"])],
+    );
+    settings.orchestration.max_attempts = 2;
+    let (orch, _) = Orchestrator::start(settings).await?;
+    let summary = orch.run(Selection::default()).await?;
+    let base = orch.task("base").await?;
+    assert_eq!(base.state, TaskState::Escalated);
+    assert_eq!(base.attempts.len(), 2);
+    assert!(base.reason.as_deref().unwrap_or("").contains("2 attempt(s) without success"), "{:?}", base.reason);
+    let next = orch.task("next").await?;
+    assert_eq!(next.state, TaskState::Blocked);
+    assert_eq!(next.reason.as_deref(), Some("depends on p/base, which is escalated"));
+    assert!(next.attempts.is_empty());
+    assert!(!summary.all_completed());
+    // A human approves: the next run unblocks and runs the dependant.
+    orch.human("base", HumanRequest::Approve).await?;
+    orch.run(Selection::default()).await?;
+    let next = orch.task("next").await?;
+    assert_eq!(next.attempts.len(), 2, "unblocked and run: {next:?}");
+    assert_eq!(next.state, TaskState::Escalated);
+    Ok(())
+}
+
+#[actix::test]
+async fn higher_priority_then_older_tasks_go_first() -> TestResult {
+    let f = Fixture::new();
+    let mut settings = f.settings(
+        "cat >/dev/null; echo $ORCH_TASK_ID >> ../order.txt; echo x > $ORCH_TASK_ID.txt; echo ok",
+        &[],
+        vec![
+            task("low", 2, &[]),
+            task("old-mid", 5, &[]),
+            task("high", 9, &[]),
+            task("new-mid", 5, &[]),
+            task("after-low", 10, &["low"]),
+        ],
+    );
+    settings.orchestration.max_sessions = 1;
+    let (orch, _) = Orchestrator::start(settings).await?;
+    assert!(orch.run(Selection::default()).await?.all_completed());
+    let order = std::fs::read_to_string(f.path("order.txt"))?;
+    assert_eq!(order.lines().collect::<Vec<_>>(), vec!["high", "old-mid", "new-mid", "low", "after-low"]);
+    Ok(())
+}
+
+#[actix::test]
+async fn a_dependency_cycle_blocks_its_members() -> TestResult {
+    let f = Fixture::new();
+    let settings = f.settings("cat >/dev/null; echo ok", &[], vec![task("a", 5, &["b"]), task("b", 5, &["a"])]);
+    let (orch, _) = Orchestrator::start(settings).await?;
+    let summary = orch.run(Selection::default()).await?;
+    assert_eq!(summary.count(TaskState::Blocked), 2);
+    let a = orch.task("a").await?;
+    assert!(a.reason.as_deref().unwrap_or("").contains("dependency cycle"), "{:?}", a.reason);
+    Ok(())
+}
+
+#[actix::test]
+async fn the_wall_clock_timeout_kills_the_whole_process_group() -> TestResult {
+    let f = Fixture::new();
+    // A unique sleep duration marks the grandchild in the process table.
+    let marker = format!("sleep 301.{}", std::process::id());
+    // The agent leaves a grandchild behind and then hangs while printing (so only the wall clock can stop it).
+    let script = format!("cat >/dev/null; sh -c '{marker}' & while true; do echo working; sleep 0.2; done");
+    let mut settings = f.settings(&script, &[], vec![task("hang", 5, &[])]);
+    settings.projects[0].agent.timeout = Duration::from_secs(1);
+    settings.orchestration.max_attempts = 1;
+    let (orch, _) = Orchestrator::start(settings).await?;
+    let watch = async {
+        for _ in 0..500 {
+            if !processes_with(&marker).is_empty() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        false
+    };
+    let (summary, seen) = tokio::join!(orch.run(Selection::default()), watch);
+    assert!(seen, "the grandchild ran");
+    assert_eq!(summary?.count(TaskState::Escalated), 1);
+    assert!(processes_with(&marker).is_empty(), "orphans survived: {:?}", processes_with(&marker));
+    orch.shutdown().await?;
+    let evs = events(&f.path("journal"));
+    let found = evs
+        .iter()
+        .any(|e| matches!(e, Event::Validated(v) if v.findings.iter().any(|x| x.code == "wall_clock_timeout")));
+    assert!(found, "the timeout is journaled as a finding");
+    assert!(evs.iter().any(|e| matches!(e, Event::AgentExited(x) if x.timeout == "wall_clock")));
+    Ok(())
+}
+
+#[actix::test]
+async fn the_idle_timeout_kills_a_silent_agent_and_it_is_retried() -> TestResult {
+    let f = Fixture::new();
+    let script = "cat >/dev/null; if [ \"$ORCH_ATTEMPT\" = 1 ]; then sleep 300; fi; echo fine > out.txt; echo done";
+    let mut settings = f.settings(script, &[], vec![task("quiet", 5, &[])]);
+    settings.projects[0].agent.idle_timeout = Duration::from_secs(1);
+    let (orch, _) = Orchestrator::start(settings).await?;
+    assert!(orch.run(Selection::default()).await?.all_completed());
+    let view = orch.task("quiet").await?;
+    assert_eq!(view.attempts.len(), 2);
+    assert_eq!(view.attempts[0].timeout.as_deref(), Some("idle"));
+    Ok(())
+}
+
+#[actix::test]
+async fn agent_environment_secrets_never_reach_the_journal() -> TestResult {
+    let f = Fixture::new();
+    let secret = "sk-test-very-secret-value-1234";
+    let script = "cat >/dev/null; echo \"my key is $API_KEY\"; echo \"$API_KEY\" > key.txt; echo \"$API_KEY\" >&2";
+    let mut settings =
+        f.settings(script, &["echo check sees $API_KEY; cat key.txt; false"], vec![task("leak", 5, &[])]);
+    settings.projects[0].agent.env.insert("API_KEY".into(), secret.into());
+    settings.orchestration.max_attempts = 1;
+    let (orch, _) = Orchestrator::start(settings).await?;
+    orch.run(Selection::default()).await?;
+    orch.shutdown().await?;
+    let j = Journal::open(&f.path("journal"), false)?;
+    let mut seen_redacted = false;
+    for seq in 1..j.next_seq() {
+        let raw = j.raw_event_for_tests(seq).ok_or("event")?;
+        assert!(!raw.windows(secret.len()).any(|w| w == secret.as_bytes()), "event {seq} holds the secret");
+        seen_redacted |= raw.windows(10).any(|w| w == b"[redacted]");
+    }
+    assert!(seen_redacted, "the agent's output was journaled, redacted");
+    Ok(())
+}
+
+#[actix::test]
+async fn file_changes_are_attributed_with_hashes_and_rollback_is_exact() -> TestResult {
+    let f = Fixture::new();
+    std::fs::create_dir_all(f.path("ws/sub"))?;
+    std::fs::write(f.path("ws/keep.txt"), "unchanged")?;
+    std::fs::write(f.path("ws/edit.txt"), "before")?;
+    std::fs::write(f.path("ws/sub/gone.txt"), "doomed")?;
+    let script =
+        "cat >/dev/null; echo after > edit.txt; rm sub/gone.txt; mkdir -p new; echo fresh > new/made.txt; echo done";
+    let settings = f.settings(script, &[], vec![task("edit", 5, &[])]);
+    let (orch, _) = Orchestrator::start(settings).await?;
+    assert!(orch.run(Selection::default()).await?.all_completed());
+    orch.shutdown().await?;
+    let changes: Vec<(String, String, u32)> = events(&f.path("journal"))
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::FileChanged(c) => Some((c.path, c.change.as_str().to_string(), c.attempt)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        vec![
+            ("edit.txt".to_string(), "modified".to_string(), 1),
+            ("new/made.txt".to_string(), "created".to_string(), 1),
+            ("sub/gone.txt".to_string(), "deleted".to_string(), 1)
+        ]
+    );
+    let mut j = Journal::open(&f.path("journal"), false)?;
+    let report = orch_actors::ops::rollback(&mut j, "edit", None, false)?;
+    assert_eq!(report.restored.len(), 3);
+    assert_eq!(std::fs::read_to_string(f.path("ws/edit.txt"))?, "before");
+    assert_eq!(std::fs::read_to_string(f.path("ws/sub/gone.txt"))?, "doomed");
+    assert!(!f.path("ws/new/made.txt").exists());
+    assert_eq!(std::fs::read_to_string(f.path("ws/keep.txt"))?, "unchanged");
+    Ok(())
+}
+
+#[actix::test]
+async fn stopping_a_run_kills_agents_and_journals_their_attempts_as_interrupted() -> TestResult {
+    let f = Fixture::new();
+    let marker = format!("sleep 302.{}", std::process::id());
+    let script = format!("cat >/dev/null; echo started; {marker}");
+    let settings = f.settings(&script, &[], vec![task("long", 5, &[])]);
+    let (orch, _) = Orchestrator::start(settings).await?;
+    let mut rx = orch.subscribe().await?;
+    let run = orch.run(Selection::default());
+    let stopper = async {
+        // Wait for the agent's first output, then stop.
+        while let Ok(r) = rx.recv().await {
+            if matches!(r.event, Event::AgentOutput(_)) {
+                break;
+            }
+        }
+        // The agent's child is really there before the stop.
+        for _ in 0..200 {
+            if !processes_with(&marker).is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!processes_with(&marker).is_empty(), "the agent's sleep is running");
+        orch.stop();
+    };
+    let (summary, ()) = tokio::join!(run, stopper);
+    let summary = summary?;
+    assert!(summary.interrupted);
+    assert_eq!(orch.task("long").await?.state, TaskState::Pending);
+    assert!(processes_with(&marker).is_empty());
+    orch.shutdown().await?;
+    let evs = events(&f.path("journal"));
+    assert!(
+        evs.iter().any(|e| matches!(e, Event::AttemptInterrupted(_))),
+        "{:#?}",
+        evs.iter().map(|e| e.kind()).collect::<Vec<_>>()
+    );
+    assert!(evs.iter().any(|e| matches!(e, Event::RunFinished(r) if r.outcome == "interrupted")));
+    Ok(())
+}
+
+#[actix::test]
+async fn a_missing_agent_program_is_recorded_and_escalated_not_a_crash() -> TestResult {
+    let f = Fixture::new();
+    let mut settings = f.settings("", &[], vec![task("t", 5, &[])]);
+    settings.projects[0].agent.program = "/nonexistent/agent".into();
+    settings.orchestration.max_attempts = 1;
+    let (orch, _) = Orchestrator::start(settings).await?;
+    let summary = orch.run(Selection::default()).await?;
+    assert_eq!(summary.count(TaskState::Escalated), 1);
+    let view = orch.task("t").await?;
+    assert!(view.reason.as_deref().unwrap_or("").contains("/nonexistent/agent"), "{:?}", view.reason);
+    Ok(())
+}

@@ -1,0 +1,372 @@
+//! Property tests of the journal: every event kind round-trips through the record format, replaying a random run
+//! gives exactly the live projection (and the one persisted beside the events), and damage is reported, never a
+//! panic.
+
+use orch_actors::journal::codec;
+use orch_actors::journal::event::*;
+use orch_actors::journal::{EventFilter, Journal, State};
+use orch_actors::types::{ChangeKind, ContentHash, Decision, Factor, Finding, Severity, TaskSpec, TaskState};
+use proptest::prelude::*;
+
+fn name() -> impl Strategy<Value = String> {
+    prop_oneof![Just("api".to_string()), Just("web".to_string()), "[a-z]{1,6}"]
+}
+
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![".{0,40}", Just(String::new()), Just("multi\nline ✓ 'quoted' \"text\"".to_string())]
+}
+
+fn state() -> impl Strategy<Value = TaskState> {
+    prop::sample::select(TaskState::ALL.to_vec())
+}
+
+fn decision() -> impl Strategy<Value = Decision> {
+    prop::sample::select(vec![Decision::Proceed, Decision::Retry, Decision::Clarify, Decision::Escalate])
+}
+
+fn hash() -> impl Strategy<Value = ContentHash> {
+    any::<[u8; 32]>().prop_map(ContentHash)
+}
+
+fn spec(project: String, id: String) -> impl Strategy<Value = TaskSpec> {
+    (text(), text(), 1u8..=10, prop::collection::vec(name(), 0..3), prop::collection::vec(text(), 0..3)).prop_map(
+        move |(title, description, priority, depends_on, acceptance)| TaskSpec {
+            project: project.clone(),
+            id: id.clone(),
+            title,
+            description,
+            priority,
+            depends_on,
+            acceptance,
+        },
+    )
+}
+
+/// Any event about `project/task`, attempt numbers in 1..=3.
+fn event_about(project: String, task: String) -> impl Strategy<Value = Event> {
+    let (p, t) = (project.clone(), task.clone());
+    let a = 1u32..=3;
+    prop_oneof![
+        (text(), prop::collection::vec(text(), 0..3)).prop_map({
+            let p = p.clone();
+            move |(workspace, checks)| {
+                Event::ProjectRegistered(ProjectRegistered { project: p.clone(), workspace, checks })
+            }
+        }),
+        spec(p.clone(), t.clone()).prop_map(|spec| Event::TaskAdded(TaskAdded { spec, source: "config".into() })),
+        spec(p.clone(), t.clone()).prop_map(|spec| Event::TaskUpdated(TaskUpdated { spec })),
+        (any::<u32>(), prop::collection::vec(text(), 0..3))
+            .prop_map(|(pid, selected)| Event::RunStarted(RunStarted { pid, selected })),
+        (text(), any::<u32>(), any::<u32>(), any::<u32>()).prop_map(|(outcome, completed, needs_human, cancelled)| {
+            Event::RunFinished(RunFinished { outcome, completed, needs_human, cancelled })
+        }),
+        (a.clone(), text(), text(), any::<u32>(), text(), prop::option::of(text())).prop_map({
+            let (p, t) = (p.clone(), t.clone());
+            move |(attempt, agent, program, prompt_tokens, prompt_excerpt, resume_session)| {
+                Event::AttemptStarted(AttemptStarted {
+                    project: p.clone(),
+                    task: t.clone(),
+                    attempt,
+                    agent,
+                    program,
+                    prompt_tokens,
+                    prompt_excerpt,
+                    resume_session,
+                })
+            }
+        }),
+        (a.clone(), text(), text()).prop_map({
+            let (p, t) = (p.clone(), t.clone());
+            move |(attempt, stream, text)| {
+                Event::AgentOutput(AgentOutput { project: p.clone(), task: t.clone(), attempt, stream, text })
+            }
+        }),
+        (
+            a.clone(),
+            prop::option::of(any::<i32>()),
+            prop::option::of(any::<i32>()),
+            prop::sample::select(vec!["none", "wall_clock", "idle"]),
+            any::<u64>(),
+            any::<u64>(),
+            text(),
+            prop::option::of(text())
+        )
+            .prop_map({
+                let (p, t) = (p.clone(), t.clone());
+                move |(attempt, exit_code, signal, timeout, duration_ms, bytes, result, session_id)| {
+                    Event::AgentExited(AgentExited {
+                        project: p.clone(),
+                        task: t.clone(),
+                        attempt,
+                        exit_code,
+                        signal,
+                        timeout: timeout.into(),
+                        duration_ms,
+                        stdout_bytes: bytes,
+                        stderr_bytes: bytes / 2,
+                        result,
+                        session_id,
+                    })
+                }
+            }),
+        (
+            a.clone(),
+            text(),
+            prop::sample::select(vec![ChangeKind::Created, ChangeKind::Modified, ChangeKind::Deleted]),
+            prop::option::of(hash()),
+            prop::option::of(hash()),
+            any::<u64>()
+        )
+            .prop_map({
+                let (p, t) = (p.clone(), t.clone());
+                move |(attempt, path, change, before, after, size)| {
+                    Event::FileChanged(FileChanged {
+                        project: p.clone(),
+                        task: t.clone(),
+                        attempt,
+                        path,
+                        change,
+                        before,
+                        after,
+                        size,
+                    })
+                }
+            }),
+        (a.clone(), any::<bool>(), prop::collection::vec((text(), text()), 0..3)).prop_map({
+            let (p, t) = (p.clone(), t.clone());
+            move |(attempt, ok, f)| {
+                Event::Validated(Validated {
+                    project: p.clone(),
+                    task: t.clone(),
+                    attempt,
+                    ok,
+                    findings: f
+                        .into_iter()
+                        .map(|(code, message)| Finding { code, severity: Severity::Warning, message })
+                        .collect(),
+                })
+            }
+        }),
+        (a.clone(), text(), any::<bool>(), prop::option::of(any::<i32>()), any::<bool>(), any::<u64>(), text())
+            .prop_map({
+                let (p, t) = (p.clone(), t.clone());
+                move |(attempt, command, passed, exit_code, timed_out, duration_ms, output_tail)| {
+                    Event::CheckFinished(CheckFinished {
+                        project: p.clone(),
+                        task: t.clone(),
+                        attempt,
+                        command,
+                        passed,
+                        exit_code,
+                        timed_out,
+                        duration_ms,
+                        output_tail,
+                    })
+                }
+            }),
+        (a.clone(), 0.0f64..=1.0, prop::collection::vec((text(), 0.0f64..=1.0, 0.0f64..=1.0, text()), 0..4)).prop_map(
+            {
+                let (p, t) = (p.clone(), t.clone());
+                move |(attempt, score, fs)| {
+                    Event::Scored(Scored {
+                        project: p.clone(),
+                        task: t.clone(),
+                        attempt,
+                        score,
+                        factors: fs
+                            .into_iter()
+                            .map(|(name, value, weight, detail)| Factor { name, value, weight, detail })
+                            .collect(),
+                    })
+                }
+            }
+        ),
+        (a.clone(), decision(), text(), text()).prop_map({
+            let (p, t) = (p.clone(), t.clone());
+            move |(attempt, decision, reason, feedback)| {
+                Event::Decided(Decided { project: p.clone(), task: t.clone(), attempt, decision, reason, feedback })
+            }
+        }),
+        (state(), state(), text()).prop_map({
+            let (p, t) = (p.clone(), t.clone());
+            move |(from, to, reason)| {
+                Event::TaskStateChanged(TaskStateChanged { project: p.clone(), task: t.clone(), from, to, reason })
+            }
+        }),
+        (a.clone(), text()).prop_map({
+            let (p, t) = (p.clone(), t.clone());
+            move |(attempt, reason)| {
+                Event::AttemptInterrupted(AttemptInterrupted { project: p.clone(), task: t.clone(), attempt, reason })
+            }
+        }),
+        text().prop_map({
+            let (p, t) = (p.clone(), t.clone());
+            move |answer| Event::HumanAnswered(HumanAnswered { project: p.clone(), task: t.clone(), answer })
+        }),
+        (prop::sample::select(vec!["approve", "reject", "cancel"]), text()).prop_map({
+            let (p, t) = (p.clone(), t.clone());
+            move |(verdict, reason)| {
+                Event::HumanVerdict(HumanVerdict {
+                    project: p.clone(),
+                    task: t.clone(),
+                    verdict: verdict.into(),
+                    reason,
+                })
+            }
+        }),
+        (1u32..=3, prop::collection::vec(text(), 0..3), prop::collection::vec(text(), 0..2)).prop_map(
+            move |(from_attempt, restored, conflicts)| {
+                Event::RolledBack(RolledBack {
+                    project: project.clone(),
+                    task: task.clone(),
+                    from_attempt,
+                    restored,
+                    conflicts,
+                })
+            }
+        ),
+    ]
+}
+
+fn any_event() -> impl Strategy<Value = Event> {
+    (name(), name()).prop_flat_map(|(p, t)| event_about(p, t))
+}
+
+/// A plausible run: tasks are added first, then random events about them.
+fn random_run() -> impl Strategy<Value = Vec<Event>> {
+    let keys = vec![("api", "a"), ("api", "b"), ("web", "c")];
+    let adds: Vec<BoxedStrategy<Event>> = keys
+        .iter()
+        .map(|(p, t)| {
+            spec(p.to_string(), t.to_string())
+                .prop_map(|spec| Event::TaskAdded(TaskAdded { spec, source: "config".into() }))
+                .boxed()
+        })
+        .collect();
+    let body = prop::collection::vec(
+        prop::sample::select(keys).prop_flat_map(|(p, t)| event_about(p.to_string(), t.to_string())),
+        0..60,
+    );
+    (adds, body).prop_map(|(mut adds, body)| {
+        adds.extend(body);
+        adds
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_event_kind_round_trips(event in any_event(), time_ms in any::<i64>(), seq in 1u64..u64::MAX) {
+        let bytes = codec::encode_event(time_ms, &event).expect("encodes");
+        let back = codec::decode_event(seq, &bytes).expect("decodes");
+        prop_assert_eq!(back.seq, seq);
+        prop_assert_eq!(back.time_ms, time_ms);
+        prop_assert_eq!(&back.event, &event);
+        let header = codec::decode_header(&bytes).expect("header");
+        prop_assert_eq!(header.kind, event.kind_code());
+        let key = codec::scope_key(&event);
+        prop_assert_eq!(header.scope_key, key.as_bytes());
+    }
+
+    #[test]
+    fn any_flipped_byte_is_detected(event in any_event(), pos in any::<prop::sample::Index>(), bit in 0u8..8) {
+        let mut bytes = codec::encode_event(0, &event).expect("encodes");
+        let i = pos.index(bytes.len());
+        bytes[i] ^= 1 << bit;
+        prop_assert!(codec::decode_event(1, &bytes).is_err());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn replay_equals_the_live_projection(events in random_run(), split in 1usize..8) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let live = {
+            let mut j = Journal::open(dir.path(), true).expect("open");
+            // Appended in several batches, as a run would.
+            let chunk = events.len().div_ceil(split).max(1);
+            for c in events.chunks(chunk) {
+                j.append(c.to_vec()).expect("append");
+            }
+            j.flush().expect("flush");
+            j.state().clone()
+        };
+        let j = Journal::open(dir.path(), false).expect("reopen");
+        let records: Vec<_> = j.scan(EventFilter::default()).collect::<Result<_, _>>().expect("scan");
+        prop_assert_eq!(records.len(), events.len());
+        let rebuilt = State::rebuild(records.iter());
+        prop_assert_eq!(&rebuilt, &live);
+        prop_assert_eq!(j.state(), &live);
+        prop_assert!(j.verify().expect("verify").is_whole());
+    }
+}
+
+#[test]
+fn damaged_and_missing_records_are_reported_with_their_sequence() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let mut j = Journal::open(dir.path(), true)?;
+    let ev = |i: u32| {
+        Event::RunFinished(RunFinished { outcome: format!("o{i}"), completed: i, needs_human: 0, cancelled: 0 })
+    };
+    j.append((0..5).map(ev).collect())?;
+    j.flush()?;
+    let mut raw = j.raw_event_for_tests(3).ok_or("event 3")?;
+    let last = raw.len() - 1;
+    raw[last] ^= 0xff;
+    j.corrupt_event_for_tests(3, &raw)?;
+    let mut unknown = j.raw_event_for_tests(4).ok_or("event 4")?;
+    unknown[0] = 99;
+    j.corrupt_event_for_tests(4, &unknown)?;
+    j.corrupt_event_for_tests(9, &codec::encode_event(0, &ev(9))?)?;
+    let report = j.verify()?;
+    let about: Vec<&str> = report.problems.iter().map(|p| p.about.as_str()).collect();
+    assert_eq!(about, vec!["event 3", "event 4", "sequence"], "{:?}", report.problems);
+    assert!(report.problems[0].what.contains("checksum"));
+    assert!(report.problems[1].what.contains("unknown record format version 99"));
+    assert!(report.problems[2].what.contains("events 6..=8 are missing"));
+    // Scanning goes on past damage, naming it.
+    let results: Vec<_> = j.scan(EventFilter::default()).collect();
+    assert_eq!(results.len(), 6);
+    assert!(results[2].as_ref().err().map(|e| e.to_string()).unwrap_or_default().contains("event 3"));
+    Ok(())
+}
+
+#[test]
+fn filters_select_by_task_project_kind_and_time() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let mut j = Journal::open(dir.path(), true)?;
+    let answered = |p: &str, t: &str| {
+        Event::HumanAnswered(HumanAnswered { project: p.into(), task: t.into(), answer: "x".into() })
+    };
+    j.append(vec![answered("api", "a"), answered("api", "ab"), answered("apix", "a"), answered("web", "a")])?;
+    let count = |f: EventFilter| j.scan(f).count();
+    let key = orch_actors::TaskKey::new("api", "a");
+    assert_eq!(count(EventFilter { task: Some(key), ..EventFilter::default() }), 1);
+    assert_eq!(count(EventFilter { project: Some("api".into()), ..EventFilter::default() }), 2);
+    assert_eq!(count(EventFilter { kinds: vec![15], ..EventFilter::default() }), 4);
+    assert_eq!(count(EventFilter { kinds: vec![0], ..EventFilter::default() }), 0);
+    assert_eq!(count(EventFilter { since_ms: Some(i64::MAX), ..EventFilter::default() }), 0);
+    assert_eq!(count(EventFilter { after_seq: 3, ..EventFilter::default() }), 1);
+    Ok(())
+}
+
+#[test]
+fn a_second_opener_is_told_the_journal_is_locked() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let _j = Journal::open(dir.path(), true)?;
+    match Journal::open(dir.path(), false) {
+        Err(orch_actors::JournalError::Locked { .. }) => Ok(()),
+        Err(e) => Err(format!("expected Locked, got {e}").into()),
+        Ok(_) => Err("a second open succeeded".into()),
+    }
+}
+
+#[test]
+fn opening_a_missing_journal_read_only_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let err = Journal::open(&dir.path().join("nope"), false).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("no journal at"), "{err}");
+}
