@@ -56,7 +56,7 @@ fn default_true() -> bool {
     true
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct FileConfig {
     journal: FileJournal,
@@ -64,18 +64,6 @@ struct FileConfig {
     agent: FileAgent,
     orchestration: FileOrchestration,
     projects: Vec<FileProject>,
-}
-
-impl Default for FileConfig {
-    fn default() -> Self {
-        FileConfig {
-            journal: FileJournal::default(),
-            llm: FileLlm::default(),
-            agent: FileAgent::default(),
-            orchestration: FileOrchestration::default(),
-            projects: Vec::new(),
-        }
-    }
 }
 
 #[derive(Debug, Deserialize, PartialEq)]

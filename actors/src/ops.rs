@@ -243,9 +243,9 @@ pub fn rollback(
             return Err(EngineError::InvalidRequest(format!("task {key} has no attempt {n} (it has {attempts})")));
         }
     }
-    // For each path: the content before its first change in range, and after its last.
+    // For each path: the content before its first change in range, and every state the attempts left it in.
     let mut first_before: BTreeMap<String, Option<ContentHash>> = BTreeMap::new();
-    let mut last_after: BTreeMap<String, Option<ContentHash>> = BTreeMap::new();
+    let mut known: BTreeMap<String, BTreeSet<Option<ContentHash>>> = BTreeMap::new();
     let filter = EventFilter { task: Some(key.clone()), kinds: vec![8], ..EventFilter::default() };
     for rec in journal.scan(filter) {
         if let Event::FileChanged(fc) = rec?.event {
@@ -253,7 +253,9 @@ pub fn rollback(
                 continue;
             }
             first_before.entry(fc.path.clone()).or_insert(fc.before);
-            last_after.insert(fc.path, fc.after);
+            let states = known.entry(fc.path).or_default();
+            states.insert(fc.before);
+            states.insert(fc.after);
         }
     }
     let ws_canon = workspace.canonicalize().map_err(|source| EngineError::Io {
@@ -276,11 +278,12 @@ pub fn rollback(
             )),
             Err(_) => None,
         };
-        let expected = last_after.get(rel).cloned().flatten();
         if current == *before {
             continue; // already as it was
         }
-        if current != expected && !force {
+        // Content none of the attempts produced means someone else changed the file since.
+        let ours = known.get(rel).is_some_and(|s| s.contains(&current));
+        if !ours && !force {
             report.conflicts.push(rel.clone());
             continue;
         }

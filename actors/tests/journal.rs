@@ -102,6 +102,7 @@ fn event_about(project: String, task: String) -> impl Strategy<Value = Event> {
                         signal,
                         timeout: timeout.into(),
                         duration_ms,
+                        duration_us: duration_ms.saturating_mul(1000),
                         stdout_bytes: bytes,
                         stderr_bytes: bytes / 2,
                         result,
@@ -160,6 +161,7 @@ fn event_about(project: String, task: String) -> impl Strategy<Value = Event> {
                         exit_code,
                         timed_out,
                         duration_ms,
+                        duration_us: duration_ms / 3,
                         output_tail,
                     })
                 }

@@ -72,7 +72,7 @@ impl AgentSession {
 }
 
 enum Ended {
-    Done(AttemptReport),
+    Done(Box<AttemptReport>),
     Stopped(AttemptRef),
 }
 
@@ -87,7 +87,7 @@ impl Actor for AgentSession {
         let fut = run_attempt(spec, self.journal.clone(), self.monitor.clone(), stop_rx);
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             match res {
-                Ok(Ended::Done(report)) => act.validator.do_send(Validate(report)),
+                Ok(Ended::Done(report)) => act.validator.do_send(Validate(*report)),
                 Ok(Ended::Stopped(a)) => {
                     act.scheduler.do_send(SessionEnded { attempt: a, interrupted: true, error: None })
                 }
@@ -211,7 +211,7 @@ async fn run_attempt(
             exit_code: exit.code,
             signal: exit.signal,
             timeout: exit.timeout,
-            duration_ms: exit.duration.as_millis() as u64,
+            duration_us: exit.duration.as_micros() as u64,
             stdout_bytes: exit.stdout_bytes,
             stderr_bytes: exit.stderr_bytes,
             result: parsed.result.map(|r| redactor.redact(&r)),
@@ -222,7 +222,7 @@ async fn run_attempt(
             exit_code: None,
             signal: None,
             timeout: Timeout::None,
-            duration_ms: 0,
+            duration_us: 0,
             stdout_bytes: 0,
             stderr_bytes: 0,
             result: None,
@@ -248,7 +248,8 @@ async fn run_attempt(
             exit_code: outcome.exit_code,
             signal: outcome.signal,
             timeout: outcome.timeout.as_str().to_string(),
-            duration_ms: outcome.duration_ms,
+            duration_ms: outcome.duration_us / 1000,
+            duration_us: outcome.duration_us,
             stdout_bytes: outcome.stdout_bytes,
             stderr_bytes: outcome.stderr_bytes,
             result: outcome
@@ -260,7 +261,7 @@ async fn run_attempt(
             session_id: outcome.session_id.clone(),
         })]))
         .await??;
-    Ok(Ended::Done(AttemptReport {
+    Ok(Ended::Done(Box::new(AttemptReport {
         attempt: a,
         project,
         attempts_in_round: spec.attempts_in_round,
@@ -270,7 +271,7 @@ async fn run_attempt(
         checks: Vec::new(),
         score: None,
         factors: Vec::new(),
-    }))
+    })))
 }
 
 fn output_event(a: &AttemptRef, redactor: &Redactor, item: AgentItem) -> Event {

@@ -295,7 +295,8 @@ fn scan(
     let mut new_hashes = HashSet::new();
     let walker = walkdir::WalkDir::new(ws).follow_links(false).into_iter().filter_entry(|e| {
         let p = e.path();
-        !(e.file_type().is_dir() && e.file_name() == ".git") && !ignore.iter().any(|i| p.starts_with(i))
+        let is_git = e.file_type().is_dir() && e.file_name() == ".git";
+        !is_git && !ignore.iter().any(|i| p.starts_with(i))
     });
     for entry in walker {
         let entry = match entry {

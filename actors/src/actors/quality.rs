@@ -51,6 +51,7 @@ pub async fn run_check(
     env: &[(String, String)],
     tail_bytes: usize,
 ) -> (CheckResult, u64) {
+    // Returns the result and its wall time in µs.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(process::Stream, String)>();
     let args = vec!["-c".to_string(), command.to_string()];
     let collector = tokio::spawn(async move {
@@ -87,7 +88,7 @@ pub async fn run_check(
                     timed_out,
                     output_tail: tail,
                 },
-                exit.duration.as_millis() as u64,
+                exit.duration.as_micros() as u64,
             )
         }
         Err(e) => (
@@ -122,7 +123,7 @@ impl Handler<Assess> for QualityController {
                         ("ORCH_ATTEMPT".to_string(), report.attempt.attempt.to_string()),
                     ];
                     for command in report.project.checks.clone() {
-                        let (mut result, duration_ms) = run_check(
+                        let (mut result, duration_us) = run_check(
                             &command,
                             &report.project.workspace,
                             report.project.check_timeout,
@@ -139,7 +140,8 @@ impl Handler<Assess> for QualityController {
                             passed: result.passed,
                             exit_code: result.exit_code,
                             timed_out: result.timed_out,
-                            duration_ms,
+                            duration_ms: duration_us / 1000,
+                            duration_us,
                             output_tail: result.output_tail.clone(),
                         });
                         let sent = journal.send(Append(vec![event])).await;

@@ -19,8 +19,8 @@ pub struct AgentOutcome {
     pub signal: Option<i32>,
     /// Whether orch ended it.
     pub timeout: Timeout,
-    /// Agent wall time in ms.
-    pub duration_ms: u64,
+    /// Agent wall time in µs.
+    pub duration_us: u64,
     /// Bytes on stdout.
     pub stdout_bytes: u64,
     /// Bytes on stderr.

@@ -113,6 +113,8 @@ pub struct AgentExited {
     pub timeout: String,
     /// Wall time of the agent process.
     pub duration_ms: u64,
+    /// The same in microseconds.
+    pub duration_us: u64,
     /// Bytes printed on stdout.
     pub stdout_bytes: u64,
     /// Bytes printed on stderr.
@@ -178,6 +180,8 @@ pub struct CheckFinished {
     pub timed_out: bool,
     /// Wall time.
     pub duration_ms: u64,
+    /// The same in microseconds.
+    pub duration_us: u64,
     /// The tail of its combined output, bounded.
     pub output_tail: String,
 }

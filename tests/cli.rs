@@ -1,0 +1,427 @@
+//! End-to-end tests of the `orch` and `orch-log` binaries on temporary copies of the bundled demo.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+const ORCH: &str = env!("CARGO_BIN_EXE_orch");
+const ORCH_LOG: &str = env!("CARGO_BIN_EXE_orch-log");
+
+fn demo_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo")
+}
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name == "work" || name == ".orch" {
+            continue; // what a run of the demo in place left behind
+        }
+        let (src, dst) = (entry.path(), to.join(&name));
+        if entry.file_type()?.is_dir() {
+            copy_tree(&src, &dst)?;
+        } else {
+            std::fs::copy(&src, &dst)?;
+        }
+    }
+    Ok(())
+}
+
+/// A fresh copy of config/demo in a temporary directory.
+fn demo_copy() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let demo = dir.path().join("demo");
+    copy_tree(&demo_dir(), &demo).expect("copy demo");
+    (dir, demo)
+}
+
+fn run(bin: &str, args: &[&str], cwd: &Path) -> Output {
+    let mut cmd = Command::new(bin);
+    cmd.args(args).current_dir(cwd).stdin(Stdio::null());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ORCH_") || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.output().expect("binary runs")
+}
+
+fn orch(args: &[&str], cwd: &Path) -> Output {
+    run(ORCH, args, cwd)
+}
+
+fn orch_log(args: &[&str], cwd: &Path) -> Output {
+    run(ORCH_LOG, args, cwd)
+}
+
+fn text(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn tree_hashes(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            let p = e.path();
+            let name = e.file_name();
+            if name == "work" || name == ".orch" {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(
+                    p.strip_prefix(root).expect("prefix").display().to_string(),
+                    std::fs::read(&p).expect("read"),
+                );
+            }
+        }
+    }
+    out
+}
+
+fn run_demo(demo: &Path) -> Output {
+    orch(&["run", "--config", "orch.toml"], demo)
+}
+
+#[test]
+fn the_demo_runs_to_completion_with_a_retry_and_again() -> TestResult {
+    let (_dir, demo) = demo_copy();
+    let before = tree_hashes(&demo);
+    let out = run_demo(&demo);
+    assert_eq!(out.status.code(), Some(0), "stdout:\n{}\nstderr:\n{}", text(&out), err(&out));
+    let stdout = text(&out);
+    assert!(stdout.contains("▶ greeter/greet  attempt 1 started"), "{stdout}");
+    assert!(stdout.contains("attempt 1: retry"), "{stdout}");
+    assert!(stdout.contains("✓ wordcount/count-words  completed"), "{stdout}");
+    assert!(stdout.contains("run finished: 3 completed"), "{stdout}");
+    // The tracked files are untouched: only work/ and .orch/ were made.
+    assert_eq!(tree_hashes(&demo), before);
+
+    let status = orch(&["status", "--json", "--config", "orch.toml"], &demo);
+    assert_eq!(status.status.code(), Some(0), "{}", err(&status));
+    let v: Value = serde_json::from_str(&text(&status))?;
+    let tasks: Vec<&Value> = v["projects"]
+        .as_array()
+        .ok_or("projects")?
+        .iter()
+        .flat_map(|p| p["tasks"].as_array().into_iter().flatten())
+        .collect();
+    assert_eq!(tasks.len(), 3);
+    assert!(tasks.iter().all(|t| t["state"] == "completed" && t["last_decision"] == "proceed"));
+    assert!(tasks.iter().any(|t| t["attempts"].as_u64() >= Some(2)), "at least one after a retry");
+    assert!(tasks.iter().all(|t| t["confidence"].as_f64().is_some_and(|c| c >= 0.85)));
+
+    let events = orch_log(&["events", "--json", "--config", "orch.toml"], &demo);
+    assert_eq!(events.status.code(), Some(0), "{}", err(&events));
+    let lines: Vec<Value> = text(&events).lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    for (i, e) in lines.iter().enumerate() {
+        assert_eq!(e["seq"].as_u64(), Some(i as u64 + 1), "gap-free sequence");
+        assert!(e["time"].as_str().is_some_and(|t| t.ends_with('Z') && t.contains('T')), "{e}");
+        assert!(e["kind"].is_string());
+        if e["kind"] == "attempt_started" || e["kind"] == "decided" {
+            assert!(e["project"].is_string() && e["task"].is_string() && e["attempt"].is_u64(), "{e}");
+        }
+    }
+    assert!(lines.iter().any(|e| e["kind"] == "decided"
+        && e["decision"] == "retry"
+        && e["feedback"].as_str().is_some_and(|f| f.contains("FAIL"))));
+    assert!(lines.iter().any(|e| e["kind"] == "file_changed" && e["path"] == "greet.sh"));
+
+    let again = run_demo(&demo);
+    assert_eq!(again.status.code(), Some(0), "second run: {}{}", text(&again), err(&again));
+    assert_eq!(tree_hashes(&demo), before);
+    let verify = orch_log(&["verify", "--config", "orch.toml"], &demo);
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
+    Ok(())
+}
+
+fn snapshot_filters() -> insta::Settings {
+    let mut s = insta::Settings::clone_current();
+    s.add_filter(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z", "[time]");
+    s.add_filter(r"\d{2}:\d{2}:\d{2}\.\d{3}", "[time]");
+    s.add_filter(r"(after|in) \d+\.\d+ s", "$1 [dur]");
+    s.add_filter(r"[0-9a-f]{12}\)", "[hash])");
+    s.add_filter(r"(?m)^ +\d+ ", "[seq] ");
+    s.add_filter(r"`/[^`]*/demo/", "`[demo]/");
+    s.add_filter(r"pid \d+", "pid [pid]");
+    s
+}
+
+#[test]
+fn what_users_read_after_the_demo() -> TestResult {
+    let (_dir, demo) = demo_copy();
+    assert_eq!(run_demo(&demo).status.code(), Some(0));
+    let settings = snapshot_filters();
+    let _guard = settings.bind_to_scope();
+    insta::assert_snapshot!("status", text(&orch(&["status", "--config", "orch.toml"], &demo)));
+    insta::assert_snapshot!("show_greet", text(&orch_log(&["show", "greet", "--config", "orch.toml"], &demo)));
+    insta::assert_snapshot!(
+        "task_show_greet",
+        text(&orch(&["task", "show", "greeter/greet", "--config", "orch.toml"], &demo))
+    );
+    insta::assert_snapshot!("stats", text(&orch_log(&["stats", "--config", "orch.toml"], &demo)));
+    Ok(())
+}
+
+#[test]
+fn a_misspelled_key_fails_with_file_line_and_key() -> TestResult {
+    let (_dir, demo) = demo_copy();
+    let cfg = std::fs::read_to_string(demo.join("orch.toml"))?.replace("max_attempts = 3", "max_atempts = 3");
+    std::fs::write(demo.join("bad.toml"), &cfg)?;
+    let line = cfg.lines().position(|l| l.starts_with("max_atempts")).ok_or("line")? + 1;
+    let out = orch(&["run", "--config", "bad.toml"], &demo);
+    assert_eq!(out.status.code(), Some(2));
+    let e = err(&out);
+    assert!(e.contains(&format!("bad.toml:{line}:")), "{e}");
+    assert!(e.contains("key `orchestration.max_atempts`"), "{e}");
+    assert!(e.contains("unknown field `max_atempts`"), "{e}");
+    // An impossible value names its line too.
+    let cfg = std::fs::read_to_string(demo.join("orch.toml"))?.replace("priority = 8", "priority = 11");
+    std::fs::write(demo.join("bad2.toml"), &cfg)?;
+    let out = orch(&["status", "--config", "bad2.toml"], &demo);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err(&out).contains("key `projects.tasks.priority`: 11 is outside 1 ..= 10"), "{}", err(&out));
+    // The environment layer is checked the same way.
+    let out = Command::new(ORCH)
+        .args(["status", "--config", "orch.toml"])
+        .current_dir(&demo)
+        .env("ORCH_JOURNAL__DURABILITY", "maybe")
+        .output()?;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err(&out).contains("ORCH_JOURNAL__DURABILITY"), "{}", err(&out));
+    Ok(())
+}
+
+#[test]
+fn unknown_ids_and_missing_things_get_clear_errors() -> TestResult {
+    let (_dir, demo) = demo_copy();
+    let out = orch(&["status", "--config", "orch.toml"], &demo);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err(&out).contains("no journal at"), "{}", err(&out));
+    assert_eq!(run_demo(&demo).status.code(), Some(0));
+    for args in [vec!["task", "show", "nope"], vec!["answer", "nope", "x"], vec!["rollback", "nope"]] {
+        let mut a = args.clone();
+        a.extend(["--config", "orch.toml"]);
+        let out = orch(&a, &demo);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(err(&out).contains("unknown task `nope`"), "{args:?}: {}", err(&out));
+    }
+    let out = orch_log(&["show", "nope", "--config", "orch.toml"], &demo);
+    assert_eq!(out.status.code(), Some(2));
+    let out = orch(&["run", "--config", "orch.toml", "--task", "nope"], &demo);
+    assert_eq!(out.status.code(), Some(2), "{}", err(&out));
+    let out = orch_log(&["events", "--kind", "nonsense", "--config", "orch.toml"], &demo);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err(&out).contains("not an event kind"));
+    // A verdict on a task that is not waiting for one.
+    let out = orch(&["approve", "greet", "--config", "orch.toml"], &demo);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err(&out).contains("is completed, not waiting for a human"), "{}", err(&out));
+    // A missing agent program is found before anything runs.
+    let cfg = std::fs::read_to_string(demo.join("orch.toml"))?.replace("agent/demo-agent", "agent/no-such-agent");
+    std::fs::write(demo.join("noagent.toml"), cfg)?;
+    let out = orch(&["run", "--config", "noagent.toml"], &demo);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err(&out).contains("no-such-agent` was not found"), "{}", err(&out));
+    Ok(())
+}
+
+#[test]
+fn init_task_add_and_a_run_of_the_added_task() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let out = orch(&["init", "proj"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", err(&out));
+    let again = orch(&["init", "proj"], dir.path());
+    assert_eq!(again.status.code(), Some(2), "refuses to overwrite");
+    let root = dir.path().join("proj");
+    std::fs::create_dir_all(root.join("ws"))?;
+    let mut cfg = std::fs::read_to_string(root.join("orch.toml"))?;
+    cfg.push_str("\n[[projects]]\nname = \"p\"\nworkspace = \"ws\"\nchecks = [\"test -s hello.txt\"]\n[projects.agent]\nkind = \"command\"\nprogram = \"sh\"\nargs = [\"-c\", \"cat > /dev/null; echo hi > hello.txt; echo wrote hello.txt\"]\n");
+    std::fs::write(root.join("orch.toml"), cfg)?;
+    let st = orch(&["status", "--json"], &root);
+    assert_eq!(st.status.code(), Some(0), "{}", err(&st));
+    let add =
+        orch(&["task", "add", "--project", "p", "--id", "hello", "--title", "Say hello", "--priority", "7"], &root);
+    assert_eq!(add.status.code(), Some(0), "{}", err(&add));
+    let dup = orch(&["task", "add", "--project", "p", "--id", "hello", "--title", "Again"], &root);
+    assert_eq!(dup.status.code(), Some(2));
+    assert!(err(&dup).contains("already exists"));
+    let bad = orch(&["task", "add", "--project", "nope", "--id", "x", "--title", "X"], &root);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(err(&bad).contains("unknown project"), "{}", err(&bad));
+    let dep = orch(&["task", "add", "--project", "p", "--id", "y", "--title", "Y", "--depends-on", "ghost"], &root);
+    assert_eq!(dep.status.code(), Some(2));
+    let run = orch(&["run"], &root);
+    assert_eq!(run.status.code(), Some(0), "{}{}", text(&run), err(&run));
+    let show = orch(&["task", "show", "hello", "--json"], &root);
+    let v: Value = serde_json::from_str(&text(&show))?;
+    assert_eq!(v["state"], "completed");
+    assert_eq!(v["priority"], 7);
+    assert_eq!(v["attempts"][0]["files_changed"], 1);
+    Ok(())
+}
+
+#[test]
+fn an_escalated_task_takes_an_answer_and_verdicts() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("ws"))?;
+    std::fs::write(
+        root.join("orch.toml"),
+        "[orchestration]\nmax_attempts = 2\n[agent]\nkind = \"command\"\nprogram = \"sh\"\nargs = [\"-c\", \"cat > ../last-prompt.txt; echo attempt >> log.txt; echo tried\"]\n[[projects]]\nname = \"p\"\nworkspace = \"ws\"\nchecks = [\"test -f answered.txt\"]\n[[projects.tasks]]\nid = \"hard\"\ntitle = \"Hard\"\n[[projects.tasks]]\nid = \"after\"\ntitle = \"After\"\ndepends_on = [\"hard\"]\n",
+    )?;
+    let run = orch(&["run"], root);
+    assert_eq!(run.status.code(), Some(3), "{}{}", text(&run), err(&run));
+    let v: Value = serde_json::from_str(&text(&orch(&["status", "--json"], root)))?;
+    let tasks = &v["projects"][0]["tasks"];
+    let hard = tasks.as_array().ok_or("tasks")?.iter().find(|t| t["id"] == "hard").ok_or("hard")?;
+    let after = tasks.as_array().ok_or("tasks")?.iter().find(|t| t["id"] == "after").ok_or("after")?;
+    assert_eq!(hard["state"], "escalated");
+    assert!(hard["reason"].as_str().is_some_and(|r| r.contains("2 attempt(s) without success")), "{hard}");
+    assert_eq!(after["state"], "blocked");
+    assert_eq!(after["reason"], "depends on p/hard, which is escalated");
+    let ans = orch(&["answer", "hard", "Create answered.txt as well."], root);
+    assert_eq!(ans.status.code(), Some(0), "{}", err(&ans));
+    assert!(text(&ans).contains("now pending"));
+    // The next run's prompt carries the answer; the agent still fails, so it is escalated again, then rejected.
+    let run = orch(&["run"], root);
+    assert_eq!(run.status.code(), Some(3));
+    assert!(std::fs::read_to_string(root.join("last-prompt.txt"))?.contains("Create answered.txt as well."));
+    let rej = orch(&["reject", "p/hard", "--reason", "not worth it"], root);
+    assert_eq!(rej.status.code(), Some(0), "{}", err(&rej));
+    let show = orch(&["task", "show", "hard", "--json"], root);
+    let v: Value = serde_json::from_str(&text(&show))?;
+    assert_eq!(v["state"], "failed");
+    assert_eq!(v["reason"], "rejected: not worth it");
+    let cancel = orch(&["cancel", "after"], root);
+    assert_eq!(cancel.status.code(), Some(0));
+    let cancel = orch(&["cancel", "after"], root);
+    assert_eq!(cancel.status.code(), Some(2), "already cancelled");
+    Ok(())
+}
+
+#[test]
+fn a_damaged_record_is_reported_by_verify_and_at_start() -> TestResult {
+    let (_dir, demo) = demo_copy();
+    assert_eq!(run_demo(&demo).status.code(), Some(0));
+    let journal = demo.join(".orch/journal");
+    {
+        let j = orch_actors::Journal::open(&journal, false)?;
+        let mut raw = j.raw_event_for_tests(5).ok_or("event 5")?;
+        let last = raw.len() - 1;
+        raw[last] ^= 0x55;
+        j.corrupt_event_for_tests(5, &raw)?;
+    }
+    assert!(orch_actors::Journal::wait_released(&journal, std::time::Duration::from_secs(10)));
+    let out = orch_log(&["verify", "--journal", journal.to_str().ok_or("path")?], &demo);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("damaged: event 5: checksum mismatch"), "{}", text(&out));
+    let events = orch_log(&["events", "--config", "orch.toml"], &demo);
+    assert!(err(&events).contains("journal record event 5"), "{}", err(&events));
+    Ok(())
+}
+
+#[test]
+fn json_output_stays_clean_with_diagnostics_on() -> TestResult {
+    let (_dir, demo) = demo_copy();
+    let out = Command::new(ORCH)
+        .args(["-vv", "run", "--config", "orch.toml"])
+        .current_dir(&demo)
+        .env("RUST_LOG", "debug")
+        .output()?;
+    assert_eq!(out.status.code(), Some(0));
+    let out = Command::new(ORCH)
+        .args(["-vv", "status", "--json", "--config", "orch.toml"])
+        .current_dir(&demo)
+        .env("RUST_LOG", "trace")
+        .output()?;
+    serde_json::from_slice::<Value>(&out.stdout)?;
+    let out = Command::new(ORCH_LOG)
+        .args(["-vv", "events", "--json", "--kind", "decided", "--config", "orch.toml"])
+        .current_dir(&demo)
+        .env("RUST_LOG", "trace")
+        .output()?;
+    let lines: Vec<Value> =
+        String::from_utf8(out.stdout)?.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    assert_eq!(lines.len(), 5, "two retries and three proceeds");
+    assert!(lines.iter().all(|l| l["kind"] == "decided"));
+    let by_task =
+        orch_log(&["events", "--json", "--task", "count-words", "--since", "1h", "--config", "orch.toml"], &demo);
+    let lines: Vec<Value> = text(&by_task).lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    assert!(!lines.is_empty() && lines.iter().all(|l| l["task"] == "count-words"));
+    Ok(())
+}
+
+#[test]
+fn rollback_restores_what_the_attempts_changed() -> TestResult {
+    let (_dir, demo) = demo_copy();
+    assert_eq!(run_demo(&demo).status.code(), Some(0));
+    let ws = demo.join("work/greeter");
+    assert!(ws.join("greet.sh").exists());
+    let out = orch(&["rollback", "greet", "--attempt", "2", "--config", "orch.toml"], &demo);
+    assert_eq!(out.status.code(), Some(0), "{}", err(&out));
+    // Attempt 2 rewrote greet.sh: back to attempt 1's version.
+    assert!(std::fs::read_to_string(ws.join("greet.sh"))?.contains("echo \"Hello $1\""));
+    let out = orch(&["rollback", "greet", "--config", "orch.toml"], &demo);
+    assert_eq!(out.status.code(), Some(0), "{}", err(&out));
+    assert!(!ws.join("greet.sh").exists(), "attempt 1 created it");
+    std::fs::write(ws.join("farewell.sh"), "edited by a human")?;
+    let out = orch(&["rollback", "farewell", "--config", "orch.toml"], &demo);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out).contains("conflict farewell.sh"), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(ws.join("farewell.sh"))?, "edited by a human");
+    let out = orch(&["rollback", "farewell", "--force", "--config", "orch.toml"], &demo);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!ws.join("farewell.sh").exists());
+    Ok(())
+}
+
+#[test]
+fn sigint_stops_the_run_gracefully() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("ws"))?;
+    let marker = format!("sleep 303.{}", std::process::id());
+    std::fs::write(
+        root.join("orch.toml"),
+        format!("[agent]\nkind = \"command\"\nprogram = \"sh\"\nargs = [\"-c\", \"cat >/dev/null; echo working; {marker}\"]\n[[projects]]\nname = \"p\"\nworkspace = \"ws\"\n[[projects.tasks]]\nid = \"slow\"\ntitle = \"Slow\"\n"),
+    )?;
+    let child =
+        Command::new(ORCH).args(["run"]).current_dir(root).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    // Wait until the agent is running.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let running = std::fs::read_dir("/proc")?.flatten().any(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(&marker))
+                .unwrap_or(false)
+        });
+        if running {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the agent never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status()?;
+    let out = child.wait_with_output()?;
+    assert_eq!(out.status.code(), Some(130), "{}{}", text(&out), err(&out));
+    let events = orch_log(&["events", "--json"], root);
+    let lines: Vec<Value> = text(&events).lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    assert!(lines.iter().any(|l| l["kind"] == "attempt_interrupted"));
+    assert!(lines.iter().any(|l| l["kind"] == "run_finished" && l["outcome"] == "interrupted"));
+    let v: Value = serde_json::from_str(&text(&orch(&["status", "--json"], root)))?;
+    assert_eq!(v["projects"][0]["tasks"][0]["state"], "pending");
+    Ok(())
+}
