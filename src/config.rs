@@ -333,9 +333,19 @@ pub fn load_with_env(
         None => (String::new(), "(defaults)".to_string(), std::env::current_dir().unwrap_or_default()),
     };
     let file: FileConfig = toml::from_str(&text).map_err(|e| toml_error(&source, &text, &e))?;
-    let file = apply_env(file, &text, &source, env)?;
-    let mut settings = resolve(file.0, &text, &source, &base_dir)?;
-    let llm = file.1;
+    let (file, llm, env_text) = apply_env(file, &text, &source, env)?;
+    // Values set by the environment are reported against it, not against lines of the file.
+    let (text, source) = match env_text {
+        Some((t, names)) => (t, format!("environment ({names})")),
+        None => (text, source),
+    };
+    let mut settings = resolve(file, &text, &source, &base_dir).map_err(|mut e| {
+        if e.source.starts_with("environment") {
+            e.line = None;
+            e.column = None;
+        }
+        e
+    })?;
     if let Some(j) = &overrides.journal {
         settings.journal.path = std::path::absolute(j).unwrap_or_else(|_| j.clone());
     }
@@ -378,8 +388,9 @@ fn apply_env(
     text: &str,
     source: &str,
     env: &[(String, String)],
-) -> Result<(FileConfig, LlmConfig), ConfigError> {
+) -> Result<(FileConfig, LlmConfig, Option<(String, String)>), ConfigError> {
     let vars: Vec<&(String, String)> = env.iter().filter(|(k, _)| k.starts_with("ORCH_") && k.contains("__")).collect();
+    let mut env_text = None;
     let file = if vars.is_empty() {
         file
     } else {
@@ -409,20 +420,29 @@ fn apply_env(
             cur.insert(path[path.len() - 1].clone(), value);
         }
         let names: Vec<&str> = vars.iter().map(|(k, _)| k.as_str()).collect();
-        FileConfig::deserialize(table).map_err(|e| ConfigError {
+        let env_error = |message: String| ConfigError {
             source: format!("environment ({})", names.join(", ")),
             line: None,
             column: None,
             key: None,
-            message: e.message().to_string(),
-        })?
+            message,
+        };
+        // Through text again, so that values keep spans for the checks that follow.
+        let merged = toml::to_string(&table).map_err(|e| env_error(e.to_string()))?;
+        let parsed = toml::from_str::<FileConfig>(&merged).map_err(|e| {
+            let mut err = env_error(e.message().trim().to_string());
+            err.key = e.span().and_then(|s| key_at(&merged, s.start));
+            err
+        })?;
+        env_text = Some((merged, names.join(", ")));
+        parsed
     };
     let llm = LlmConfig {
         provider: file.llm.provider.get_ref().clone(),
         model: file.llm.model.clone(),
         base_url: file.llm.base_url.clone(),
     };
-    Ok((file, llm))
+    Ok((file, llm, env_text))
 }
 
 /// Turns a toml error into one that names the file, line, column and key.

@@ -156,6 +156,7 @@ fn snapshot_filters() -> insta::Settings {
     s.add_filter(r"(?m)^ +\d+ ", "[seq] ");
     s.add_filter(r"`/[^`]*/demo/", "`[demo]/");
     s.add_filter(r"pid \d+", "pid [pid]");
+    s.add_filter(r"agent time: \d+\.\d s", "agent time: [dur]");
     s
 }
 

@@ -1,10 +1,11 @@
 //! The StateJournal actor: the only writer of the sled database in a running system.
 //!
-//! Appends are written to sled and folded into the projections on the actor's thread (in-memory work); the flush
-//! that makes them durable runs off-thread. With `durability = "sync"` an append is acknowledged only after a
-//! flush that began after it was written; appends that arrive while a flush is running wait together for the next
-//! one, so concurrent writers share flushes (group commit). With `"batch"` appends are acknowledged at once and
-//! sled flushes in the background.
+//! Appends are folded into the projections and staged on the actor's thread (in-memory work); staged events are
+//! written to sled as one block per commit, and the flush that makes them durable runs off-thread. With
+//! `durability = "sync"` an append is acknowledged only after a flush that began after it was staged; appends that
+//! arrive while a flush is running are committed and flushed together next (group commit). With `"batch"` appends
+//! are acknowledged at once, committed every few milliseconds (or every 64 KiB), and sled flushes in the
+//! background.
 
 use std::sync::Arc;
 
@@ -88,6 +89,11 @@ pub struct Close;
 
 type Waiter = oneshot::Sender<Result<(), String>>;
 
+/// In batch mode, staged events are committed at the latest this long after the first of them.
+const BATCH_COMMIT_DELAY: std::time::Duration = std::time::Duration::from_millis(2);
+/// In batch mode, staged events are committed as soon as they reach this size.
+const BATCH_COMMIT_BYTES: usize = 64 * 1024;
+
 /// Fires when dropped: declared last in the actor so that it drops after the journal.
 struct DropSignal(Option<oneshot::Sender<()>>);
 
@@ -107,6 +113,7 @@ pub struct StateJournal {
     flushing: bool,
     waiting: Vec<Waiter>,
     events: broadcast::Sender<Arc<EventRecord>>,
+    commit_scheduled: bool,
     released: DropSignal,
 }
 
@@ -123,6 +130,7 @@ impl StateJournal {
             flushing: false,
             waiting: Vec::new(),
             events,
+            commit_scheduled: false,
             released: DropSignal(Some(tx)),
         };
         (actor, rx)
@@ -136,7 +144,18 @@ impl StateJournal {
     /// A future that resolves when what was written so far is durable (per the configured durability).
     fn durable(&mut self, ctx: &mut Context<Self>) -> impl std::future::Future<Output = Result<(), JournalError>> {
         let rx = match self.durability {
-            Durability::Batch => None,
+            Durability::Batch => {
+                if self.journal.staged_bytes() >= BATCH_COMMIT_BYTES {
+                    self.commit();
+                } else if self.journal.has_staged() && !self.commit_scheduled {
+                    self.commit_scheduled = true;
+                    ctx.run_later(BATCH_COMMIT_DELAY, |act, _| {
+                        act.commit_scheduled = false;
+                        act.commit();
+                    });
+                }
+                None
+            }
             Durability::Sync => {
                 let (tx, rx) = oneshot::channel();
                 self.waiting.push(tx);
@@ -158,10 +177,29 @@ impl StateJournal {
         }
     }
 
-    /// Starts one flush for everyone waiting now; whoever arrives meanwhile waits for the next.
+    /// Writes what is staged; a failure is logged and the events stay staged for the next commit.
+    fn commit(&mut self) -> bool {
+        match self.journal.commit() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!("writing journal events failed (they stay staged): {e}");
+                false
+            }
+        }
+    }
+
+    /// Commits what is staged and starts one flush for everyone waiting now; whoever arrives meanwhile waits for
+    /// the next.
     fn start_flush(&mut self, ctx: &mut Context<Self>) {
         self.flushing = true;
         let batch = std::mem::take(&mut self.waiting);
+        if let Err(e) = self.journal.commit() {
+            for w in batch {
+                let _ = w.send(Err(e.to_string()));
+            }
+            self.flushing = false;
+            return;
+        }
         let flusher = self.flusher.clone();
         let fut = async move {
             let res = tokio::task::spawn_blocking(move || flusher.flush()).await;
@@ -183,7 +221,7 @@ impl StateJournal {
     }
 
     fn append(&mut self, events: Vec<Event>) -> Result<Appended, JournalError> {
-        let records = self.journal.append(events)?;
+        let records = self.journal.stage(events)?;
         let mut keys: Vec<TaskKey> = records.iter().filter_map(|r| r.event.task_key()).collect();
         keys.sort();
         keys.dedup();
@@ -201,7 +239,7 @@ impl Actor for StateJournal {
     type Context = Context<Self>;
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        if let Err(e) = self.journal.flush() {
+        if let Err(e) = self.journal.commit().and_then(|()| self.journal.flush()) {
             tracing::error!("final journal flush failed: {e}");
         }
     }
@@ -328,6 +366,9 @@ impl Handler<Flush> for StateJournal {
     type Result = ResponseFuture<Result<(), JournalError>>;
 
     fn handle(&mut self, _msg: Flush, _ctx: &mut Self::Context) -> Self::Result {
+        if let Err(e) = self.journal.commit() {
+            return Box::pin(async move { Err(e) });
+        }
         let flusher = self.flusher.clone();
         Box::pin(async move {
             tokio::task::spawn_blocking(move || flusher.flush()).await.map_err(|_| JournalError::WriterGone)?

@@ -133,3 +133,62 @@ pub fn encode_raw(data: &[u8]) -> Vec<u8> {
 pub fn decode_raw(bytes: &[u8]) -> Result<&[u8], RecordError> {
     checked_body(bytes)
 }
+
+/// The version of the block format.
+pub const BLOCK_VERSION: u8 = 1;
+
+/// Packs encoded event records into one block: version, CRC-32 of the rest, count, lengths, records.
+pub fn encode_block<R: AsRef<[u8]>>(records: &[R]) -> Vec<u8> {
+    let body: usize = records.iter().map(|r| r.as_ref().len() + 4).sum();
+    let mut buf = Vec::with_capacity(9 + body);
+    buf.push(BLOCK_VERSION);
+    buf.extend_from_slice(&[0; 4]);
+    buf.extend_from_slice(&(records.len() as u32).to_le_bytes());
+    for r in records {
+        buf.extend_from_slice(&(r.as_ref().len() as u32).to_le_bytes());
+    }
+    for r in records {
+        buf.extend_from_slice(r.as_ref());
+    }
+    let crc = crc32fast::hash(&buf[5..]);
+    buf[1..5].copy_from_slice(&crc.to_le_bytes());
+    buf
+}
+
+/// A block split into its records.
+#[derive(Debug)]
+pub struct Block<'a> {
+    /// The records, in sequence order.
+    pub records: Vec<&'a [u8]>,
+    /// The block's own checksum matched.
+    pub checksum_ok: bool,
+}
+
+/// Splits a block into its records. The records are returned even when the block's checksum fails (each has its
+/// own); an error means the layout itself is unreadable.
+pub fn decode_block(bytes: &[u8]) -> Result<Block<'_>, RecordError> {
+    if bytes.len() < 9 {
+        return Err(RecordError::Truncated { len: bytes.len() });
+    }
+    if bytes[0] != BLOCK_VERSION {
+        return Err(RecordError::UnknownVersion { version: bytes[0] });
+    }
+    let stored = u32::from_le_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
+    let checksum_ok = crc32fast::hash(&bytes[5..]) == stored;
+    let count = u32::from_le_bytes([bytes[5], bytes[6], bytes[7], bytes[8]]) as usize;
+    let lens_end = count.checked_mul(4).and_then(|n| n.checked_add(9)).filter(|&e| e <= bytes.len());
+    let Some(lens_end) = lens_end else { return Err(RecordError::Truncated { len: bytes.len() }) };
+    let mut records = Vec::with_capacity(count);
+    let mut at = lens_end;
+    for i in 0..count {
+        let l = &bytes[9 + 4 * i..13 + 4 * i];
+        let len = u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize;
+        let Some(r) = bytes.get(at..at + len) else { return Err(RecordError::Truncated { len: bytes.len() }) };
+        records.push(r);
+        at += len;
+    }
+    if at != bytes.len() {
+        return Err(RecordError::Decode(format!("{} stray bytes after the records", bytes.len() - at)));
+    }
+    Ok(Block { records, checksum_ok })
+}

@@ -1,13 +1,16 @@
 //! The journal: an append-only, gap-free sequence of versioned, checksummed events in sled, with the projections
 //! kept beside it and content-addressed blobs for file pre-images.
 //!
-//! Layout (sled trees): `events` (big-endian seq → record), `tasks` (`project/id` → [`TaskView`]), `projects`
-//! (name → [`ProjectView`]), `blobs` (BLAKE3 hash → bytes), `meta` (`applied_seq`: the last event folded into
-//! the persisted projections). Projections are written after the events they fold; on open, any events past
-//! `applied_seq` are folded in again, so a crash between the two loses nothing.
+//! Layout (sled trees): `events` (big-endian seq of a block's first event → a block of records), `tasks`
+//! (`project/id` → [`TaskView`]), `projects` (name → [`ProjectView`]), `blobs` (BLAKE3 hash → bytes), `meta`
+//! (`applied_seq`: the last event folded into the persisted projections). Events are packed into blocks — one sled
+//! insert for all the events a commit writes, each record still individually versioned and checksummed — because
+//! sled's cost is per key. Projections touched by a commit are written once, after its block; on open, any events
+//! past `applied_seq` are folded in again, so a crash between the two loses nothing.
 //!
-//! [`Journal`] itself is synchronous and writes without flushing; durability (a flush per append, or group
-//! commit) is the business of the `StateJournal` actor, which is the only writer in a running system.
+//! [`Journal`] itself is synchronous and does not flush: [`Journal::append`] commits at once, while
+//! [`Journal::stage`] + [`Journal::commit`] let the `StateJournal` actor — the only writer in a running system —
+//! group appends into one block and one flush (group commit).
 
 pub mod codec;
 pub mod event;
@@ -114,11 +117,19 @@ pub struct Journal {
     meta: sled::Tree,
     state: State,
     next_seq: u64,
+    /// Records appended and folded in but not yet written: `(first seq, encoded records)`.
+    staged: Vec<Vec<u8>>,
+    staged_bytes: usize,
+    /// Projections touched by staged records.
+    staged_touched: Vec<Touched>,
     /// Damaged records found when opening (their projections could not be folded).
     damaged_at_open: Vec<Problem>,
 }
 
 const APPLIED_SEQ: &[u8] = b"applied_seq";
+
+/// A block is closed once its records reach this size.
+const MAX_BLOCK_BYTES: usize = 64 * 1024;
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
@@ -147,7 +158,11 @@ impl Journal {
         let blobs = db.open_tree("blobs").map_err(storage)?;
         let meta = db.open_tree("meta").map_err(storage)?;
         let next_seq = match events.last().map_err(storage)? {
-            Some((k, _)) => seq_of(&k)? + 1,
+            Some((k, v)) => {
+                let first = seq_of(&k)?;
+                let count = codec::decode_block(&v).map(|b| b.records.len() as u64).unwrap_or(1);
+                first + count
+            }
             None => 1,
         };
         let mut j = Journal {
@@ -160,6 +175,9 @@ impl Journal {
             meta,
             state: State::default(),
             next_seq,
+            staged: Vec::new(),
+            staged_bytes: 0,
+            staged_touched: Vec::new(),
             damaged_at_open: Vec::new(),
         };
         j.load_state()?;
@@ -191,12 +209,15 @@ impl Journal {
         // Fold in what the persisted projections do not have yet.
         let mut touched = Vec::new();
         let mut damaged = Vec::new();
-        for item in self.events.range(seq_key(applied + 1)..) {
-            let (k, v) = item.map_err(storage)?;
-            let seq = seq_of(&k)?;
-            match codec::decode_event(seq, &v) {
+        let filter = EventFilter { after_seq: applied, ..EventFilter::default() };
+        let results: Vec<_> = self.scan(filter).collect();
+        for r in results {
+            match r {
                 Ok(rec) => touched.push(self.state.apply(&rec)),
-                Err(e) => damaged.push(Problem { about: format!("event {seq}"), what: e.to_string() }),
+                Err(JournalError::Record { about, source }) => {
+                    damaged.push(Problem { about, what: source.to_string() })
+                }
+                Err(e) => return Err(e),
             }
         }
         if !touched.is_empty() {
@@ -252,34 +273,80 @@ impl Journal {
         Flusher { db: self.db.clone(), path: Arc::new(self.path.clone()) }
     }
 
-    /// Appends events (not flushed), folds them into the projections, and returns them as stored.
+    /// Appends events and writes them at once (not flushed); returns them as stored.
     pub fn append(&mut self, events: Vec<Event>) -> Result<Vec<EventRecord>, JournalError> {
+        let records = self.stage(events)?;
+        self.commit()?;
+        Ok(records)
+    }
+
+    /// Appends events to the projections and to the block being built, without writing them yet; they are
+    /// written by the next [`Journal::commit`]. Returns them as stored.
+    pub fn stage(&mut self, events: Vec<Event>) -> Result<Vec<EventRecord>, JournalError> {
         let time_ms = now_ms();
-        let mut batch = sled::Batch::default();
         let mut records = Vec::with_capacity(events.len());
-        let mut touched = Vec::with_capacity(events.len());
         for (i, event) in events.into_iter().enumerate() {
             let seq = self.next_seq + i as u64;
             let bytes = codec::encode_event(time_ms, &event)
                 .map_err(|source| JournalError::Record { about: format!("event {seq}"), source })?;
-            batch.insert(&seq_key(seq), bytes);
+            self.staged_bytes += bytes.len();
+            self.staged.push(bytes);
             records.push(EventRecord { seq, time_ms, event });
         }
-        self.events.apply_batch(batch).map_err(|source| JournalError::Storage { path: self.path.clone(), source })?;
         self.next_seq += records.len() as u64;
         for r in &records {
-            touched.push(self.state.apply(r));
+            let t = self.state.apply(r);
+            if t.project.is_some() || t.task.is_some() {
+                self.staged_touched.push(t);
+            }
         }
-        self.persist(&touched)?;
         Ok(records)
+    }
+
+    /// Bytes staged and not yet written.
+    pub fn staged_bytes(&self) -> usize {
+        self.staged_bytes
+    }
+
+    /// True when staged events wait for [`Journal::commit`].
+    pub fn has_staged(&self) -> bool {
+        !self.staged.is_empty()
+    }
+
+    /// Writes the staged events as one block, then the projections they touched (not flushed).
+    pub fn commit(&mut self) -> Result<(), JournalError> {
+        if self.staged.is_empty() {
+            return Ok(());
+        }
+        // Blocks of at most ~64 KiB: sled stores larger values out of line, which costs more.
+        let mut first = self.next_seq - self.staged.len() as u64;
+        let mut batch = sled::Batch::default();
+        let mut start = 0;
+        let mut size = 0;
+        for (i, r) in self.staged.iter().enumerate() {
+            size += r.len();
+            if size >= MAX_BLOCK_BYTES || i + 1 == self.staged.len() {
+                batch.insert(&seq_key(first), codec::encode_block(&self.staged[start..=i]));
+                first += (i + 1 - start) as u64;
+                start = i + 1;
+                size = 0;
+            }
+        }
+        self.events.apply_batch(batch).map_err(|source| JournalError::Storage { path: self.path.clone(), source })?;
+        self.staged.clear();
+        self.staged_bytes = 0;
+        let touched = std::mem::take(&mut self.staged_touched);
+        self.persist(&touched)
     }
 
     /// Writes the projection records named in `touched`, then `applied_seq`.
     fn persist(&mut self, touched: &[Touched]) -> Result<(), JournalError> {
         let storage = |source| JournalError::Storage { path: self.path.clone(), source };
         let mut projects: Vec<&String> = touched.iter().filter_map(|t| t.project.as_ref()).collect();
+        projects.sort();
         projects.dedup();
         let mut tasks: Vec<&TaskKey> = touched.iter().filter_map(|t| t.task.as_ref()).collect();
+        tasks.sort();
         tasks.dedup();
         for p in projects {
             if let Some(v) = self.state.projects.get(p) {
@@ -337,28 +404,55 @@ impl Journal {
         Ok(Some(data.to_vec()))
     }
 
-    /// Iterates over the events that match `filter`, oldest first. A damaged record is yielded as an error naming
-    /// its sequence number; iteration goes on past it.
+    /// Iterates over the written events that match `filter`, oldest first. A damaged record is yielded as an
+    /// error naming its sequence number; iteration goes on past it.
     pub fn scan(&self, filter: EventFilter) -> impl Iterator<Item = Result<EventRecord, JournalError>> + '_ {
         let task_key = filter.task.as_ref().map(|k| k.to_string().into_bytes());
         let start = filter.after_seq + 1;
-        self.events.range(seq_key(start)..).filter_map(move |item| {
+        // The block holding `start` begins at or before it.
+        let from = match self.events.range(..=seq_key(start)).next_back() {
+            Some(Ok((k, _))) => seq_of(&k).unwrap_or(start),
+            _ => start,
+        };
+        self.events.range(seq_key(from)..).flat_map(move |item| {
+            let mut out: Vec<Result<EventRecord, JournalError>> = Vec::new();
             let (k, v) = match item {
                 Ok(kv) => kv,
-                Err(source) => return Some(Err(JournalError::Storage { path: self.path.clone(), source })),
-            };
-            let seq = match seq_of(&k) {
-                Ok(s) => s,
-                Err(e) => return Some(Err(e)),
-            };
-            let about = || format!("event {seq}");
-            match codec::decode_header(&v) {
-                Ok(h) if !filter.matches_header(&h, &task_key) => None,
-                Ok(_) => {
-                    Some(codec::decode_event(seq, &v).map_err(|source| JournalError::Record { about: about(), source }))
+                Err(source) => {
+                    out.push(Err(JournalError::Storage { path: self.path.clone(), source }));
+                    return out;
                 }
-                Err(source) => Some(Err(JournalError::Record { about: about(), source })),
+            };
+            let first = match seq_of(&k) {
+                Ok(s) => s,
+                Err(e) => {
+                    out.push(Err(e));
+                    return out;
+                }
+            };
+            let block = match codec::decode_block(&v) {
+                Ok(b) => b,
+                Err(source) => {
+                    out.push(Err(JournalError::Record { about: format!("block at event {first}"), source }));
+                    return out;
+                }
+            };
+            for (i, bytes) in block.records.iter().enumerate() {
+                let seq = first + i as u64;
+                if seq < start {
+                    continue;
+                }
+                let about = || format!("event {seq}");
+                match codec::decode_header(bytes) {
+                    Ok(h) if !filter.matches_header(&h, &task_key) => {}
+                    Ok(_) => out.push(
+                        codec::decode_event(seq, bytes)
+                            .map_err(|source| JournalError::Record { about: about(), source }),
+                    ),
+                    Err(source) => out.push(Err(JournalError::Record { about: about(), source })),
+                }
             }
+            out
         })
     }
 
@@ -369,26 +463,45 @@ impl Journal {
         let mut expected = 1u64;
         for item in self.events.iter() {
             let (k, v) = item.map_err(storage)?;
-            report.events += 1;
-            let seq = match seq_of(&k) {
+            let first = match seq_of(&k) {
                 Ok(s) => s,
                 Err(e) => {
                     report.problems.push(Problem { about: "sequence".into(), what: e.to_string() });
                     continue;
                 }
             };
-            if seq != expected {
-                let what = if seq > expected {
-                    format!("events {expected}..={} are missing", seq - 1)
+            if first != expected {
+                let what = if first > expected {
+                    format!("events {expected}..={} are missing", first - 1)
                 } else {
-                    format!("event {seq} is out of order (expected {expected})")
+                    format!("event {first} is out of order (expected {expected})")
                 };
                 report.problems.push(Problem { about: "sequence".into(), what });
             }
-            expected = seq + 1;
-            if let Err(e) = codec::decode_event(seq, &v) {
-                report.problems.push(Problem { about: format!("event {seq}"), what: e.to_string() });
+            let block = match codec::decode_block(&v) {
+                Ok(b) => b,
+                Err(e) => {
+                    report.problems.push(Problem { about: format!("block at event {first}"), what: e.to_string() });
+                    expected = first + 1;
+                    continue;
+                }
+            };
+            let mut record_problems = 0;
+            for (i, bytes) in block.records.iter().enumerate() {
+                let seq = first + i as u64;
+                report.events += 1;
+                if let Err(e) = codec::decode_event(seq, bytes) {
+                    record_problems += 1;
+                    report.problems.push(Problem { about: format!("event {seq}"), what: e.to_string() });
+                }
             }
+            if !block.checksum_ok && record_problems == 0 {
+                report.problems.push(Problem {
+                    about: format!("block at event {first}"),
+                    what: "block checksum mismatch (its layout was changed)".into(),
+                });
+            }
+            expected = first + block.records.len() as u64;
         }
         for item in self.tasks.iter() {
             let (k, v) = item.map_err(storage)?;
@@ -421,19 +534,37 @@ impl Journal {
         Ok(report)
     }
 
-    /// Writes raw bytes as event `seq`, bypassing encoding. For tests of damage detection only.
+    /// The block holding event `seq`: its first seq and its records.
+    fn block_of(&self, seq: u64) -> Option<(u64, Vec<Vec<u8>>)> {
+        let (k, v) = self.events.range(..=seq_key(seq)).next_back()?.ok()?;
+        let first = seq_of(&k).ok()?;
+        let block = codec::decode_block(&v).ok()?;
+        let records: Vec<Vec<u8>> = block.records.iter().map(|r| r.to_vec()).collect();
+        ((seq - first) < records.len() as u64).then_some((first, records))
+    }
+
+    /// Replaces the stored bytes of event `seq` (or stores them as a new block there), bypassing encoding. For
+    /// tests of damage detection only.
     #[doc(hidden)]
     pub fn corrupt_event_for_tests(&self, seq: u64, bytes: &[u8]) -> Result<(), JournalError> {
-        self.events
-            .insert(seq_key(seq), bytes)
-            .map_err(|source| JournalError::Storage { path: self.path.clone(), source })?;
+        let storage = |source| JournalError::Storage { path: self.path.clone(), source };
+        match self.block_of(seq) {
+            Some((first, mut records)) => {
+                records[(seq - first) as usize] = bytes.to_vec();
+                self.events.insert(seq_key(first), codec::encode_block(&records)).map_err(storage)?;
+            }
+            None => {
+                self.events.insert(seq_key(seq), codec::encode_block(&[bytes])).map_err(storage)?;
+            }
+        }
         self.flush()
     }
 
     /// Reads the raw stored bytes of event `seq`. For tests of damage detection only.
     #[doc(hidden)]
     pub fn raw_event_for_tests(&self, seq: u64) -> Option<Vec<u8>> {
-        self.events.get(seq_key(seq)).ok().flatten().map(|v| v.to_vec())
+        let (first, records) = self.block_of(seq)?;
+        records.into_iter().nth((seq - first) as usize)
     }
 }
 
