@@ -383,12 +383,11 @@ fn parse_durability(s: &str) -> Option<Durability> {
 
 /// Applies `ORCH_SECTION__KEY=value` variables (`__` separates levels; the value is read as TOML, or as a
 /// string when it is not valid TOML).
-fn apply_env(
-    file: FileConfig,
-    text: &str,
-    source: &str,
-    env: &[(String, String)],
-) -> Result<(FileConfig, LlmConfig, Option<(String, String)>), ConfigError> {
+/// The file with the environment applied, its LLM section, and — when variables applied — the merged text and
+/// the variables' names.
+type Layered = (FileConfig, LlmConfig, Option<(String, String)>);
+
+fn apply_env(file: FileConfig, text: &str, source: &str, env: &[(String, String)]) -> Result<Layered, ConfigError> {
     let vars: Vec<&(String, String)> = env.iter().filter(|(k, _)| k.starts_with("ORCH_") && k.contains("__")).collect();
     let mut env_text = None;
     let file = if vars.is_empty() {
