@@ -100,10 +100,10 @@ async fn futures_join_all<F: std::future::Future<Output = ()> + 'static>(futs: i
     }
 }
 
-fn fsync_latency(dir: &Path) -> (Duration, Duration) {
+fn fsync_latency(dir: &Path, bytes: usize) -> (Duration, Duration) {
     use std::io::Write;
-    let mut f = std::fs::File::create(dir.join("fsync-probe")).expect("probe");
-    let buf = vec![7u8; 1024];
+    let mut f = std::fs::File::create(dir.join(format!("fsync-probe-{bytes}"))).expect("probe");
+    let buf = vec![7u8; bytes];
     let mut lat = Vec::new();
     for _ in 0..300 {
         f.write_all(&buf).expect("write");
@@ -115,8 +115,26 @@ fn fsync_latency(dir: &Path) -> (Duration, Duration) {
     (percentile(&lat, 0.5), percentile(&lat, 0.99))
 }
 
+/// What one sled flush of one small appended event costs: the floor of a synchronous append.
+fn sled_flush_latency(dir: &Path) -> (Duration, Duration) {
+    let mut j = Journal::open(&dir.join("flush-probe"), true).expect("open");
+    let text = kib_text();
+    let mut lat = Vec::new();
+    for i in 0..300 {
+        j.append(vec![output_event(i, &text)]).expect("append");
+        let t = Instant::now();
+        j.flush().expect("flush");
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    (percentile(&lat, 0.5), percentile(&lat, 0.99))
+}
+
 fn bench_sync(dir: &Path) {
-    let (fs50, fs99) = fsync_latency(dir);
+    let (fs50, fs99) = fsync_latency(dir, 1024);
+    let (g50, g99) = fsync_latency(dir, 64 * 1024);
+    let (sf50, sf99) = sled_flush_latency(dir);
+    println!("sled flush of one appended event (the floor of a sync append): p50 {} p99 {}", fmt(sf50), fmt(sf99));
     let text = kib_text();
     let path = dir.join("actor-sync");
     let (lat, rate) = actix::System::new().block_on(async move {
@@ -151,6 +169,12 @@ fn bench_sync(dir: &Path) {
     });
     let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
     println!("fsync latency of this disk (1 KiB write + fdatasync): p50 {} p99 {}", fmt(fs50), fmt(fs99));
+    println!(
+        "fsync latency of this disk (64 KiB write + fdatasync, one group's worth): p50 {} p99 {}; sync append p99 = {:.2}× its p50",
+        fmt(g50),
+        fmt(g99),
+        p99.as_secs_f64() / g50.as_secs_f64()
+    );
     println!(
         "journal append sync (64 concurrent writers, group commit): p50 {} p99 {} = {:.2}× fsync p50, {:.2}× fsync p99; {:.0} events/s",
         fmt(p50),
