@@ -258,3 +258,30 @@ pub struct Factor {
     /// Why it has this value.
     pub detail: String,
 }
+
+/// What an agent reported about its own run (Claude Code's final `result` line).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AgentReport {
+    /// `success`, `error_max_turns`, `error_during_execution`, …
+    pub subtype: String,
+    /// The agent's own error flag.
+    pub is_error: bool,
+    /// Model turns taken.
+    pub num_turns: u32,
+    /// Input tokens.
+    pub input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
+    /// Tokens written to the prompt cache.
+    pub cache_creation_tokens: u64,
+    /// Tokens read from the prompt cache.
+    pub cache_read_tokens: u64,
+    /// Cost as the agent computed it, USD.
+    pub cost_usd: f64,
+    /// Tool uses the agent was not permitted, as `Tool: target`.
+    pub permission_denials: Vec<String>,
+    /// Why it stopped (`completed`, `max_turns`, `api_error`, …).
+    pub terminal_reason: String,
+    /// The HTTP status of an API error it ended on.
+    pub api_error_status: Option<u16>,
+}

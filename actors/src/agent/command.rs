@@ -47,6 +47,6 @@ impl OutputParser for CommandParser {
 
     fn finish(self: Box<Self>) -> ParsedOutcome {
         let tail = redact::tail(&self.stdout_tail, RESULT_BYTES).trim().to_string();
-        ParsedOutcome { result: (!tail.is_empty()).then_some(tail), session_id: None }
+        ParsedOutcome { result: (!tail.is_empty()).then_some(tail), ..ParsedOutcome::default() }
     }
 }

@@ -3,10 +3,12 @@
 //! An adapter says how to invoke its agent for a prompt (and for resuming a session), and turns the lines the
 //! agent prints into [`AgentItem`]s worth journaling plus a final [`ParsedOutcome`].
 
+pub mod claude;
 pub mod command;
 
 use crate::process::Stream;
 use crate::settings::{AgentKind, AgentSettings};
+pub use crate::types::AgentReport;
 
 /// How to start the agent.
 #[derive(Debug, Clone)]
@@ -28,6 +30,15 @@ pub struct AgentItem {
     pub text: String,
 }
 
+/// A tool the agent called, as it said (evidence to compare its claims with).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolCall {
+    /// The tool's name (`Write`, `Bash`, …).
+    pub name: String,
+    /// What it acted on: a file path, a command.
+    pub target: String,
+}
+
 /// What the adapter made of the agent's whole output.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ParsedOutcome {
@@ -35,6 +46,14 @@ pub struct ParsedOutcome {
     pub result: Option<String>,
     /// The session id, for agents that have sessions.
     pub session_id: Option<String>,
+    /// This kind ends its output with a report of its own (Claude Code's result line); its absence is a finding.
+    pub expects_report: bool,
+    /// That report, when there was one.
+    pub report: Option<AgentReport>,
+    /// The tools it called.
+    pub tool_calls: Vec<ToolCall>,
+    /// Lines that could not be understood (kept as raw events, never fatal).
+    pub unparsed_lines: u32,
 }
 
 /// Turns an agent's output into items and an outcome.
@@ -59,6 +78,7 @@ pub trait AgentAdapter: Send + Sync {
 pub fn adapter(kind: AgentKind) -> Option<&'static dyn AgentAdapter> {
     match kind {
         AgentKind::Command => Some(&command::CommandAgent),
-        AgentKind::ClaudeCode | AgentKind::Aider => None,
+        AgentKind::ClaudeCode => Some(&claude::ClaudeCode),
+        AgentKind::Aider => None,
     }
 }
