@@ -255,6 +255,7 @@ fn rollback(config: Option<&Path>, id: &str, attempt: Option<u32>, force: bool) 
 
 /// Checks that every agent program can be found before anything runs.
 fn check_agents(settings: &orch_actors::settings::Settings) -> Result<(), Failure> {
+    let mut checked: Vec<String> = Vec::new();
     for p in &settings.projects {
         if orch_actors::agent::adapter(p.agent.kind).is_none() {
             return Err(Failure::usage(format!(
@@ -264,6 +265,10 @@ fn check_agents(settings: &orch_actors::settings::Settings) -> Result<(), Failur
             )));
         }
         let prog = &p.agent.program;
+        if checked.contains(prog) {
+            continue;
+        }
+        checked.push(prog.clone());
         let found = if prog.contains('/') {
             is_executable(Path::new(prog))
         } else {
@@ -278,7 +283,52 @@ fn check_agents(settings: &orch_actors::settings::Settings) -> Result<(), Failur
                 if prog.contains('/') { " (or is not executable)" } else { " on PATH" }
             )));
         }
+        if p.agent.kind == orch_actors::settings::AgentKind::ClaudeCode {
+            version_check(&p.name, prog, &p.agent.env)?;
+        }
     }
+    Ok(())
+}
+
+/// Runs `PROGRAM --version` once, so that a broken install is reported at start, not as a failure of every task.
+fn version_check(
+    project: &str,
+    program: &str,
+    env: &std::collections::BTreeMap<String, String>,
+) -> Result<(), Failure> {
+    let mut child = std::process::Command::new(program)
+        .arg("--version")
+        .envs(env)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| Failure::usage(format!("project {project}: the agent program `{program}` cannot start: {e}")))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            _ => {
+                let _ = child.kill();
+                return Err(Failure::usage(format!(
+                    "project {project}: `{program} --version` did not answer within 30 s"
+                )));
+            }
+        }
+    }
+    let out = child.wait_with_output().map_err(|e| Failure::internal(e.to_string()))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(Failure::usage(format!(
+            "project {project}: `{program} --version` failed ({}): {}",
+            out.status,
+            err.trim().lines().last().unwrap_or("no message")
+        )));
+    }
+    tracing::info!("{program}: {}", String::from_utf8_lossy(&out.stdout).trim());
     Ok(())
 }
 

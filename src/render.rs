@@ -237,7 +237,25 @@ pub fn event_summary(e: &Event) -> String {
                 (t, _, _) if t != "none" => format!("killed ({t} timeout)"),
                 _ => "ended".into(),
             };
-            format!("agent {how} after {:.2} s, {} bytes of output", x.duration_ms as f64 / 1000.0, x.stdout_bytes)
+            let report = x
+                .report
+                .as_ref()
+                .map(|r| {
+                    format!(
+                        "; reported {}{}, {} turn(s), {} tokens, ${:.4}",
+                        r.subtype,
+                        if r.is_error { " with is_error" } else { "" },
+                        r.num_turns,
+                        r.input_tokens + r.output_tokens,
+                        r.cost_usd
+                    )
+                })
+                .unwrap_or_default();
+            format!(
+                "agent {how} after {:.2} s, {} bytes of output{report}",
+                x.duration_ms as f64 / 1000.0,
+                x.stdout_bytes
+            )
         }
         Event::FileChanged(f) => format!(
             "file {} {}{}",
@@ -372,7 +390,13 @@ pub fn stats(state: &State, records: impl Iterator<Item = EventRecord>) -> BTree
         let s = out.entry(p).or_default();
         match &r.event {
             Event::AttemptStarted(_) => s.attempts += 1,
-            Event::AgentExited(x) => s.agent_ms += x.duration_ms,
+            Event::AgentExited(x) => {
+                s.agent_ms += x.duration_ms;
+                if let Some(r) = &x.report {
+                    s.tokens += r.input_tokens + r.output_tokens + r.cache_creation_tokens + r.cache_read_tokens;
+                    s.cost_usd += r.cost_usd;
+                }
+            }
             Event::CheckFinished(c) => {
                 s.checks += 1;
                 if !c.passed {

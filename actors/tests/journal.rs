@@ -107,6 +107,21 @@ fn event_about(project: String, task: String) -> impl Strategy<Value = Event> {
                         stderr_bytes: bytes / 2,
                         result,
                         session_id,
+                        report: (duration_ms % 2 == 0).then(|| orch_actors::types::AgentReport {
+                            subtype: "success".into(),
+                            is_error: duration_ms % 3 == 0,
+                            num_turns: 3,
+                            input_tokens: bytes,
+                            output_tokens: bytes / 3,
+                            cache_creation_tokens: 1,
+                            cache_read_tokens: 2,
+                            cost_usd: 0.25,
+                            permission_denials: vec!["Bash: rm -rf /".into()],
+                            terminal_reason: "completed".into(),
+                            api_error_status: Some(529),
+                        }),
+                        tool_calls: 2,
+                        unparsed_lines: 0,
                     })
                 }
             }),

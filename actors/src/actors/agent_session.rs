@@ -137,7 +137,17 @@ async fn run_attempt(
     })
     .await
     .map_err(|e| EngineError::Stopped(format!("prompt task: {e}")))?;
-    let invocation = adapter.invocation(&project.agent, &built.text, None);
+    // A clarify: the same session goes on, with the human's answer as the prompt.
+    let resume = spec.task.resume_session.clone().filter(|_| adapter.can_resume());
+    let answer = spec.task.answers.last().cloned();
+    let (prompt_text, prompt_tokens, resume) = match (resume, answer) {
+        (Some(session), Some(answer)) => {
+            let tokens = prompt::count_tokens(&answer);
+            (answer, tokens, Some(session))
+        }
+        _ => (built.text.clone(), built.tokens, None),
+    };
+    let invocation = adapter.invocation(&project.agent, &prompt_text, resume.as_deref());
     let redactor = spec.redactor.clone();
 
     journal
@@ -147,9 +157,9 @@ async fn run_attempt(
             attempt: a.attempt,
             agent: project.agent.kind.as_str().to_string(),
             program: invocation.program.clone(),
-            prompt_tokens: built.tokens as u32,
-            prompt_excerpt: redactor.redact(redact::head(&built.text, 1024)),
-            resume_session: None,
+            prompt_tokens: prompt_tokens as u32,
+            prompt_excerpt: redactor.redact(redact::head(&prompt_text, 1024)),
+            resume_session: resume.clone(),
         })]))
         .await??;
 
@@ -202,6 +212,7 @@ async fn run_attempt(
     .await;
     let parser = consumer.await.map_err(|e| EngineError::Stopped(format!("output task: {e}")))?;
     let parsed = parser.finish();
+    let parsed_unparsed = parsed.unparsed_lines;
 
     let changes = monitor.send(EndAttempt(a.clone())).await??;
 
@@ -215,7 +226,11 @@ async fn run_attempt(
             stdout_bytes: exit.stdout_bytes,
             stderr_bytes: exit.stderr_bytes,
             result: parsed.result.map(|r| redactor.redact(&r)),
-            session_id: parsed.session_id,
+            session_id: parsed.session_id.or_else(|| resume.clone()),
+            report: parsed.report,
+            expects_report: parsed.expects_report,
+            tool_calls: parsed.tool_calls,
+            resumed: resume.is_some(),
         },
         Err(e) => AgentOutcome {
             start_error: Some(e.to_string()),
@@ -227,6 +242,10 @@ async fn run_attempt(
             stderr_bytes: 0,
             result: None,
             session_id: None,
+            report: None,
+            expects_report: false,
+            tool_calls: Vec::new(),
+            resumed: resume.is_some(),
         },
     };
     if outcome.timeout == Timeout::Stopped {
@@ -259,6 +278,9 @@ async fn run_attempt(
                 .or_else(|| outcome.start_error.clone())
                 .unwrap_or_default(),
             session_id: outcome.session_id.clone(),
+            report: outcome.report.clone(),
+            tool_calls: outcome.tool_calls.len() as u32,
+            unparsed_lines: parsed_unparsed,
         })]))
         .await??;
     Ok(Ended::Done(Box::new(AttemptReport {

@@ -79,9 +79,30 @@ fn feedback(report: &AttemptReport, extra: Option<String>) -> String {
     f
 }
 
+/// The question an answer ends with, if it ends with one.
+pub fn trailing_question(result: &str) -> Option<String> {
+    let last = result.trim().lines().rev().map(str::trim).find(|l| !l.is_empty())?;
+    if !last.ends_with('?') {
+        return None;
+    }
+    // The last sentence of that line.
+    let start = last[..last.len() - 1].rfind(['.', '!', '?']).map(|i| i + 1).unwrap_or(0);
+    Some(last[start..].trim().to_string())
+}
+
 /// The decision for a report: pure, so it is tested directly.
 pub fn decide(report: &AttemptReport, t: &DecisionSettings, max_attempts: u32, breakpoint: f64) -> Conclusion {
     let score = report.score.unwrap_or(0.0);
+    // A question instead of the work: ask a human, and resume the same session with the answer.
+    if report.valid() && report.changes.is_empty() {
+        if let Some(q) = report.outcome.result.as_deref().and_then(trailing_question) {
+            return Conclusion {
+                decision: Decision::Clarify,
+                reason: format!("the agent asked: {}", crate::redact::head(&q, 300)),
+                feedback: String::new(),
+            };
+        }
+    }
     let ok = report.valid() && report.checks_passed();
     if ok && score >= t.high_confidence {
         if score < breakpoint {
@@ -152,5 +173,24 @@ impl Handler<Decide> for DecisionEngine {
             }
             .into_actor(self),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::trailing_question;
+
+    #[test]
+    fn finds_the_question_an_answer_ends_with() {
+        assert_eq!(
+            trailing_question("I looked around. Which port should it listen on?").as_deref(),
+            Some("Which port should it listen on?")
+        );
+        assert_eq!(
+            trailing_question("Done.\n\nShould I also update the docs?\n").as_deref(),
+            Some("Should I also update the docs?")
+        );
+        assert_eq!(trailing_question("Is it? No. It is done."), None);
+        assert_eq!(trailing_question(""), None);
     }
 }

@@ -4,8 +4,10 @@
 use std::sync::Arc;
 
 use super::file_monitor::FileChange;
+use crate::agent::ToolCall;
 use crate::process::Timeout;
 use crate::settings::ProjectSettings;
+use crate::types::AgentReport;
 use crate::types::{AttemptRef, Decision, Factor, Finding};
 
 /// How the agent process ended, with what it produced.
@@ -29,6 +31,14 @@ pub struct AgentOutcome {
     pub result: Option<String>,
     /// The session id.
     pub session_id: Option<String>,
+    /// The agent's own report, for kinds that end with one.
+    pub report: Option<AgentReport>,
+    /// This kind ends with a report; its absence is a finding.
+    pub expects_report: bool,
+    /// The tools it called.
+    pub tool_calls: Vec<ToolCall>,
+    /// This attempt resumed an earlier session (a clarify).
+    pub resumed: bool,
 }
 
 /// One check command's result.

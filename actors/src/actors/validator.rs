@@ -9,7 +9,7 @@ use super::scheduler::SessionEnded;
 use super::state_journal::Append;
 use crate::journal::event::{Event, Validated};
 use crate::process::Timeout;
-use crate::types::{Finding, Severity};
+use crate::types::{AgentReport, Finding, Severity};
 
 /// Validate an attempt's outcome, then pass it on.
 #[derive(Message)]
@@ -77,13 +77,80 @@ pub fn findings(report: &AttemptReport) -> Vec<Finding> {
             }
         },
     }
-    if o.result.as_deref().is_none_or(|r| r.trim().is_empty()) {
-        out.push(finding("no_output", Severity::Error, "the agent gave no answer (its output is empty)".into()));
+    let result = o.result.as_deref().unwrap_or("").trim();
+    match (&o.report, o.expects_report) {
+        (None, true) => out.push(finding(
+            "no_result_line",
+            Severity::Error,
+            "the agent's output ended without its result line (cut short, or it crashed)".into(),
+        )),
+        (Some(r), _) => report_findings(r, result, &mut out),
+        (None, false) => {}
+    }
+    if result.is_empty() && !out.iter().any(|f| f.code == "max_turns") {
+        out.push(finding("no_output", Severity::Error, "the agent gave no answer (its result is empty)".into()));
     }
     if report.changes.is_empty() {
         out.push(finding("no_changes", Severity::Warning, "the attempt changed no file in the workspace".into()));
     }
     out
+}
+
+/// Texts that mean an API failure, whatever the agent's flags say.
+fn looks_like_api_error(text: &str) -> bool {
+    let t = text.trim_start();
+    t.starts_with("API Error") || t.contains("rate limit") || t.contains("Rate limit") || t.contains("overloaded_error")
+}
+
+fn looks_rate_limited(status: Option<u16>, text: &str) -> bool {
+    matches!(status, Some(429) | Some(529))
+        || text.contains("rate limit")
+        || text.contains("Rate limit")
+        || text.contains("Overloaded")
+        || text.contains("overloaded")
+}
+
+/// Findings from the agent's own report (Claude Code's result line).
+fn report_findings(r: &AgentReport, result: &str, out: &mut Vec<Finding>) {
+    let excerpt = crate::redact::head(result, 200);
+    if r.subtype == "error_max_turns" || r.terminal_reason == "max_turns" {
+        out.push(finding(
+            "max_turns",
+            Severity::Error,
+            format!("the agent stopped at its turn limit after {} turn(s) without finishing", r.num_turns),
+        ));
+    } else if r.subtype.starts_with("error") {
+        out.push(finding("agent_error", Severity::Error, format!("the agent reported `{}`", r.subtype)));
+    } else if r.is_error || looks_like_api_error(result) {
+        out.push(finding(
+            "error_reported_as_success",
+            Severity::Error,
+            format!("the agent reported `{}` but its result is an error: {excerpt}", r.subtype),
+        ));
+    }
+    if (r.is_error || r.api_error_status.is_some()) && looks_rate_limited(r.api_error_status, result) {
+        out.push(finding(
+            "rate_limited",
+            Severity::Error,
+            format!(
+                "the API was rate limited or overloaded{} even after the agent's own retries",
+                r.api_error_status.map(|s| format!(" (HTTP {s})")).unwrap_or_default()
+            ),
+        ));
+    } else if let Some(status) = r.api_error_status {
+        out.push(finding("api_error", Severity::Error, format!("the API answered HTTP {status}")));
+    }
+    if !r.permission_denials.is_empty() {
+        out.push(finding(
+            "permission_denied",
+            Severity::Error,
+            format!(
+                "{} tool use(s) were not permitted: {}",
+                r.permission_denials.len(),
+                r.permission_denials.join("; ")
+            ),
+        ));
+    }
 }
 
 impl Handler<Validate> for Validator {

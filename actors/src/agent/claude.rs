@@ -37,6 +37,10 @@ impl AgentAdapter for ClaudeCode {
     fn parser(&self) -> Box<dyn OutputParser> {
         Box::new(StreamJsonParser::default())
     }
+
+    fn can_resume(&self) -> bool {
+        true
+    }
 }
 
 #[derive(Deserialize)]

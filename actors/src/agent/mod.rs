@@ -72,6 +72,10 @@ pub trait AgentAdapter: Send + Sync {
     fn invocation(&self, settings: &AgentSettings, prompt: &str, resume: Option<&str>) -> Invocation;
     /// A fresh parser for one attempt's output.
     fn parser(&self) -> Box<dyn OutputParser>;
+    /// Whether a session can be resumed with an answer (`--resume`).
+    fn can_resume(&self) -> bool {
+        false
+    }
 }
 
 /// The adapter for a kind, or `None` when this build cannot run that kind.

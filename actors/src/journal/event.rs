@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{ChangeKind, ContentHash, Decision, Factor, Finding, TaskKey, TaskSpec, TaskState};
+use crate::types::{AgentReport, ChangeKind, ContentHash, Decision, Factor, Finding, TaskKey, TaskSpec, TaskState};
 
 /// The version of the record format written by this build.
 pub const FORMAT_VERSION: u8 = 1;
@@ -123,6 +123,12 @@ pub struct AgentExited {
     pub result: String,
     /// The agent's session id, when it has one.
     pub session_id: Option<String>,
+    /// What the agent reported about its own run, for kinds that report.
+    pub report: Option<AgentReport>,
+    /// Tool calls it made.
+    pub tool_calls: u32,
+    /// Output lines that could not be understood.
+    pub unparsed_lines: u32,
 }
 
 /// A file changed during an attempt.

@@ -75,6 +75,8 @@ pub struct TaskView {
     pub attempts_since_reset: u32,
     /// Answers humans gave; every later attempt's prompt carries them.
     pub answers: Vec<String>,
+    /// The agent session to resume with the next answer (set by a clarify decision).
+    pub resume_session: Option<String>,
 }
 
 impl TaskView {
@@ -172,6 +174,7 @@ impl State {
                             attempts: Vec::new(),
                             attempts_since_reset: 0,
                             answers: Vec::new(),
+                            resume_session: None,
                         },
                     );
                     touched.task = Some(key);
@@ -207,6 +210,8 @@ impl State {
                         interrupted: false,
                     });
                     v.attempts_since_reset += 1;
+                    // A resumed session has been used; a later clarify sets it again.
+                    v.resume_session = None;
                     touched.task = Some(key);
                 }
             }
@@ -238,12 +243,19 @@ impl State {
                 touched.task = self.with_attempt(&e.project, &e.task, e.attempt, |a| a.confidence = Some(e.score));
             }
             Event::Decided(e) => {
+                let mut session = None;
                 touched.task = self.with_attempt(&e.project, &e.task, e.attempt, |a| {
                     a.decision = Some(e.decision);
                     a.reason = Some(e.reason.clone());
                     a.feedback = (!e.feedback.is_empty()).then(|| e.feedback.clone());
                     a.ended_ms = Some(t);
+                    session = a.session_id.clone();
                 });
+                if e.decision == Decision::Clarify {
+                    if let Some(v) = self.tasks.get_mut(&TaskKey::new(&e.project, &e.task)) {
+                        v.resume_session = session;
+                    }
+                }
             }
             Event::AttemptInterrupted(e) => {
                 touched.task = self.with_attempt(&e.project, &e.task, e.attempt, |a| {
