@@ -351,3 +351,26 @@ async fn a_missing_agent_program_is_recorded_and_escalated_not_a_crash() -> Test
     assert!(view.reason.as_deref().unwrap_or("").contains("/nonexistent/agent"), "{:?}", view.reason);
     Ok(())
 }
+
+#[actix::test]
+async fn a_question_instead_of_work_waits_for_an_answer_that_reaches_the_next_attempt() -> TestResult {
+    let f = Fixture::new();
+    std::fs::create_dir_all(f.path("prompts"))?;
+    let script = format!(
+        "cat > {}/prompt-$ORCH_ATTEMPT.txt; if grep -q 'port 8080' {}/prompt-$ORCH_ATTEMPT.txt; then echo ok > port.txt; echo done; else echo 'I looked at the code. Which port should the server use?'; fi",
+        f.path("prompts").display(),
+        f.path("prompts").display()
+    );
+    let settings = f.settings(&script, &["test -f port.txt"], vec![task("serve", 5, &[])]);
+    let (orch, _) = Orchestrator::start(settings).await?;
+    let summary = orch.run(Selection::default()).await?;
+    assert_eq!(summary.count(TaskState::Escalated), 1);
+    let view = orch.task("serve").await?;
+    assert_eq!(view.attempts.len(), 1, "a question is not retried");
+    assert_eq!(view.attempts[0].decision, Some(orch_actors::Decision::Clarify));
+    assert_eq!(view.reason.as_deref(), Some("waiting for an answer: the agent asked: Which port should the server use?"));
+    orch.human("serve", HumanRequest::Answer("Use port 8080.".into())).await?;
+    assert!(orch.run(Selection::default()).await?.all_completed());
+    assert!(std::fs::read_to_string(f.path("prompts/prompt-2.txt"))?.contains("Use port 8080."));
+    Ok(())
+}
