@@ -368,7 +368,10 @@ async fn a_question_instead_of_work_waits_for_an_answer_that_reaches_the_next_at
     let view = orch.task("serve").await?;
     assert_eq!(view.attempts.len(), 1, "a question is not retried");
     assert_eq!(view.attempts[0].decision, Some(orch_actors::Decision::Clarify));
-    assert_eq!(view.reason.as_deref(), Some("waiting for an answer: the agent asked: Which port should the server use?"));
+    assert_eq!(
+        view.reason.as_deref(),
+        Some("waiting for an answer: the agent asked: Which port should the server use?")
+    );
     orch.human("serve", HumanRequest::Answer("Use port 8080.".into())).await?;
     assert!(orch.run(Selection::default()).await?.all_completed());
     assert!(std::fs::read_to_string(f.path("prompts/prompt-2.txt"))?.contains("Use port 8080."));
