@@ -85,8 +85,16 @@ pub fn trailing_question(result: &str) -> Option<String> {
     if !last.ends_with('?') {
         return None;
     }
-    // The last sentence of that line.
-    let start = last[..last.len() - 1].rfind(['.', '!', '?']).map(|i| i + 1).unwrap_or(0);
+    // The last sentence of that line: after the last `.`, `!`, `?` or `:` that ends a sentence (followed by a
+    // space), so that `calc.sh` stays whole.
+    let body = &last[..last.len() - 1];
+    let start = body
+        .char_indices()
+        .rev()
+        .filter(|(i, c)| matches!(c, '.' | '!' | '?' | ':') && body[i + 1..].starts_with(' '))
+        .map(|(i, _)| i + 2)
+        .next()
+        .unwrap_or(0);
     Some(last[start..].trim().to_string())
 }
 
@@ -191,6 +199,10 @@ mod tests {
             Some("Should I also update the docs?")
         );
         assert_eq!(trailing_question("Is it? No. It is done."), None);
+        assert_eq!(
+            trailing_question("Before I write it: should calc.sh accept negatives?").as_deref(),
+            Some("should calc.sh accept negatives?")
+        );
         assert_eq!(trailing_question(""), None);
     }
 }
