@@ -224,7 +224,8 @@ fn build_large(path: &Path, n: u64) -> TaskKey {
             attempt,
             agent: "claude-code".into(),
             program: "claude".into(),
-            prompt_tokens: 812,
+            prompt_tokens: Some(812),
+            prompt_bytes: 3100,
             prompt_excerpt: "# Task: make the change\n\nMake the change described in the ticket.".into(),
             resume_session: None,
         }));

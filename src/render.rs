@@ -222,11 +222,14 @@ pub fn event_summary(e: &Event) -> String {
             r.outcome, r.completed, r.needs_human, r.cancelled
         ),
         Event::AttemptStarted(a) => format!(
-            "attempt {} started: {} agent `{}`, prompt {} tokens{}",
+            "attempt {} started: {} agent `{}`, prompt {}{}",
             a.attempt,
             a.agent,
             a.program,
-            a.prompt_tokens,
+            match a.prompt_tokens {
+                Some(t) => format!("{t} tokens"),
+                None => format!("{} bytes", a.prompt_bytes),
+            },
             a.resume_session.as_ref().map(|s| format!(", resuming session {s}")).unwrap_or_default()
         ),
         Event::AgentOutput(o) => format!("agent {}: {}", o.stream, first_line(&o.text, 160)),
@@ -340,7 +343,7 @@ pub fn timeline(view: &TaskView, records: &[EventRecord]) -> String {
             attempt = a;
             let _ = writeln!(out, "\n── attempt {} ──", a.unwrap_or_default());
         }
-        let _ = writeln!(out, "{:>6} {}  {}", r.seq, short_time(r.time_ms), event_summary(&r.event));
+        let _ = writeln!(out, "{:>6} {}  {}", r.seq, short_time(r.time_us / 1000), event_summary(&r.event));
         match &r.event {
             Event::CheckFinished(c) if !c.passed => {
                 for l in c.output_tail.trim_end().lines().rev().take(8).collect::<Vec<_>>().into_iter().rev() {

@@ -157,6 +157,7 @@ fn snapshot_filters() -> insta::Settings {
     s.add_filter(r"`/[^`]*/demo/", "`[demo]/");
     s.add_filter(r"pid \d+", "pid [pid]");
     s.add_filter(r"agent time: \d+\.\d s", "agent time: [dur]");
+    s.add_filter(r"prompt \d+ (tokens|bytes)", "prompt [size]");
     s
 }
 
@@ -424,5 +425,28 @@ fn sigint_stops_the_run_gracefully() -> TestResult {
     assert!(lines.iter().any(|l| l["kind"] == "run_finished" && l["outcome"] == "interrupted"));
     let v: Value = serde_json::from_str(&text(&orch(&["status", "--json"], root)))?;
     assert_eq!(v["projects"][0]["tasks"][0]["state"], "pending");
+    Ok(())
+}
+
+#[test]
+fn a_broken_claude_is_reported_once_at_start() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("ws"))?;
+    let fake = root.join("claude");
+    std::fs::write(&fake, "#!/bin/sh\necho 'error: the native binary for this platform is missing' >&2\nexit 1\n")?;
+    std::process::Command::new("chmod").args(["+x", fake.to_str().ok_or("path")?]).status()?;
+    std::fs::write(
+        root.join("orch.toml"),
+        "[agent]\nkind = \"claude-code\"\nprogram = \"./claude\"\n[[projects]]\nname = \"p\"\nworkspace = \"ws\"\n[[projects.tasks]]\nid = \"a\"\ntitle = \"A\"\n[[projects.tasks]]\nid = \"b\"\ntitle = \"B\"\n",
+    )?;
+    let out = orch(&["run"], root);
+    assert_eq!(out.status.code(), Some(2), "{}{}", text(&out), err(&out));
+    let e = err(&out);
+    assert_eq!(e.matches("--version` failed").count(), 1, "reported once: {e}");
+    assert!(e.contains("the native binary for this platform is missing"), "{e}");
+    // Nothing ran: no task was attempted.
+    let st = orch(&["status", "--json"], root);
+    assert_eq!(st.status.code(), Some(2), "no journal was even needed: {}", err(&st));
     Ok(())
 }

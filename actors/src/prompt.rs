@@ -10,7 +10,9 @@ use crate::redact;
 
 fn bpe() -> Option<&'static CoreBPE> {
     static BPE: OnceLock<Option<CoreBPE>> = OnceLock::new();
-    BPE.get_or_init(|| tiktoken_rs::cl100k_base().ok()).as_ref()
+    let b = BPE.get_or_init(|| tiktoken_rs::cl100k_base().ok()).as_ref();
+    let _ = BPE_READY.set(());
+    b
 }
 
 /// Counts tokens the way the budget does (cl100k); falls back to bytes / 4 if the tokenizer cannot load.
@@ -21,13 +23,26 @@ pub fn count_tokens(text: &str) -> usize {
     }
 }
 
+/// Loads the tokenizer (about 65 ms) so that later counts do not wait; call it from a background thread at start.
+pub fn warm_up() {
+    let _ = bpe();
+}
+
+/// Counts tokens if the tokenizer is already loaded; `None` instead of waiting for it.
+pub fn count_tokens_if_ready(text: &str) -> Option<usize> {
+    BPE_READY.get().map(|_| count_tokens(text))
+}
+
+static BPE_READY: OnceLock<()> = OnceLock::new();
+
 /// A built prompt.
 #[derive(Debug, Clone)]
 pub struct Prompt {
     /// The text given to the agent.
     pub text: String,
-    /// Its size in tokens.
-    pub tokens: usize,
+    /// Its size in tokens; `None` when it was not counted because it cannot exceed the budget (a token is at least
+    /// one byte, and the prompt has fewer bytes than the budget has tokens) and the tokenizer was still loading.
+    pub tokens: Option<usize>,
     /// Feedback sections left out or cut to fit the budget.
     pub trimmed: usize,
 }
@@ -73,15 +88,21 @@ pub fn build(input: &PromptInput<'_>) -> Prompt {
     }
     base.push_str(&format!("\n(Project `{}`, task `{}`, attempt {}.)\n", spec.project, spec.id, input.attempt));
 
-    let base_tokens = count_tokens(&base);
     // Feedback of earlier attempts, most recent first: it says what failed last.
     let feedback: Vec<(u32, &str)> =
         input.task.attempts.iter().rev().filter_map(|a| a.feedback.as_deref().map(|f| (a.number, f))).collect();
-    if feedback.is_empty() {
-        return Prompt { tokens: base_tokens, text: base, trimmed: 0 };
+    let full_len = base.len() + feedback.iter().map(|(_, f)| f.len() + 32).sum::<usize>() + 128;
+    if full_len <= input.budget && count_tokens_if_ready("").is_none() {
+        // It fits whatever the count; do not wait for the tokenizer on the attempt's critical path.
+        let mut text = base;
+        append_feedback(&mut text, feedback.iter().map(|(n, f)| format!("\n### Attempt {n}\n{f}\n")).collect());
+        return Prompt { text, tokens: None, trimmed: 0 };
     }
-    let header = "\n## Feedback from earlier attempts (most recent first)\nThe previous attempt was not accepted. Fix what failed:\n";
-    let mut remaining = input.budget.saturating_sub(base_tokens + count_tokens(header));
+    let base_tokens = count_tokens(&base);
+    if feedback.is_empty() {
+        return Prompt { tokens: Some(base_tokens), text: base, trimmed: 0 };
+    }
+    let mut remaining = input.budget.saturating_sub(base_tokens + count_tokens(FEEDBACK_HEADER));
     let mut sections = Vec::new();
     let mut trimmed = 0;
     for (n, text) in feedback {
@@ -109,11 +130,18 @@ pub fn build(input: &PromptInput<'_>) -> Prompt {
         }
     }
     let mut text = base;
+    append_feedback(&mut text, sections);
+    Prompt { tokens: Some(count_tokens(&text)), text, trimmed }
+}
+
+const FEEDBACK_HEADER: &str =
+    "\n## Feedback from earlier attempts (most recent first)\nThe previous attempt was not accepted. Fix what failed:\n";
+
+fn append_feedback(text: &mut String, sections: Vec<String>) {
     if !sections.is_empty() {
-        text.push_str(header);
+        text.push_str(FEEDBACK_HEADER);
         for s in sections {
             text.push_str(&s);
         }
     }
-    Prompt { tokens: count_tokens(&text), text, trimmed }
 }

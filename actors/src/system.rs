@@ -46,6 +46,8 @@ impl Orchestrator {
     /// Opens the journal, starts the actors, and imports the configured projects and tasks (idempotent by id).
     /// Must be called within an actix system.
     pub async fn start(settings: Settings) -> Result<(Orchestrator, ImportReport), EngineError> {
+        // The tokenizer takes tens of milliseconds to load: do it while the rest starts.
+        std::thread::spawn(crate::prompt::warm_up);
         let path = settings.journal.path.clone();
         let journal = tokio::task::spawn_blocking(move || Journal::open(&path, true))
             .await

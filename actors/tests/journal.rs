@@ -60,7 +60,7 @@ fn event_about(project: String, task: String) -> impl Strategy<Value = Event> {
         (text(), any::<u32>(), any::<u32>(), any::<u32>()).prop_map(|(outcome, completed, needs_human, cancelled)| {
             Event::RunFinished(RunFinished { outcome, completed, needs_human, cancelled })
         }),
-        (a.clone(), text(), text(), any::<u32>(), text(), prop::option::of(text())).prop_map({
+        (a.clone(), text(), text(), prop::option::of(any::<u32>()), text(), prop::option::of(text())).prop_map({
             let (p, t) = (p.clone(), t.clone());
             move |(attempt, agent, program, prompt_tokens, prompt_excerpt, resume_session)| {
                 Event::AttemptStarted(AttemptStarted {
@@ -70,6 +70,7 @@ fn event_about(project: String, task: String) -> impl Strategy<Value = Event> {
                     agent,
                     program,
                     prompt_tokens,
+                    prompt_bytes: prompt_excerpt.len() as u32,
                     prompt_excerpt,
                     resume_session,
                 })
@@ -274,11 +275,11 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn every_event_kind_round_trips(event in any_event(), time_ms in any::<i64>(), seq in 1u64..u64::MAX) {
-        let bytes = codec::encode_event(time_ms, &event).expect("encodes");
+    fn every_event_kind_round_trips(event in any_event(), time_us in any::<i64>(), seq in 1u64..u64::MAX) {
+        let bytes = codec::encode_event(time_us, &event).expect("encodes");
         let back = codec::decode_event(seq, &bytes).expect("decodes");
         prop_assert_eq!(back.seq, seq);
-        prop_assert_eq!(back.time_ms, time_ms);
+        prop_assert_eq!(back.time_us, time_us);
         prop_assert_eq!(&back.event, &event);
         let header = codec::decode_header(&bytes).expect("header");
         prop_assert_eq!(header.kind, event.kind_code());

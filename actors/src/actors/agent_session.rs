@@ -142,7 +142,7 @@ async fn run_attempt(
     let answer = spec.task.answers.last().cloned();
     let (prompt_text, prompt_tokens, resume) = match (resume, answer) {
         (Some(session), Some(answer)) => {
-            let tokens = prompt::count_tokens(&answer);
+            let tokens = prompt::count_tokens_if_ready(&answer);
             (answer, tokens, Some(session))
         }
         _ => (built.text.clone(), built.tokens, None),
@@ -157,7 +157,8 @@ async fn run_attempt(
             attempt: a.attempt,
             agent: project.agent.kind.as_str().to_string(),
             program: invocation.program.clone(),
-            prompt_tokens: prompt_tokens as u32,
+            prompt_tokens: prompt_tokens.map(|t| t as u32),
+            prompt_bytes: prompt_text.len() as u32,
             prompt_excerpt: redactor.redact(redact::head(&prompt_text, 1024)),
             resume_session: resume.clone(),
         })]))

@@ -17,8 +17,8 @@ pub struct Header<'a> {
     pub kind: u16,
     /// `project/task`, `project`, or empty.
     pub scope_key: &'a [u8],
-    /// Milliseconds since the Unix epoch.
-    pub time_ms: i64,
+    /// Microseconds since the Unix epoch.
+    pub time_us: i64,
 }
 
 /// The scope key a filter compares against: `project/task`, `project`, or empty.
@@ -32,7 +32,7 @@ pub fn scope_key(event: &Event) -> String {
 }
 
 /// Encodes an event record's value (the sequence number is the key, not part of the value).
-pub fn encode_event(time_ms: i64, event: &Event) -> Result<Vec<u8>, RecordError> {
+pub fn encode_event(time_us: i64, event: &Event) -> Result<Vec<u8>, RecordError> {
     let key = scope_key(event);
     let key_len = u16::try_from(key.len()).map_err(|_| RecordError::TooLarge { what: "scope key" })?;
     let mut buf = Vec::with_capacity(64 + key.len());
@@ -41,7 +41,7 @@ pub fn encode_event(time_ms: i64, event: &Event) -> Result<Vec<u8>, RecordError>
     buf.extend_from_slice(&event.kind_code().to_le_bytes());
     buf.extend_from_slice(&key_len.to_le_bytes());
     buf.extend_from_slice(key.as_bytes());
-    buf.extend_from_slice(&time_ms.to_le_bytes());
+    buf.extend_from_slice(&time_us.to_le_bytes());
     bincode::serde::encode_into_std_write(event, &mut buf, BINCODE).map_err(|e| RecordError::Encode(e.to_string()))?;
     let crc = crc32fast::hash(&buf[5..]);
     buf[1..5].copy_from_slice(&crc.to_le_bytes());
@@ -71,11 +71,11 @@ fn split_header(body: &[u8]) -> Result<(Header<'_>, &[u8]), RecordError> {
         u16::from_le_bytes(body.get(2..4).ok_or_else(too_short)?.try_into().map_err(|_| too_short())?) as usize;
     let scope_key = body.get(4..4 + key_len).ok_or_else(too_short)?;
     let t = body.get(4 + key_len..12 + key_len).ok_or_else(too_short)?;
-    let time_ms = i64::from_le_bytes(t.try_into().map_err(|_| too_short())?);
+    let time_us = i64::from_le_bytes(t.try_into().map_err(|_| too_short())?);
     if kind as usize >= Event::KINDS.len() {
         return Err(RecordError::UnknownKind { kind });
     }
-    Ok((Header { kind, scope_key, time_ms }, &body[12 + key_len..]))
+    Ok((Header { kind, scope_key, time_us }, &body[12 + key_len..]))
 }
 
 /// Verifies a record and reads its header only.
@@ -100,7 +100,7 @@ pub fn decode_event(seq: u64, bytes: &[u8]) -> Result<EventRecord, RecordError> 
             event.kind()
         )));
     }
-    Ok(EventRecord { seq, time_ms: header.time_ms, event })
+    Ok(EventRecord { seq, time_us: header.time_us, event })
 }
 
 /// Encodes any value with version and checksum (projections, blobs' metadata).

@@ -73,8 +73,10 @@ pub struct AttemptStarted {
     pub agent: String,
     /// The program run.
     pub program: String,
-    /// Tokens in the prompt (cl100k).
-    pub prompt_tokens: u32,
+    /// Tokens in the prompt (cl100k); absent when not counted because it could not exceed the budget.
+    pub prompt_tokens: Option<u32>,
+    /// Bytes in the prompt.
+    pub prompt_bytes: u32,
     /// The beginning of the prompt.
     pub prompt_excerpt: String,
     /// Session resumed, for a clarify.
@@ -443,8 +445,8 @@ impl Event {
 pub struct EventRecord {
     /// Position in the gap-free sequence, from 1.
     pub seq: u64,
-    /// Milliseconds since the Unix epoch.
-    pub time_ms: i64,
+    /// Microseconds since the Unix epoch.
+    pub time_us: i64,
     /// The event.
     pub event: Event,
 }
@@ -452,7 +454,7 @@ pub struct EventRecord {
 impl EventRecord {
     /// RFC 3339 time with milliseconds, UTC.
     pub fn time_rfc3339(&self) -> String {
-        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.time_ms.max(0) as u64);
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_micros(self.time_us.max(0) as u64);
         humantime::format_rfc3339_millis(t).to_string()
     }
 

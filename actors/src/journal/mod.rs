@@ -56,7 +56,7 @@ impl EventFilter {
             return false;
         }
         if let Some(since) = self.since_ms {
-            if h.time_ms < since {
+            if h.time_us < since.saturating_mul(1000) {
                 return false;
             }
         }
@@ -133,7 +133,12 @@ const MAX_BLOCK_BYTES: usize = 64 * 1024;
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    now_us() / 1000
+}
+
+/// Microseconds since the Unix epoch, now.
+pub fn now_us() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }
 
 impl Journal {
@@ -283,15 +288,15 @@ impl Journal {
     /// Appends events to the projections and to the block being built, without writing them yet; they are
     /// written by the next [`Journal::commit`]. Returns them as stored.
     pub fn stage(&mut self, events: Vec<Event>) -> Result<Vec<EventRecord>, JournalError> {
-        let time_ms = now_ms();
+        let time_us = now_us();
         let mut records = Vec::with_capacity(events.len());
         for (i, event) in events.into_iter().enumerate() {
             let seq = self.next_seq + i as u64;
-            let bytes = codec::encode_event(time_ms, &event)
+            let bytes = codec::encode_event(time_us, &event)
                 .map_err(|source| JournalError::Record { about: format!("event {seq}"), source })?;
             self.staged_bytes += bytes.len();
             self.staged.push(bytes);
-            records.push(EventRecord { seq, time_ms, event });
+            records.push(EventRecord { seq, time_us, event });
         }
         self.next_seq += records.len() as u64;
         for r in &records {

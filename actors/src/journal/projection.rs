@@ -151,7 +151,7 @@ impl State {
     /// Folds one event in; returns what changed.
     pub fn apply(&mut self, record: &EventRecord) -> Touched {
         self.last_seq = record.seq;
-        let t = record.time_ms;
+        let t = record.time_us / 1000;
         let mut touched = Touched::default();
         match &record.event {
             Event::ProjectRegistered(e) => {
