@@ -254,8 +254,13 @@ pub fn event_summary(e: &Event) -> String {
                     )
                 })
                 .unwrap_or_default();
+            let orphans = if x.orphans_killed > 0 {
+                format!("; killed {} process(es) it left behind", x.orphans_killed)
+            } else {
+                String::new()
+            };
             format!(
-                "agent {how} after {:.2} s, {} bytes of output{report}",
+                "agent {how} after {:.2} s, {} bytes of output{report}{orphans}",
                 x.duration_ms as f64 / 1000.0,
                 x.stdout_bytes
             )

@@ -262,3 +262,22 @@ fn deleting_a_file_the_checks_need_is_escalated_and_journaled() {
     assert_eq!(rb.status.code(), Some(0), "{}", text(&rb));
     assert_eq!(std::fs::read_to_string(p.ws.join("check.sh")).expect("restored"), CHECK);
 }
+
+#[test]
+fn a_background_process_left_by_a_tool_call_does_not_survive_the_session() {
+    let p = project("background-process-then-stall.toml", 3, 4);
+    let out = orch(&p, &["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        support::processes_with("time.sleep(304.25)").is_empty(),
+        "survived: {:?}",
+        support::processes_with("time.sleep(304.25)")
+    );
+    let ev = events(&p);
+    let exited: Vec<&Value> = ev.iter().filter(|e| e["kind"] == "agent_exited").collect();
+    assert_eq!(exited[0]["timeout"], "idle");
+    assert!(exited[0]["orphans_killed"].as_u64() >= Some(1), "{}", exited[0]);
+    assert!(ev
+        .iter()
+        .any(|e| e["kind"] == "agent_output" && e["text"].as_str().is_some_and(|t| t.contains("time.sleep(304.25)"))));
+}

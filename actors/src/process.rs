@@ -1,5 +1,11 @@
 //! Running child processes the way orch needs them: in their own process group, with a wall-clock limit, an
-//! optional no-output limit, output captured line by line, and the whole group killed when they end or are stopped.
+//! optional no-output limit, output captured line by line, and nothing left behind.
+//!
+//! A process group is not enough to find everything an agent started: Claude Code runs each Bash tool call in a
+//! session of its own (`setsid`), and a background process whose parent exits is adopted by init. So every process
+//! is started with a unique tag in its environment (`ORCH_PROCESS_TAG`), which its descendants inherit; when it ends
+//! — by itself, on a timeout or on a stop — whatever still carries the tag is killed. Timeouts and stops send
+//! SIGTERM to the group first, so that an agent can stop its own children, then SIGKILL.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -71,6 +77,8 @@ pub struct Spec<'a> {
     pub timeout: Duration,
     /// No-output limit.
     pub idle_timeout: Option<Duration>,
+    /// How long a SIGTERM'd group gets to exit before SIGKILL.
+    pub grace: Duration,
 }
 
 /// How it ended.
@@ -88,6 +96,8 @@ pub struct Exit {
     pub stdout_bytes: u64,
     /// Bytes on stderr.
     pub stderr_bytes: u64,
+    /// Processes it left behind that had to be killed.
+    pub orphans_killed: u32,
 }
 
 impl Exit {
@@ -127,6 +137,8 @@ pub async fn run(
     for (k, v) in spec.env {
         cmd.env(k, v);
     }
+    let tag = new_tag();
+    cmd.env(TAG_VAR, &tag);
     let started = Instant::now();
     let mut child = cmd.spawn().map_err(|source| SpawnError {
         program: spec.program.to_string(),
@@ -179,23 +191,21 @@ pub async fn run(
             }
             _ = tokio::time::sleep_until(deadline) => {
                 outcome = Timeout::WallClock;
-                kill_group(pgid);
-                break child.wait().await;
+                break terminate(&mut child, pgid, spec.grace).await;
             }
             _ = tokio::time::sleep_until(idle_deadline), if spec.idle_timeout.is_some() => {
                 outcome = Timeout::Idle;
-                kill_group(pgid);
-                break child.wait().await;
+                break terminate(&mut child, pgid, spec.grace).await;
             }
             _ = async { match stop.as_mut() { Some(s) => { let _ = s.await; } None => std::future::pending::<()>().await } } => {
                 outcome = Timeout::Stopped;
-                kill_group(pgid);
-                break child.wait().await;
+                break terminate(&mut child, pgid, spec.grace).await;
             }
         }
     };
-    // Whatever the agent left running in its group goes with it.
+    // Whatever it left running goes with it: its group, then anything else that carries its tag.
     kill_group(pgid);
+    let orphans_killed = tokio::task::spawn_blocking(move || kill_tagged(&tag)).await.unwrap_or(0);
     // Lines already read before the exit are still delivered.
     let drain_until = tokio::time::Instant::now() + Duration::from_millis(500);
     while streams_open {
@@ -226,7 +236,65 @@ pub async fn run(
         duration: started.elapsed(),
         stdout_bytes: out_bytes,
         stderr_bytes: err_bytes,
+        orphans_killed,
     })
+}
+
+/// The environment variable that marks a process and its descendants.
+pub const TAG_VAR: &str = "ORCH_PROCESS_TAG";
+
+fn new_tag() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{}-{}-{}", std::process::id(), nanos, N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// SIGTERM to the group, up to `grace` for the leader to exit, then SIGKILL.
+async fn terminate(
+    child: &mut tokio::process::Child,
+    pgid: Option<Pid>,
+    grace: Duration,
+) -> std::io::Result<std::process::ExitStatus> {
+    if let Some(p) = pgid {
+        let _ = killpg(p, Signal::SIGTERM);
+    }
+    match tokio::time::timeout(grace, child.wait()).await {
+        Ok(status) => status,
+        Err(_) => {
+            kill_group(pgid);
+            child.wait().await
+        }
+    }
+}
+
+/// Kills every process whose environment carries `tag` (our own process excepted); returns how many. Two passes,
+/// for processes that were forking while the first ran.
+pub fn kill_tagged(tag: &str) -> u32 {
+    let needle = format!("{TAG_VAR}={tag}");
+    let me = std::process::id();
+    let mut killed = 0;
+    for _ in 0..2 {
+        let mut found = 0;
+        let Ok(entries) = std::fs::read_dir("/proc") else { return killed };
+        for e in entries.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            if pid == me {
+                continue;
+            }
+            let Ok(environ) = std::fs::read(e.path().join("environ")) else { continue };
+            if environ.split(|b| *b == 0).any(|var| var == needle.as_bytes()) {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                found += 1;
+            }
+        }
+        killed += found;
+        if found == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    killed
 }
 
 async fn pump<R: tokio::io::AsyncRead + Unpin>(r: R, stream: Stream, tx: mpsc::UnboundedSender<(Stream, Vec<u8>)>) {

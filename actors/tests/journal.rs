@@ -122,6 +122,7 @@ fn event_about(project: String, task: String) -> impl Strategy<Value = Event> {
                             api_error_status: Some(529),
                         }),
                         tool_calls: 2,
+                        orphans_killed: 1,
                         unparsed_lines: 0,
                     })
                 }

@@ -387,7 +387,26 @@ async fn respond(
         tokio::time::sleep(Duration::from_secs(3600)).await;
         return false;
     }
+    if body["stream"] != Value::Bool(true) {
+        // claude's non-streaming fallback (after a broken stream) wants the whole message as JSON.
+        return send_json(w, 200, &message_json(&body, &turn, &shared.cwd), &[]).await;
+    }
     stream(w, &body, &turn, &shared.cwd).await
+}
+
+/// The turn's message as one JSON object.
+fn message_json(body: &Value, turn: &Turn, cwd: &str) -> Value {
+    let mut content = Vec::new();
+    if let Some(t) = turn.text.clone().or_else(|| turn.tools.is_empty().then(|| "Done.".to_string())) {
+        content.push(json!({"type": "text", "text": t}));
+    }
+    for tool in &turn.tools {
+        content.push(json!({"type": "tool_use", "id": format!("toolu_{}", unique()), "name": tool.name, "input": substitute(&tool.input, cwd)}));
+    }
+    json!({"id": format!("msg_{}", unique()), "type": "message", "role": "assistant",
+        "model": body["model"].as_str().unwrap_or("claude-stand-in"), "content": content,
+        "stop_reason": if turn.tools.is_empty() { "end_turn" } else { "tool_use" }, "stop_sequence": null,
+        "usage": {"input_tokens": 100, "output_tokens": 20, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}})
 }
 
 fn substitute(v: &toml::Value, cwd: &str) -> Value {

@@ -206,6 +206,7 @@ async fn run_attempt(
             stdin: invocation.stdin.clone(),
             timeout: project.agent.timeout,
             idle_timeout: Some(project.agent.idle_timeout),
+            grace: std::time::Duration::from_secs(2),
         },
         Some(line_tx),
         Some(stop),
@@ -226,6 +227,7 @@ async fn run_attempt(
             duration_us: exit.duration.as_micros() as u64,
             stdout_bytes: exit.stdout_bytes,
             stderr_bytes: exit.stderr_bytes,
+            orphans_killed: exit.orphans_killed,
             result: parsed.result.map(|r| redactor.redact(&r)),
             session_id: parsed.session_id.or_else(|| resume.clone()),
             report: parsed.report,
@@ -241,6 +243,7 @@ async fn run_attempt(
             duration_us: 0,
             stdout_bytes: 0,
             stderr_bytes: 0,
+            orphans_killed: 0,
             result: None,
             session_id: None,
             report: None,
@@ -281,6 +284,7 @@ async fn run_attempt(
             session_id: outcome.session_id.clone(),
             report: outcome.report.clone(),
             tool_calls: outcome.tool_calls.len() as u32,
+            orphans_killed: outcome.orphans_killed,
             unparsed_lines: parsed_unparsed,
         })]))
         .await??;

@@ -66,7 +66,16 @@ pub async fn run_check(
         out
     });
     let res = process::run(
-        process::Spec { program: "sh", args: &args, cwd, env, stdin: None, timeout, idle_timeout: None },
+        process::Spec {
+            program: "sh",
+            args: &args,
+            cwd,
+            env,
+            stdin: None,
+            timeout,
+            idle_timeout: None,
+            grace: std::time::Duration::from_secs(2),
+        },
         Some(tx),
         None,
     )

@@ -27,6 +27,8 @@ pub struct AgentOutcome {
     pub stdout_bytes: u64,
     /// Bytes on stderr.
     pub stderr_bytes: u64,
+    /// Processes it left behind that orch killed.
+    pub orphans_killed: u32,
     /// The agent's final answer.
     pub result: Option<String>,
     /// The session id.

@@ -129,6 +129,8 @@ pub struct AgentExited {
     pub report: Option<AgentReport>,
     /// Tool calls it made.
     pub tool_calls: u32,
+    /// Processes it left running that orch killed.
+    pub orphans_killed: u32,
     /// Output lines that could not be understood.
     pub unparsed_lines: u32,
 }
