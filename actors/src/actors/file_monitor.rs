@@ -293,11 +293,23 @@ fn scan(
     let mut snap = Snapshot::new();
     let mut blobs = Vec::new();
     let mut new_hashes = HashSet::new();
-    let walker = walkdir::WalkDir::new(ws).follow_links(false).into_iter().filter_entry(|e| {
-        let p = e.path();
-        let is_git = e.file_type().is_dir() && e.file_name() == ".git";
-        !is_git && !ignore.iter().any(|i| p.starts_with(i))
-    });
+    // Hidden files count; what .gitignore (or .ignore) excludes does not: build outputs are not the agent's work,
+    // and hashing a `target/` of gigabytes before every attempt would be ruinous.
+    let ignore_dirs: Vec<PathBuf> = ignore.to_vec();
+    let walker = ignore::WalkBuilder::new(ws)
+        .hidden(false)
+        .follow_links(false)
+        .git_ignore(true)
+        .git_exclude(true)
+        .git_global(false)
+        .ignore(true)
+        .parents(false)
+        .require_git(false)
+        .filter_entry(move |e| {
+            let is_git = e.file_type().is_some_and(|t| t.is_dir()) && e.file_name() == ".git";
+            !is_git && !ignore_dirs.iter().any(|i| e.path().starts_with(i))
+        })
+        .build();
     for entry in walker {
         let entry = match entry {
             Ok(e) => e,
@@ -310,7 +322,7 @@ fn scan(
                 })
             }
         };
-        if !entry.file_type().is_file() {
+        if !entry.file_type().is_some_and(|t| t.is_file()) {
             continue;
         }
         let Ok(rel) = entry.path().strip_prefix(ws) else { continue };
@@ -368,6 +380,9 @@ mod tests {
     #[test]
     fn scan_skips_git_and_ignored_and_reports_new_blobs() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
+        std::fs::write(dir.path().join(".gitignore"), "target/\n")?;
+        std::fs::create_dir_all(dir.path().join("target/debug"))?;
+        std::fs::write(dir.path().join("target/debug/big.bin"), "build output")?;
         std::fs::create_dir_all(dir.path().join(".git"))?;
         std::fs::write(dir.path().join(".git/HEAD"), "ref")?;
         std::fs::create_dir_all(dir.path().join("journal"))?;
@@ -375,9 +390,9 @@ mod tests {
         std::fs::write(dir.path().join("a.txt"), "hello")?;
         let (snap, blobs) =
             scan(dir.path(), &[dir.path().join("journal")], &HashMap::new(), &HashSet::new(), Some(&HashSet::new()))?;
-        assert_eq!(snap.keys().collect::<Vec<_>>(), vec!["a.txt"]);
-        assert_eq!(blobs.len(), 1);
-        assert_eq!(blobs[0].1, b"hello");
+        assert_eq!(snap.keys().collect::<Vec<_>>(), vec![".gitignore", "a.txt"]);
+        assert_eq!(blobs.len(), 2);
+        assert!(blobs.iter().any(|b| b.1 == b"hello"));
         Ok(())
     }
 }
