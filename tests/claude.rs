@@ -281,3 +281,15 @@ fn a_background_process_left_by_a_tool_call_does_not_survive_the_session() {
         .iter()
         .any(|e| e["kind"] == "agent_output" && e["text"].as_str().is_some_and(|t| t.contains("time.sleep(304.25)"))));
 }
+
+#[test]
+fn a_rate_limit_and_a_malformed_stream_are_survived_by_claude_itself() {
+    let p = project("rate-limited-then-malformed.toml", 3, 60);
+    let out = orch(&p, &["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(task(&p)["attempts"].as_array().map(Vec::len), Some(1));
+    let main = p.standin.main_requests();
+    assert_eq!(main[0].answer, "HTTP 429");
+    assert!(main.iter().any(|r| r.body["stream"] == Value::Bool(false)), "claude fell back to a non-streaming request");
+    assert_eq!(std::fs::read_to_string(p.ws.join("calc.sh")).expect("calc.sh"), "echo $(($1 + $2))\n");
+}
