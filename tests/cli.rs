@@ -416,6 +416,10 @@ fn sigint_stops_the_run_gracefully() -> TestResult {
         assert!(std::time::Instant::now() < deadline, "the agent never started");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    // While it runs, a second run on the same journal refuses, saying why.
+    let second = orch(&["run"], root);
+    assert_eq!(second.status.code(), Some(2), "{}", err(&second));
+    assert!(err(&second).contains("in use by another orch process"), "{}", err(&second));
     Command::new("kill").args(["-INT", &child.id().to_string()]).status()?;
     let out = child.wait_with_output()?;
     assert_eq!(out.status.code(), Some(130), "{}{}", text(&out), err(&out));
