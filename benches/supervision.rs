@@ -15,15 +15,7 @@ use orch_actors::{Orchestrator, Selection, TaskSpec, TaskState};
 fn settings(dir: &std::path::Path, durability: Durability, tasks: usize) -> Settings {
     Settings {
         journal: JournalSettings { path: dir.join("journal"), durability },
-        orchestration: OrchestrationSettings {
-            max_sessions: 1,
-            max_attempts: 3,
-            decision: DecisionSettings { high_confidence: 0.85, medium_confidence: 0.65 },
-            confidence: ConfidenceWeights { checks: 0.5, validation: 0.25, changes: 0.15, attempt: 0.1 },
-            confidence_threshold: 0.7,
-            prompt_token_budget: 8000,
-            output_tail_bytes: 4096,
-        },
+        orchestration: OrchestrationSettings { max_sessions: 1, ..OrchestrationSettings::default() },
         projects: vec![ProjectSettings {
             name: "bench".into(),
             workspace: dir.join("ws"),

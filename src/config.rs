@@ -849,6 +849,13 @@ mod tests {
     }
 
     #[test]
+    fn the_engine_defaults_are_the_config_defaults() -> Result<(), ConfigError> {
+        let c = load_text(DEFAULT_TOML, &[])?;
+        assert_eq!(c.settings.orchestration, OrchestrationSettings::default());
+        Ok(())
+    }
+
+    #[test]
     fn misspelled_key_names_line_and_key() {
         let err = load_text("[orchestration]\nmax_sessions = 2\nmax_atempts = 3\n", &[]).expect_err("must fail");
         assert_eq!(err.line, Some(3));

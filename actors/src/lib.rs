@@ -27,15 +27,7 @@
 //! let dir = tempfile::tempdir().unwrap();
 //! let settings = Settings {
 //!     journal: JournalSettings { path: dir.path().join("journal"), durability: Durability::Batch },
-//!     orchestration: OrchestrationSettings {
-//!         max_sessions: 2,
-//!         max_attempts: 2,
-//!         decision: DecisionSettings { high_confidence: 0.85, medium_confidence: 0.65 },
-//!         confidence: ConfidenceWeights { checks: 0.5, validation: 0.25, changes: 0.15, attempt: 0.1 },
-//!         confidence_threshold: 0.0,
-//!         prompt_token_budget: 8000,
-//!         output_tail_bytes: 4096,
-//!     },
+//!     orchestration: OrchestrationSettings { max_attempts: 2, ..OrchestrationSettings::default() },
 //!     projects: vec![ProjectSettings {
 //!         name: "hello".into(),
 //!         workspace: dir.path().join("ws"),

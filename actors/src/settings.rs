@@ -90,7 +90,7 @@ pub struct DecisionSettings {
 }
 
 /// Scheduling, scoring and decisions.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OrchestrationSettings {
     /// Agent sessions at once, all projects together.
     pub max_sessions: usize,
@@ -106,6 +106,21 @@ pub struct OrchestrationSettings {
     pub prompt_token_budget: usize,
     /// Bytes of check output kept (the tail).
     pub output_tail_bytes: usize,
+}
+
+impl Default for OrchestrationSettings {
+    /// The same defaults as `config/default.toml` (a test in `orch` checks that they agree).
+    fn default() -> Self {
+        OrchestrationSettings {
+            max_sessions: 4,
+            max_attempts: 3,
+            decision: DecisionSettings { high_confidence: 0.85, medium_confidence: 0.65 },
+            confidence: ConfidenceWeights { checks: 0.5, validation: 0.25, changes: 0.15, attempt: 0.1 },
+            confidence_threshold: 0.7,
+            prompt_token_budget: 8000,
+            output_tail_bytes: 4096,
+        }
+    }
 }
 
 /// One project.

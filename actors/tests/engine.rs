@@ -29,15 +29,7 @@ impl Fixture {
     fn settings(&self, script: &str, checks: &[&str], tasks: Vec<TaskSpec>) -> Settings {
         Settings {
             journal: JournalSettings { path: self.path("journal"), durability: Durability::Sync },
-            orchestration: OrchestrationSettings {
-                max_sessions: 2,
-                max_attempts: 3,
-                decision: DecisionSettings { high_confidence: 0.85, medium_confidence: 0.65 },
-                confidence: ConfidenceWeights { checks: 0.5, validation: 0.25, changes: 0.15, attempt: 0.1 },
-                confidence_threshold: 0.7,
-                prompt_token_budget: 8000,
-                output_tail_bytes: 4096,
-            },
+            orchestration: OrchestrationSettings { max_sessions: 2, ..OrchestrationSettings::default() },
             projects: vec![ProjectSettings {
                 name: "p".into(),
                 workspace: self.path("ws"),
