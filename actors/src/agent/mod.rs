@@ -3,6 +3,7 @@
 //! An adapter says how to invoke its agent for a prompt (and for resuming a session), and turns the lines the
 //! agent prints into [`AgentItem`]s worth journaling plus a final [`ParsedOutcome`].
 
+pub mod aider;
 pub mod claude;
 pub mod command;
 
@@ -78,11 +79,11 @@ pub trait AgentAdapter: Send + Sync {
     }
 }
 
-/// The adapter for a kind, or `None` when this build cannot run that kind.
+/// The adapter for a kind; `None` is kept for kinds a build may leave out.
 pub fn adapter(kind: AgentKind) -> Option<&'static dyn AgentAdapter> {
     match kind {
         AgentKind::Command => Some(&command::CommandAgent),
         AgentKind::ClaudeCode => Some(&claude::ClaudeCode),
-        AgentKind::Aider => None,
+        AgentKind::Aider => Some(&aider::Aider),
     }
 }
