@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::tcp::OwnedWriteHalf;
+
+use super::http::{self, send_json, send_stream, unique, Responder, Server};
 
 /// A scenario: what the model does, attempt by attempt.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -112,10 +113,8 @@ struct Shared {
 
 /// A running stand-in; it stops when dropped.
 pub struct StandIn {
-    port: u16,
     shared: Arc<Shared>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    server: Server,
 }
 
 impl StandIn {
@@ -127,33 +126,13 @@ impl StandIn {
             play: Mutex::new(Play::default()),
             log: Mutex::new(Vec::new()),
         });
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-        std_listener.set_nonblocking(true).expect("nonblocking");
-        let port = std_listener.local_addr().expect("addr").port();
-        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
-        let s = shared.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            rt.block_on(async move {
-                let listener = TcpListener::from_std(std_listener).expect("listener");
-                loop {
-                    tokio::select! {
-                        _ = &mut rx => break,
-                        conn = listener.accept() => {
-                            if let Ok((stream, _)) = conn {
-                                tokio::spawn(serve(stream, s.clone()));
-                            }
-                        }
-                    }
-                }
-            });
-        });
-        StandIn { port, shared, stop: Some(tx), thread: Some(thread) }
+        let server = Server::start(Arc::new(Responds(shared.clone())));
+        StandIn { shared, server }
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://127.0.0.1:{}", self.server.port)
     }
 
     /// Every request so far.
@@ -167,93 +146,16 @@ impl StandIn {
     }
 }
 
-impl Drop for StandIn {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
+struct Responds(Arc<Shared>);
 
-async fn serve(stream: TcpStream, shared: Arc<Shared>) {
-    let (read, mut write) = stream.into_split();
-    let mut reader = BufReader::new(read);
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
-            return;
-        }
-        let mut parts = line.split_whitespace();
-        let (method, path) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
-        let mut content_length = 0usize;
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).await.unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    content_length = v.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-        let mut body = vec![0; content_length];
-        if reader.read_exact(&mut body).await.is_err() {
-            return;
-        }
-        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let keep_open = respond(&method, &path, body, &shared, &mut write).await;
-        if !keep_open {
-            return;
-        }
+impl Responder for Responds {
+    fn respond<'a>(
+        &'a self,
+        req: http::Request,
+        w: &'a mut OwnedWriteHalf,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
+        Box::pin(async move { respond(&req.method, &req.path, req.body, &self.0, w).await })
     }
-}
-
-async fn send_json(
-    w: &mut tokio::net::tcp::OwnedWriteHalf,
-    status: u16,
-    body: &Value,
-    extra: &[(&str, String)],
-) -> bool {
-    let data = body.to_string();
-    let mut head = format!(
-        "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nrequest-id: req_{}\r\n",
-        reason(status),
-        data.len(),
-        unique()
-    );
-    for (k, v) in extra {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    w.write_all(head.as_bytes()).await.is_ok() && w.write_all(data.as_bytes()).await.is_ok()
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        529 => "Overloaded",
-        _ => "Status",
-    }
-}
-
-fn unique() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(1);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    format!("{:016x}{:08x}", t as u64 ^ (std::process::id() as u64) << 32, n)
 }
 
 fn log(shared: &Shared, method: &str, path: &str, body: Value, kind: &'static str, answer: String) {
@@ -311,13 +213,7 @@ fn effective_turns(turns: &[Turn]) -> Vec<(Turn, Option<Turn>)> {
 }
 
 /// Answers one request; false when the connection must close.
-async fn respond(
-    method: &str,
-    path: &str,
-    body: Value,
-    shared: &Shared,
-    w: &mut tokio::net::tcp::OwnedWriteHalf,
-) -> bool {
+async fn respond(method: &str, path: &str, body: Value, shared: &Shared, w: &mut OwnedWriteHalf) -> bool {
     let route = path.split('?').next().unwrap_or("");
     if method == "POST" && route == "/v1/messages/count_tokens" {
         log(shared, method, path, body, "other", "count_tokens".into());
@@ -473,29 +369,12 @@ fn events(body: &Value, turn: &Turn, cwd: &str) -> Vec<String> {
     ev
 }
 
-async fn stream(w: &mut tokio::net::tcp::OwnedWriteHalf, body: &Value, turn: &Turn, cwd: &str) -> bool {
-    let head = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\nrequest-id: req_{}\r\n\r\n",
-        unique()
-    );
-    if w.write_all(head.as_bytes()).await.is_err() {
-        return false;
-    }
+async fn stream(w: &mut OwnedWriteHalf, body: &Value, turn: &Turn, cwd: &str) -> bool {
     let chunks: Vec<String> = match &turn.malformed {
         Some(raw) => vec![raw.clone()],
         None => events(body, turn, cwd),
     };
-    let cut = turn.cut_after.unwrap_or(usize::MAX);
-    for (i, c) in chunks.iter().enumerate() {
-        if i >= cut {
-            return false; // drop the connection mid-stream
-        }
-        let frame = format!("{:x}\r\n{c}\r\n", c.len());
-        if w.write_all(frame.as_bytes()).await.is_err() {
-            return false;
-        }
-    }
-    w.write_all(b"0\r\n\r\n").await.is_ok() && w.flush().await.is_ok()
+    send_stream(w, &chunks, turn.cut_after).await
 }
 
 /// Where the pinned `claude` is installed for tests.

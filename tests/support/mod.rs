@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod http;
 pub mod messages_api;
 
 use std::path::{Path, PathBuf};
