@@ -4,6 +4,7 @@
 
 pub mod http;
 pub mod messages_api;
+pub mod openai_api;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -41,11 +42,43 @@ pub fn claude() -> PathBuf {
 }
 
 fn runs(bin: &Path) -> bool {
+    reports_version(bin, CLAUDE_VERSION)
+}
+
+fn reports_version(bin: &Path, version: &str) -> bool {
     Command::new(bin)
         .arg("--version")
         .output()
-        .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(CLAUDE_VERSION))
+        .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(version))
         .unwrap_or(false)
+}
+
+/// The aider version the tests pin.
+pub const AIDER_VERSION: &str = "0.86.2";
+
+/// The pinned `aider`, installed from PyPI into a virtual environment under `target/test-tools/` the first time a
+/// test needs it (serialised across test processes by a file lock).
+pub fn aider() -> PathBuf {
+    let tools = messages_api::tools_dir();
+    std::fs::create_dir_all(&tools).expect("create target/test-tools");
+    let lock = std::fs::File::create(tools.join("aider-install.lock")).expect("lock file");
+    lock.lock().expect("lock");
+    let venv = tools.join(format!("aider-{AIDER_VERSION}"));
+    let bin = venv.join("bin/aider");
+    if !reports_version(&bin, AIDER_VERSION) {
+        let status =
+            Command::new("python3").arg("-m").arg("venv").arg(&venv).status().expect("python3 must be installed");
+        assert!(status.success(), "python3 -m venv failed: {status}");
+        let status = Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .arg(format!("aider-chat=={AIDER_VERSION}"))
+            .status()
+            .expect("pip runs");
+        assert!(status.success(), "pip install aider-chat=={AIDER_VERSION} failed: {status}");
+    }
+    assert!(reports_version(&bin, AIDER_VERSION), "aider {AIDER_VERSION} was installed but does not run");
+    let _ = lock.unlock();
+    bin
 }
 
 /// Processes whose command line contains `needle` (to prove nothing survived).

@@ -29,6 +29,12 @@ pub const NON_INTERACTIVE: &[&str] = &[
     "--no-auto-lint",
     "--no-auto-test",
     "--no-restore-chat-history",
+    "--no-gitignore",
+    // Its history files would land in the workspace and count as the agent's changes.
+    "--chat-history-file",
+    "/dev/null",
+    "--input-history-file",
+    "/dev/null",
 ];
 
 const RESULT_BYTES: usize = 4096;
@@ -117,7 +123,9 @@ impl OutputParser for AiderParser {
                 self.cost += c.parse::<f64>().unwrap_or(0.0);
             }
             "usage"
-        } else if t.starts_with("litellm.") && t.contains("Error") {
+        } else if (t.starts_with("litellm.") && t.contains("Error"))
+            || t.starts_with("Empty response received from LLM")
+        {
             if self.status.is_none() {
                 self.status = status_of(t);
             }
