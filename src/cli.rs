@@ -59,9 +59,10 @@ impl From<EngineError> for Failure {
     fn from(e: EngineError) -> Self {
         match e {
             EngineError::Journal(j) => j.into(),
-            EngineError::UnknownTask(_) | EngineError::UnknownProject(_) | EngineError::InvalidRequest(_) => {
-                Failure::usage(e.to_string())
-            }
+            EngineError::UnknownTask(_)
+            | EngineError::UnknownProject(_)
+            | EngineError::InvalidRequest(_)
+            | EngineError::LlmRequired(_) => Failure::usage(e.to_string()),
             other => Failure::internal(other.to_string()),
         }
     }

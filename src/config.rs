@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use orch_actors::settings::{
-    AgentKind, AgentSettings, ConfidenceWeights, DecisionSettings, Durability, JournalSettings, OrchestrationSettings,
-    ProjectSettings, Settings,
+    AgentKind, AgentSettings, ConfidenceWeights, DecisionSettings, Durability, JournalSettings, LlmProviderKind,
+    LlmSettings, OrchestrationSettings, ProjectSettings, Settings,
 };
 use orch_actors::TaskSpec;
 use serde::Deserialize;
@@ -89,6 +89,8 @@ struct FileLlm {
     timeout_secs: u64,
     max_concurrent: usize,
     required: bool,
+    api_key_env: String,
+    max_retries: u32,
 }
 
 impl Default for FileLlm {
@@ -101,6 +103,8 @@ impl Default for FileLlm {
             timeout_secs: 60,
             max_concurrent: 1,
             required: false,
+            api_key_env: String::new(),
+            max_retries: 2,
         }
     }
 }
@@ -558,15 +562,6 @@ fn resolve(file: FileConfig, text: &str, source: &str, base: &Path) -> Result<Se
             format!("`{provider}` is not a provider: use \"none\", \"ollama\" or \"openai\""),
         ));
     }
-    if provider != "none" {
-        return Err(at(
-            source,
-            text,
-            &file.llm.provider,
-            "llm.provider",
-            format!("the `{provider}` provider is not available in this build yet; use \"none\" (evidence only)"),
-        ));
-    }
     if file.llm.max_concurrent == 0 {
         return Err(plain("llm.max_concurrent", "must be at least 1".into()));
     }
@@ -766,8 +761,37 @@ fn resolve(file: FileConfig, text: &str, source: &str, base: &Path) -> Result<Se
             }
         }
     }
+    let api_key = if file.llm.api_key_env.is_empty() {
+        None
+    } else {
+        match std::env::var(&file.llm.api_key_env) {
+            Ok(k) if !k.is_empty() => Some(k),
+            _ => {
+                return Err(plain(
+                    "llm.api_key_env",
+                    format!("the environment variable `{}` it names is not set", file.llm.api_key_env),
+                ))
+            }
+        }
+    };
+    let llm = LlmSettings {
+        provider: match provider {
+            "ollama" => LlmProviderKind::Ollama,
+            "openai" => LlmProviderKind::OpenAi,
+            _ => LlmProviderKind::None,
+        },
+        model: file.llm.model.clone(),
+        base_url: file.llm.base_url.clone(),
+        temperature: file.llm.temperature,
+        timeout: Duration::from_secs(file.llm.timeout_secs.max(1)),
+        max_concurrent: file.llm.max_concurrent,
+        required: file.llm.required,
+        api_key,
+        max_retries: file.llm.max_retries,
+    };
     Ok(Settings {
         journal: JournalSettings { path: resolve_path(base, &file.journal.path), durability },
+        llm,
         orchestration: OrchestrationSettings {
             max_sessions: o.max_sessions,
             max_attempts: o.max_attempts,
@@ -829,6 +853,8 @@ mod tests {
         assert_eq!(parsed.llm.timeout_secs, d.llm.timeout_secs);
         assert_eq!(parsed.llm.max_concurrent, d.llm.max_concurrent);
         assert_eq!(parsed.llm.required, d.llm.required);
+        assert_eq!(parsed.llm.api_key_env, d.llm.api_key_env);
+        assert_eq!(parsed.llm.max_retries, d.llm.max_retries);
         assert_eq!(parsed.agent.kind.get_ref(), d.agent.kind.get_ref());
         assert_eq!(parsed.agent.program, d.agent.program);
         assert_eq!(parsed.agent.timeout_secs, d.agent.timeout_secs);

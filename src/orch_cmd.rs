@@ -354,6 +354,13 @@ async fn supervise(settings: orch_actors::settings::Settings, selection: Selecti
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }
+    match orch.llm_status() {
+        orch_actors::system::LlmStatus::Unavailable(why) => {
+            eprintln!("warning: {why}; going on with evidence alone (set llm.required = true to refuse instead)")
+        }
+        orch_actors::system::LlmStatus::Ready(detail) => tracing::info!("LLM: {detail}"),
+        orch_actors::system::LlmStatus::NotConfigured => {}
+    }
     if report.added + report.updated + report.projects > 0 {
         println!(
             "imported {} project(s), {} new task(s), {} updated task(s)",

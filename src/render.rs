@@ -313,6 +313,18 @@ pub fn event_summary(e: &Event) -> String {
                 if h.reason.is_empty() { String::new() } else { format!(": {}", h.reason) }
             )
         }
+        Event::LlmCalled(c) => format!(
+            "LLM {} ({} {}, try {}): {}{}, {} in / {} out tokens, {:.0} ms",
+            c.purpose,
+            c.provider,
+            c.model,
+            c.try_number,
+            c.outcome,
+            if c.error.is_empty() { String::new() } else { format!(" — {}", first_line(&c.error, 160)) },
+            c.prompt_tokens,
+            c.completion_tokens,
+            c.latency_us as f64 / 1000.0
+        ),
         Event::RolledBack(r) => format!(
             "rolled back from attempt {}: {} file(s) restored, {} conflict(s)",
             r.from_attempt,

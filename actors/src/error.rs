@@ -104,6 +104,9 @@ pub enum EngineError {
     /// The request is invalid in the task's current state.
     #[error("{0}")]
     InvalidRequest(String),
+    /// `llm.required = true` and the LLM cannot be used.
+    #[error("the LLM is required but not usable: {0}")]
+    LlmRequired(String),
     /// An actor is gone.
     #[error("the engine has stopped ({0})")]
     Stopped(String),

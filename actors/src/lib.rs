@@ -27,6 +27,7 @@
 //! let dir = tempfile::tempdir().unwrap();
 //! let settings = Settings {
 //!     journal: JournalSettings { path: dir.path().join("journal"), durability: Durability::Batch },
+//!     llm: LlmSettings::default(),
 //!     orchestration: OrchestrationSettings { max_attempts: 2, ..OrchestrationSettings::default() },
 //!     projects: vec![ProjectSettings {
 //!         name: "hello".into(),
@@ -70,6 +71,7 @@ pub mod actors;
 pub mod agent;
 pub mod error;
 pub mod journal;
+pub mod llm;
 pub mod ops;
 pub mod process;
 pub mod prompt;

@@ -13,6 +13,8 @@ use crate::types::TaskSpec;
 pub struct Settings {
     /// Where and how events are stored.
     pub journal: JournalSettings,
+    /// The local LLM, if any.
+    pub llm: LlmSettings,
     /// Scheduling, scoring and decisions.
     pub orchestration: OrchestrationSettings,
     /// The projects and their tasks.
@@ -26,6 +28,56 @@ pub struct JournalSettings {
     pub path: PathBuf,
     /// Flush per append (group commit) or in the background.
     pub durability: Durability,
+}
+
+/// Which LLM API, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LlmProviderKind {
+    /// No LLM: decisions rest on evidence alone.
+    None,
+    /// Ollama's native API.
+    Ollama,
+    /// Any OpenAI-compatible server.
+    OpenAi,
+}
+
+/// The local LLM.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlmSettings {
+    /// Which API.
+    pub provider: LlmProviderKind,
+    /// The model to ask.
+    pub model: String,
+    /// Where the server is.
+    pub base_url: String,
+    /// Sampling temperature.
+    pub temperature: f64,
+    /// Limit of one call.
+    pub timeout: Duration,
+    /// Calls at once.
+    pub max_concurrent: usize,
+    /// Refuse to run when it cannot be reached.
+    pub required: bool,
+    /// Sent as a bearer token (openai); never journaled.
+    pub api_key: Option<String>,
+    /// Extra tries of a call that failed in transit or with a 429/5xx.
+    pub max_retries: u32,
+}
+
+impl Default for LlmSettings {
+    fn default() -> Self {
+        LlmSettings {
+            provider: LlmProviderKind::None,
+            model: "qwen2.5-coder:32b".into(),
+            base_url: "http://127.0.0.1:11434".into(),
+            temperature: 0.1,
+            timeout: Duration::from_secs(60),
+            max_concurrent: 1,
+            required: false,
+            api_key: None,
+            max_retries: 2,
+        }
+    }
 }
 
 /// The kinds of agent orch can run.

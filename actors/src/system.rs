@@ -11,6 +11,7 @@ use tokio::sync::broadcast;
 use crate::actors::confidence::ConfidenceScorer;
 use crate::actors::decision::DecisionEngine;
 use crate::actors::file_monitor::FileMonitor;
+use crate::actors::llm_gateway::{CheckLlm, LlmGateway};
 use crate::actors::quality::QualityController;
 use crate::actors::scheduler::{Run, RunSummary, Scheduler, Selection, StopRun};
 use crate::actors::state_journal::{AddTask, Close, Flush, GetState, Human, Import, StateJournal, Subscribe};
@@ -40,6 +41,19 @@ pub struct Orchestrator {
     damaged: Vec<Problem>,
     released: Option<tokio::sync::oneshot::Receiver<()>>,
     path: PathBuf,
+    llm: Option<Addr<LlmGateway>>,
+    llm_status: LlmStatus,
+}
+
+/// What the LLM check at start found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LlmStatus {
+    /// `provider = "none"`.
+    NotConfigured,
+    /// It answered; what it said about the model.
+    Ready(String),
+    /// It did not: the run goes on with evidence alone (`llm.required = false`).
+    Unavailable(String),
 }
 
 impl Orchestrator {
@@ -121,8 +135,39 @@ impl Orchestrator {
             Scheduler::new(o, projects, j, monitors, validator.recipient(), redactor)
         });
         let report = journal.send(Import(import_projects)).await??;
+        let (llm, llm_status) = match crate::llm::provider(settings.llm.provider) {
+            None => (None, LlmStatus::NotConfigured),
+            Some(p) => {
+                let gateway = LlmGateway::new(settings.llm.clone(), p, journal.clone().recipient()).start();
+                match gateway.send(CheckLlm).await? {
+                    Ok(detail) => (Some(gateway), LlmStatus::Ready(detail)),
+                    Err(e) if settings.llm.required => {
+                        return Err(EngineError::LlmRequired(format!(
+                            "{e} (llm.required = true; set it to false to run on evidence alone)"
+                        )))
+                    }
+                    Err(e) => (None, LlmStatus::Unavailable(e.to_string())),
+                }
+            }
+        };
         let path = settings.journal.path.clone();
-        Ok((Orchestrator { journal, scheduler, damaged, released: Some(released), path }, report))
+        Ok((Orchestrator { journal, scheduler, damaged, released: Some(released), path, llm, llm_status }, report))
+    }
+
+    /// What the LLM check at start found.
+    pub fn llm_status(&self) -> &LlmStatus {
+        &self.llm_status
+    }
+
+    /// Asks the LLM through the gateway (bounded, retried, journaled); `None` when there is no usable LLM.
+    pub async fn ask_llm(
+        &self,
+        request: crate::llm::LlmRequest,
+    ) -> Option<Result<crate::llm::LlmAnswer, crate::llm::LlmError>> {
+        let gateway = self.llm.as_ref()?;
+        Some(gateway.send(crate::actors::llm_gateway::Ask { request, about: None }).await.unwrap_or_else(|e| {
+            Err(crate::llm::LlmError::Unreachable { url: "gateway".into(), detail: e.to_string() })
+        }))
     }
 
     /// Records that were found damaged when the journal was opened.

@@ -29,6 +29,7 @@ impl Fixture {
     fn settings(&self, script: &str, checks: &[&str], tasks: Vec<TaskSpec>) -> Settings {
         Settings {
             journal: JournalSettings { path: self.path("journal"), durability: Durability::Sync },
+            llm: LlmSettings::default(),
             orchestration: OrchestrationSettings { max_sessions: 2, ..OrchestrationSettings::default() },
             projects: vec![ProjectSettings {
                 name: "p".into(),

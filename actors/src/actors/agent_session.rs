@@ -193,6 +193,7 @@ async fn run_attempt(
     });
 
     let mut env: Vec<(String, String)> = project.agent.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    env.extend(invocation.env.iter().cloned());
     env.push(("ORCH_PROJECT".into(), a.key.project.clone()));
     env.push(("ORCH_TASK_ID".into(), a.key.task.clone()));
     env.push(("ORCH_ATTEMPT".into(), a.attempt.to_string()));

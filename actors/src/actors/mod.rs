@@ -5,6 +5,7 @@ pub mod agent_session;
 pub mod confidence;
 pub mod decision;
 pub mod file_monitor;
+pub mod llm_gateway;
 pub mod quality;
 pub mod report;
 pub mod scheduler;

@@ -30,6 +30,7 @@ pub const NON_INTERACTIVE: &[&str] = &[
     "--no-auto-test",
     "--no-restore-chat-history",
     "--no-gitignore",
+    "--no-show-model-warnings",
     // Its history files would land in the workspace and count as the agent's changes.
     "--chat-history-file",
     "/dev/null",
@@ -46,10 +47,21 @@ impl AgentAdapter for Aider {
 
     fn invocation(&self, settings: &AgentSettings, prompt: &str, _resume: Option<&str>) -> Invocation {
         let mut args: Vec<String> = NON_INTERACTIVE.iter().map(|s| s.to_string()).collect();
+        // One model call may take up to the idle limit; past it orch stops the whole session anyway.
+        args.push("--timeout".into());
+        args.push(settings.idle_timeout.as_secs().max(1).to_string());
         args.extend(settings.args.iter().cloned());
         args.push("--message".into());
-        args.push(prompt.to_string());
-        Invocation { program: settings.program.clone(), args, stdin: None }
+        // aider runs a message that starts with `/` or `!` as one of its commands (`!` is a shell command).
+        let safe = if prompt.trim_start().starts_with(['/', '!']) { format!(" {prompt}") } else { prompt.to_string() };
+        args.push(safe);
+        // With --yes-always it would open URLs from error messages in a browser.
+        Invocation {
+            program: settings.program.clone(),
+            args,
+            stdin: None,
+            env: vec![("BROWSER".into(), "true".into())],
+        }
     }
 
     fn parser(&self) -> Box<dyn OutputParser> {
@@ -217,5 +229,7 @@ mod tests {
         let inv = Aider.invocation(&s, "do it", None);
         assert!(inv.args.starts_with(&["--yes-always".to_string(), "--no-auto-commits".to_string()]));
         assert_eq!(&inv.args[inv.args.len() - 5..], ["--model", "openai/x", "calc.py", "--message", "do it"]);
+        let cmd = Aider.invocation(&s, "!rm -rf ~ please", None);
+        assert_eq!(cmd.args.last().map(String::as_str), Some(" !rm -rf ~ please"), "never a shell command");
     }
 }

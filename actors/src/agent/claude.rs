@@ -31,7 +31,7 @@ impl AgentAdapter for ClaudeCode {
         }
         args.extend(["--output-format", "stream-json", "--verbose"].map(String::from));
         args.extend(settings.args.iter().cloned());
-        Invocation { program: settings.program.clone(), args, stdin: None }
+        Invocation { program: settings.program.clone(), args, stdin: None, env: Vec::new() }
     }
 
     fn parser(&self) -> Box<dyn OutputParser> {

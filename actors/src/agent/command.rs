@@ -20,7 +20,12 @@ impl AgentAdapter for CommandAgent {
     }
 
     fn invocation(&self, settings: &AgentSettings, prompt: &str, _resume: Option<&str>) -> Invocation {
-        Invocation { program: settings.program.clone(), args: settings.args.clone(), stdin: Some(prompt.to_string()) }
+        Invocation {
+            program: settings.program.clone(),
+            args: settings.args.clone(),
+            stdin: Some(prompt.to_string()),
+            env: Vec::new(),
+        }
     }
 
     fn parser(&self) -> Box<dyn OutputParser> {

@@ -20,6 +20,8 @@ pub struct Invocation {
     pub args: Vec<String>,
     /// What to write to stdin.
     pub stdin: Option<String>,
+    /// Environment the adapter itself needs (added after `[agent.env]`).
+    pub env: Vec<(String, String)>,
 }
 
 /// Something the agent did that is worth a journal event.

@@ -295,6 +295,35 @@ pub struct RolledBack {
     pub conflicts: Vec<String>,
 }
 
+/// One call to the LLM (one try), never with the API key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmCalled {
+    /// The project, when the call is about an attempt.
+    pub project: Option<String>,
+    /// The task.
+    pub task: Option<String>,
+    /// The attempt.
+    pub attempt: Option<u32>,
+    /// Why it was asked: `check`, `review`, `clarify`.
+    pub purpose: String,
+    /// `ollama` or `openai`.
+    pub provider: String,
+    /// The model asked.
+    pub model: String,
+    /// `ok`, `unreachable`, `timeout`, `http_error`, `truncated`, `bad_answer`, `no_model`.
+    pub outcome: String,
+    /// 1 for the first try.
+    pub try_number: u32,
+    /// Tokens in.
+    pub prompt_tokens: u64,
+    /// Tokens out.
+    pub completion_tokens: u64,
+    /// Wall time of the call.
+    pub latency_us: u64,
+    /// What went wrong, when something did.
+    pub error: String,
+}
+
 /// Everything the journal records. Closed: readers match exhaustively.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -335,6 +364,8 @@ pub enum Event {
     HumanVerdict(HumanVerdict),
     /// See [`RolledBack`].
     RolledBack(RolledBack),
+    /// See [`LlmCalled`].
+    LlmCalled(LlmCalled),
 }
 
 /// The project, task and attempt an event is about, where it is about one.
@@ -362,7 +393,7 @@ macro_rules! task_scope {
 
 impl Event {
     /// Every kind name, in declaration order; the index is the kind's code on disk.
-    pub const KINDS: [&'static str; 18] = [
+    pub const KINDS: [&'static str; 19] = [
         "project_registered",
         "task_added",
         "task_updated",
@@ -381,6 +412,7 @@ impl Event {
         "human_answered",
         "human_verdict",
         "rolled_back",
+        "llm_called",
     ];
 
     /// The kind's code: its index in [`Event::KINDS`].
@@ -404,6 +436,7 @@ impl Event {
             Event::HumanAnswered(_) => 15,
             Event::HumanVerdict(_) => 16,
             Event::RolledBack(_) => 17,
+            Event::LlmCalled(_) => 18,
         }
     }
 
@@ -432,6 +465,7 @@ impl Event {
             Event::HumanAnswered(e) => task_scope!(e),
             Event::HumanVerdict(e) => task_scope!(e),
             Event::RolledBack(e) => task_scope!(e),
+            Event::LlmCalled(e) => Scope { project: e.project.as_deref(), task: e.task.as_deref(), attempt: e.attempt },
         }
     }
 

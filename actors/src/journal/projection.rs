@@ -187,7 +187,11 @@ impl State {
                     touched.task = Some(key);
                 }
             }
-            Event::RunStarted(_) | Event::RunFinished(_) | Event::AgentOutput(_) | Event::RolledBack(_) => {}
+            Event::RunStarted(_)
+            | Event::RunFinished(_)
+            | Event::AgentOutput(_)
+            | Event::RolledBack(_)
+            | Event::LlmCalled(_) => {}
             Event::AttemptStarted(e) => {
                 let key = TaskKey::new(&e.project, &e.task);
                 if let Some(v) = self.tasks.get_mut(&key) {
