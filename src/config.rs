@@ -203,6 +203,7 @@ struct FileConfidence {
     validation: Spanned<f64>,
     changes: Spanned<f64>,
     attempt: Spanned<f64>,
+    llm_review: Spanned<f64>,
 }
 
 impl Default for FileConfidence {
@@ -212,6 +213,7 @@ impl Default for FileConfidence {
             validation: Spanned::new(0..0, 0.25),
             changes: Spanned::new(0..0, 0.15),
             attempt: Spanned::new(0..0, 0.1),
+            llm_review: Spanned::new(0..0, 0.3),
         }
     }
 }
@@ -594,6 +596,7 @@ fn resolve(file: FileConfig, text: &str, source: &str, base: &Path) -> Result<Se
         validation: fraction(source, text, &c.validation, "orchestration.confidence.validation")?,
         changes: fraction(source, text, &c.changes, "orchestration.confidence.changes")?,
         attempt: fraction(source, text, &c.attempt, "orchestration.confidence.attempt")?,
+        llm_review: fraction(source, text, &c.llm_review, "orchestration.confidence.llm_review")?,
     };
     if weights.checks + weights.validation + weights.changes + weights.attempt <= 0.0 {
         return Err(plain("orchestration.confidence", "the weights add up to 0".into()));
@@ -871,6 +874,7 @@ mod tests {
         assert_eq!(po.confidence.validation.get_ref(), dor.confidence.validation.get_ref());
         assert_eq!(po.confidence.changes.get_ref(), dor.confidence.changes.get_ref());
         assert_eq!(po.confidence.attempt.get_ref(), dor.confidence.attempt.get_ref());
+        assert_eq!(po.confidence.llm_review.get_ref(), dor.confidence.llm_review.get_ref());
         assert!(parsed.projects.is_empty());
     }
 

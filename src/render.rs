@@ -325,6 +325,20 @@ pub fn event_summary(e: &Event) -> String {
             c.completion_tokens,
             c.latency_us as f64 / 1000.0
         ),
+        Event::Reviewed(r) => {
+            if r.available {
+                let mut s = format!("LLM review: {} ({}/100)", r.verdict, r.score);
+                for i in &r.issues {
+                    s.push_str(&format!("; {}", first_line(i, 120)));
+                }
+                for u in &r.unmet_acceptance {
+                    s.push_str(&format!("; unmet: {}", first_line(u, 120)));
+                }
+                s
+            } else {
+                format!("LLM review unavailable: {}", first_line(&r.error, 160))
+            }
+        }
         Event::RolledBack(r) => format!(
             "rolled back from attempt {}: {} file(s) restored, {} conflict(s)",
             r.from_attempt,

@@ -188,3 +188,163 @@ async fn a_missing_model_or_server_is_a_warning_or_with_required_a_refusal() -> 
     }
     Ok(())
 }
+
+/// A project whose agent writes out.txt (its content says which attempt), checked by `check`.
+fn project_settings(dir: &std::path::Path, llm: LlmSettings, check: &str) -> Settings {
+    let mut s = settings(dir, llm);
+    s.projects = vec![ProjectSettings {
+        name: "p".into(),
+        workspace: dir.join("ws"),
+        create_workspace: true,
+        checks: vec![check.into()],
+        check_timeout: Duration::from_secs(30),
+        max_sessions: 1,
+        agent: AgentSettings {
+            kind: AgentKind::Command,
+            program: "sh".into(),
+            args: vec![
+                "-c".into(),
+                "cat > ../prompt-$ORCH_ATTEMPT.txt; echo \"attempt $ORCH_ATTEMPT\" > out.txt; echo wrote out.txt"
+                    .into(),
+            ],
+            timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(30),
+            env: Default::default(),
+        },
+        tasks: vec![orch_actors::TaskSpec {
+            project: "p".into(),
+            id: "t".into(),
+            title: "Write out.txt".into(),
+            description: "Write out.txt saying which attempt wrote it.".into(),
+            priority: 5,
+            depends_on: vec![],
+            acceptance: vec!["out.txt names the attempt".into()],
+        }],
+    }];
+    s
+}
+
+fn verdict(accept: bool, score: u32, issues: &[&str]) -> ChatReply {
+    ChatReply::Content(
+        json!({"verdict": if accept { "accept" } else { "reject" }, "score": score, "issues": issues, "unmet_acceptance": []})
+            .to_string(),
+    )
+}
+
+fn events_of(dir: &std::path::Path) -> Vec<Event> {
+    let j = Journal::open(&dir.join("journal"), false).expect("journal");
+    j.scan(EventFilter::default()).map(|r| r.expect("record").event).collect()
+}
+
+#[actix::test]
+async fn a_reviewers_reject_is_retried_with_its_issues_then_its_accept_proceeds() -> TestResult {
+    let ollama = OllamaStandIn::start(
+        &["qwen2.5-coder:32b"],
+        vec![verdict(false, 20, &["out.txt does not say it is final"]), verdict(true, 95, &[])],
+    );
+    let dir = tempfile::tempdir()?;
+    let llm = LlmSettings { provider: LlmProviderKind::Ollama, base_url: ollama.url(), ..LlmSettings::default() };
+    let (orch, _) = Orchestrator::start(project_settings(dir.path(), llm, "test -s out.txt")).await?;
+    let summary = orch.run(orch_actors::Selection::default()).await?;
+    assert!(summary.all_completed(), "{:?}", summary.tasks);
+    let view = orch.task("t").await?;
+    assert_eq!(view.attempts.len(), 2);
+    assert_eq!(view.attempts[0].decision, Some(orch_actors::Decision::Retry));
+    orch.shutdown().await?;
+    let second_prompt = std::fs::read_to_string(dir.path().join("prompt-2.txt"))?;
+    assert!(second_prompt.contains("a reviewer found: out.txt does not say it is final"), "{second_prompt}");
+    // The reviewer saw the task, its acceptance criteria and the diff.
+    let chats: Vec<Value> = ollama.requests().into_iter().filter(|(p, _)| p == "/api/chat").map(|(_, b)| b).collect();
+    let user = chats[0]["messages"][1]["content"].as_str().unwrap_or_default().to_string();
+    assert!(
+        user.contains("out.txt names the attempt") && user.contains("+++ b/out.txt") && user.contains("+attempt 1"),
+        "{user}"
+    );
+    let reviews: Vec<(bool, String)> = events_of(dir.path())
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Reviewed(r) => Some((r.available, r.verdict)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reviews, vec![(true, "reject".to_string()), (true, "accept".to_string())]);
+    Ok(())
+}
+
+#[actix::test]
+async fn an_unusable_review_lowers_confidence_and_an_accept_never_overrules_failing_checks() -> TestResult {
+    let ollama = OllamaStandIn::start(
+        &["qwen2.5-coder:32b"],
+        vec![ChatReply::Content("LGTM!".into()), ChatReply::Content("LGTM!!".into()), verdict(true, 100, &[])],
+    );
+    let dir = tempfile::tempdir()?;
+    let llm = LlmSettings { provider: LlmProviderKind::Ollama, base_url: ollama.url(), ..LlmSettings::default() };
+    let mut s = project_settings(dir.path(), llm, "test -s out.txt");
+    s.orchestration.max_attempts = 1;
+    let (orch, _) = Orchestrator::start(s).await?;
+    assert!(
+        orch.run(orch_actors::Selection::default()).await?.all_completed(),
+        "checks pass: a dropped review lowers, never blocks"
+    );
+    orch.shutdown().await?;
+    let ev = events_of(dir.path());
+    assert!(ev.iter().any(|e| matches!(e, Event::Reviewed(r) if !r.available && r.error.contains("not JSON"))));
+    let factor = ev.iter().find_map(|e| match e {
+        Event::Scored(s) => s.factors.iter().find(|f| f.name == "llm_review").cloned(),
+        _ => None,
+    });
+    let factor = factor.ok_or("no llm_review factor")?;
+    assert_eq!(factor.value, 0.5);
+    assert!(factor.detail.contains("no usable review"), "{}", factor.detail);
+
+    // Failing checks with an enthusiastic reviewer: never a proceed.
+    let dir2 = tempfile::tempdir()?;
+    let ollama2 = OllamaStandIn::start(&["qwen2.5-coder:32b"], vec![verdict(true, 100, &[])]);
+    let llm2 = LlmSettings { provider: LlmProviderKind::Ollama, base_url: ollama2.url(), ..LlmSettings::default() };
+    let mut s2 = project_settings(dir2.path(), llm2, "false");
+    s2.orchestration.max_attempts = 1;
+    let (orch2, _) = Orchestrator::start(s2).await?;
+    let summary = orch2.run(orch_actors::Selection::default()).await?;
+    assert_eq!(summary.count(orch_actors::TaskState::Escalated), 1);
+    orch2.shutdown().await?;
+    drop(ollama);
+    Ok(())
+}
+
+#[actix::test]
+async fn a_run_is_reviewed_by_the_real_model_and_the_call_is_attributed_to_its_attempt() -> TestResult {
+    let server = support::LlamaServer::start();
+    let dir = tempfile::tempdir()?;
+    let llm = LlmSettings {
+        provider: LlmProviderKind::OpenAi,
+        model: "smollm2".into(),
+        base_url: server.url.clone(),
+        temperature: 0.0,
+        timeout: Duration::from_secs(120),
+        ..LlmSettings::default()
+    };
+    let mut s = project_settings(dir.path(), llm, "test -s out.txt");
+    s.orchestration.max_attempts = 1;
+    let (orch, _) = Orchestrator::start(s).await?;
+    orch.run(orch_actors::Selection::default()).await?;
+    orch.shutdown().await?;
+    let ev = events_of(dir.path());
+    let review = ev.iter().find_map(|e| match e {
+        Event::Reviewed(r) => Some(r.clone()),
+        _ => None,
+    });
+    let review = review.ok_or("no review recorded")?;
+    if review.available {
+        assert!(review.verdict == "accept" || review.verdict == "reject");
+        assert!(review.score <= 100);
+    } else {
+        assert!(!review.error.is_empty());
+    }
+    let call = ev.iter().find_map(|e| match e {
+        Event::LlmCalled(c) if c.purpose == "review" => Some(c.clone()),
+        _ => None,
+    });
+    let call = call.ok_or("no review call journaled")?;
+    assert_eq!((call.project.as_deref(), call.task.as_deref(), call.attempt), (Some("p"), Some("t"), Some(1)));
+    Ok(())
+}

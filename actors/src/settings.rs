@@ -130,6 +130,8 @@ pub struct ConfidenceWeights {
     pub changes: f64,
     /// Earlier attempts lower confidence a little.
     pub attempt: f64,
+    /// The LLM's review, when an LLM is configured.
+    pub llm_review: f64,
 }
 
 /// Thresholds of the decision engine.
@@ -167,7 +169,13 @@ impl Default for OrchestrationSettings {
             max_sessions: 4,
             max_attempts: 3,
             decision: DecisionSettings { high_confidence: 0.85, medium_confidence: 0.65 },
-            confidence: ConfidenceWeights { checks: 0.5, validation: 0.25, changes: 0.15, attempt: 0.1 },
+            confidence: ConfidenceWeights {
+                checks: 0.5,
+                validation: 0.25,
+                changes: 0.15,
+                attempt: 0.1,
+                llm_review: 0.3,
+            },
             confidence_threshold: 0.7,
             prompt_token_budget: 8000,
             output_tail_bytes: 4096,

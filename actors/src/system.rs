@@ -102,6 +102,25 @@ impl Orchestrator {
             projects.push(p);
         }
         let redactor = Arc::new(Redactor::new(projects.iter().flat_map(|p| p.agent.env.values())));
+        let (llm, llm_status) = match crate::llm::provider(settings.llm.provider) {
+            None => (None, LlmStatus::NotConfigured),
+            Some(p) => {
+                let gateway = LlmGateway::new(settings.llm.clone(), p, journal.clone().recipient()).start();
+                match gateway.send(CheckLlm).await? {
+                    Ok(detail) => (Some(gateway), LlmStatus::Ready(detail)),
+                    Err(e) if settings.llm.required => {
+                        return Err(EngineError::LlmRequired(format!(
+                            "{e} (llm.required = true; set it to false to run on evidence alone)"
+                        )))
+                    }
+                    Err(e) => (None, LlmStatus::Unavailable(e.to_string())),
+                }
+            }
+        };
+        let reviewer = llm.as_ref().map(|g| crate::actors::quality::Reviewer {
+            gateway: g.clone().recipient(),
+            blobs: journal.clone().recipient(),
+        });
         let o = settings.orchestration.clone();
         let j = journal.clone();
         let import_projects = projects.clone();
@@ -128,6 +147,7 @@ impl Orchestrator {
                 o.output_tail_bytes,
                 redactor.clone(),
                 ctx.address().recipient(),
+                reviewer,
             )
             .start();
             let validator =
@@ -135,21 +155,6 @@ impl Orchestrator {
             Scheduler::new(o, projects, j, monitors, validator.recipient(), redactor)
         });
         let report = journal.send(Import(import_projects)).await??;
-        let (llm, llm_status) = match crate::llm::provider(settings.llm.provider) {
-            None => (None, LlmStatus::NotConfigured),
-            Some(p) => {
-                let gateway = LlmGateway::new(settings.llm.clone(), p, journal.clone().recipient()).start();
-                match gateway.send(CheckLlm).await? {
-                    Ok(detail) => (Some(gateway), LlmStatus::Ready(detail)),
-                    Err(e) if settings.llm.required => {
-                        return Err(EngineError::LlmRequired(format!(
-                            "{e} (llm.required = true; set it to false to run on evidence alone)"
-                        )))
-                    }
-                    Err(e) => (None, LlmStatus::Unavailable(e.to_string())),
-                }
-            }
-        };
         let path = settings.journal.path.clone();
         Ok((Orchestrator { journal, scheduler, damaged, released: Some(released), path, llm, llm_status }, report))
     }

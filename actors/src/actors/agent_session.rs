@@ -293,10 +293,12 @@ async fn run_attempt(
         attempt: a,
         project,
         attempts_in_round: spec.attempts_in_round,
+        task: Some(spec.task.spec.clone()),
         outcome,
         changes,
         findings: Vec::new(),
         checks: Vec::new(),
+        review: None,
         score: None,
         factors: Vec::new(),
     })))

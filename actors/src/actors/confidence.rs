@@ -78,6 +78,29 @@ pub fn score(report: &AttemptReport, w: &ConfidenceWeights) -> (f64, Vec<Factor>
         weight: w.changes,
         detail: if n > 0 { format!("{n} file(s) changed") } else { "no file changed".into() },
     });
+    match &report.review {
+        Some(super::report::Review::Done { accept, score, issues, .. }) => {
+            let v = f64::from((*score).min(100)) / 100.0;
+            factors.push(Factor {
+                name: "llm_review".into(),
+                // A reject weighs at most 0.3, whatever score came with it.
+                value: if *accept { v } else { v.min(0.3) },
+                weight: w.llm_review,
+                detail: format!(
+                    "the LLM says {} ({score}/100){}",
+                    if *accept { "accept" } else { "reject" },
+                    if issues.is_empty() { String::new() } else { format!(": {}", issues.join("; ")) }
+                ),
+            });
+        }
+        Some(super::report::Review::Dropped(why)) => factors.push(Factor {
+            name: "llm_review".into(),
+            value: 0.5,
+            weight: w.llm_review,
+            detail: format!("no usable review ({why}); confidence lowered"),
+        }),
+        None => {}
+    }
     let k = report.attempts_in_round.max(1);
     factors.push(Factor {
         name: "attempt".into(),

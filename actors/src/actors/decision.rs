@@ -69,6 +69,14 @@ fn feedback(report: &AttemptReport, extra: Option<String>) -> String {
     if let Some(e) = extra {
         f.push_str(&format!("- {e}\n"));
     }
+    if let Some(super::report::Review::Done { accept: false, issues, unmet_acceptance, .. }) = &report.review {
+        for i in issues {
+            f.push_str(&format!("- a reviewer found: {i}\n"));
+        }
+        for u in unmet_acceptance {
+            f.push_str(&format!("- an acceptance criterion is not met: {u}\n"));
+        }
+    }
     for c in report.checks.iter().filter(|c| !c.passed) {
         f.push_str(&format!(
             "\nOutput of `{}` (last lines):\n```\n{}\n```\n",

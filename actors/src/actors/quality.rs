@@ -1,13 +1,21 @@
 //! The QualityController actor: runs the project's check commands in the workspace, each with its timeout, and
-//! keeps the tail of their output as evidence. Each result is journaled before the report moves on.
+//! keeps the tail of their output as evidence; then, when an LLM is configured, asks it through the gateway to
+//! review the attempt's diff against the task and its acceptance criteria, with a JSON schema for the answer
+//! (verdict, score, issues, unmet criteria). Each result is journaled before the report moves on.
 
 use actix::prelude::*;
 
 use super::confidence::Score;
+use super::llm_gateway::Ask;
+use super::report::Review;
 use super::report::{AttemptReport, CheckResult};
 use super::scheduler::SessionEnded;
 use super::state_journal::Append;
+use super::state_journal::GetBlob;
+use crate::diff::{self, FileDiff};
+use crate::journal::event::Reviewed;
 use crate::journal::event::{CheckFinished, Event};
+use crate::llm::LlmRequest;
 use crate::process::{self, Timeout};
 use crate::redact::{self, Redactor};
 use std::sync::Arc;
@@ -17,6 +25,15 @@ use std::sync::Arc;
 #[rtype(result = "()")]
 pub struct Assess(pub AttemptReport);
 
+/// How to reach the LLM for reviews.
+#[derive(Clone)]
+pub struct Reviewer {
+    /// The gateway.
+    pub gateway: Recipient<Ask>,
+    /// Pre-images, for the diff.
+    pub blobs: Recipient<GetBlob>,
+}
+
 /// See the module documentation.
 pub struct QualityController {
     journal: Recipient<Append>,
@@ -24,6 +41,62 @@ pub struct QualityController {
     tail_bytes: usize,
     redactor: Arc<Redactor>,
     failed: Recipient<SessionEnded>,
+    reviewer: Option<Reviewer>,
+}
+
+/// Bytes of diff shown to the reviewer.
+pub const REVIEW_DIFF_BYTES: usize = 24 * 1024;
+
+/// The schema of a review: bounded, so that a small model cannot ramble past its token limit.
+pub fn review_schema() -> serde_json::Value {
+    serde_json::json!({
+        "type": "object", "additionalProperties": false,
+        "required": ["verdict", "score", "issues", "unmet_acceptance"],
+        "properties": {
+            "verdict": {"type": "string", "enum": ["accept", "reject"]},
+            "score": {"type": "integer", "minimum": 0, "maximum": 100},
+            "issues": {"type": "array", "maxItems": 5, "items": {"type": "string", "maxLength": 200}},
+            "unmet_acceptance": {"type": "array", "maxItems": 5, "items": {"type": "string", "maxLength": 200}}
+        }
+    })
+}
+
+/// The review request for an attempt: the task, its acceptance criteria, what the agent said, the checks, the diff.
+pub fn review_request(
+    report: &AttemptReport,
+    task_title: &str,
+    description: &str,
+    acceptance: &[String],
+    diff: &str,
+) -> LlmRequest {
+    let mut user = format!("## Task: {task_title}\n{description}\n");
+    if !acceptance.is_empty() {
+        user.push_str("\n## Acceptance criteria\n");
+        for a in acceptance {
+            user.push_str(&format!("- {a}\n"));
+        }
+    }
+    user.push_str("\n## What the agent says it did\n");
+    user.push_str(redact::head(report.outcome.result.as_deref().unwrap_or("(nothing)"), 2000));
+    user.push_str("\n\n## Checks\n");
+    if report.checks.is_empty() {
+        user.push_str("(none configured)\n");
+    }
+    for c in &report.checks {
+        user.push_str(&format!("- `{}`: {}\n", c.command, if c.passed { "passed" } else { "FAILED" }));
+    }
+    user.push_str("\n## The diff\n");
+    user.push_str(if diff.is_empty() { "(no file changed)\n" } else { diff });
+    LlmRequest {
+        purpose: "review".into(),
+        system: "You review a coding agent's change. Judge only from the task, its acceptance criteria, the checks \
+                 and the diff; do not trust what the agent says about itself. Reject a change that does not do the \
+                 task, breaks something, or leaves an acceptance criterion unmet. Answer with JSON only."
+            .into(),
+        user,
+        schema: Some(review_schema()),
+        max_tokens: 600,
+    }
 }
 
 impl QualityController {
@@ -34,8 +107,9 @@ impl QualityController {
         tail_bytes: usize,
         redactor: Arc<Redactor>,
         failed: Recipient<SessionEnded>,
+        reviewer: Option<Reviewer>,
     ) -> Self {
-        QualityController { journal, next, tail_bytes, redactor, failed }
+        QualityController { journal, next, tail_bytes, redactor, failed, reviewer }
     }
 }
 
@@ -123,6 +197,7 @@ impl Handler<Assess> for QualityController {
         let tail_bytes = self.tail_bytes;
         let redactor = self.redactor.clone();
         let failed = self.failed.clone();
+        let reviewer = self.reviewer.clone();
         Box::pin(
             async move {
                 if report.outcome.start_error.is_none() {
@@ -165,9 +240,84 @@ impl Handler<Assess> for QualityController {
                         report.checks.push(result);
                     }
                 }
+                if let (Some(r), None) = (&reviewer, &report.outcome.start_error) {
+                    let review = review(r, &report).await;
+                    let event = Event::Reviewed(match &review {
+                        Review::Done { accept, score, issues, unmet_acceptance } => Reviewed {
+                            project: report.attempt.key.project.clone(),
+                            task: report.attempt.key.task.clone(),
+                            attempt: report.attempt.attempt,
+                            available: true,
+                            verdict: if *accept { "accept".into() } else { "reject".into() },
+                            score: *score,
+                            issues: issues.iter().map(|i| redactor.redact(i)).collect(),
+                            unmet_acceptance: unmet_acceptance.iter().map(|u| redactor.redact(u)).collect(),
+                            error: String::new(),
+                        },
+                        Review::Dropped(why) => Reviewed {
+                            project: report.attempt.key.project.clone(),
+                            task: report.attempt.key.task.clone(),
+                            attempt: report.attempt.attempt,
+                            available: false,
+                            verdict: String::new(),
+                            score: 0,
+                            issues: Vec::new(),
+                            unmet_acceptance: Vec::new(),
+                            error: why.clone(),
+                        },
+                    });
+                    if let Err(e) = journal.send(Append(vec![event])).await {
+                        SessionEnded::failed(&failed, report.attempt, format!("recording its review: {e}"));
+                        return;
+                    }
+                    report.review = Some(review);
+                }
                 next.do_send(Score(report));
             }
             .into_actor(self),
         )
     }
+}
+
+/// Asks the LLM to review the attempt. Any failure — unreachable, garbage twice, truncated — is a dropped review with
+/// its reason, never an error of the attempt.
+async fn review(r: &Reviewer, report: &AttemptReport) -> Review {
+    // Before and after of each changed file: pre-images from the journal, the rest from the workspace.
+    let mut contents = Vec::new();
+    for c in &report.changes {
+        let before = match c.before {
+            Some(h) => r.blobs.send(GetBlob(h)).await.ok().and_then(|b| b.ok()).flatten(),
+            None => None,
+        };
+        let after =
+            if c.after.is_some() { tokio::fs::read(report.project.workspace.join(&c.path)).await.ok() } else { None };
+        contents.push((c.path.clone(), before, after));
+    }
+    let files: Vec<FileDiff<'_>> =
+        contents.iter().map(|(p, b, a)| FileDiff { path: p, before: b.as_deref(), after: a.as_deref() }).collect();
+    let diff = diff::unified(&files, REVIEW_DIFF_BYTES);
+    let spec = report.project.tasks.iter().find(|t| t.id == report.attempt.key.task);
+    let (title, description, acceptance) = match (spec, &report.task) {
+        (_, Some(t)) => (t.title.as_str(), t.description.as_str(), t.acceptance.as_slice()),
+        (Some(t), None) => (t.title.as_str(), t.description.as_str(), t.acceptance.as_slice()),
+        (None, None) => (report.attempt.key.task.as_str(), "", &[][..]),
+    };
+    let request = review_request(report, title, description, acceptance, &diff);
+    match r.gateway.send(Ask { request, about: Some(report.attempt.clone()) }).await {
+        Ok(Ok(answer)) => match answer.json {
+            Some(v) => Review::Done {
+                accept: v["verdict"] == "accept",
+                score: v["score"].as_u64().unwrap_or(0).min(100) as u32,
+                issues: strings(&v["issues"]),
+                unmet_acceptance: strings(&v["unmet_acceptance"]),
+            },
+            None => Review::Dropped("the answer carried no JSON".into()),
+        },
+        Ok(Err(e)) => Review::Dropped(e.to_string()),
+        Err(e) => Review::Dropped(format!("the LLM gateway is gone: {e}")),
+    }
+}
+
+fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array().into_iter().flatten().filter_map(|s| s.as_str().map(str::to_string)).collect()
 }

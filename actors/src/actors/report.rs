@@ -67,6 +67,8 @@ pub struct AttemptReport {
     pub project: Arc<ProjectSettings>,
     /// Attempts counted toward `max_attempts`, this one included.
     pub attempts_in_round: u32,
+    /// The task as it was given.
+    pub task: Option<crate::types::TaskSpec>,
     /// From the AgentSession.
     pub outcome: AgentOutcome,
     /// From the FileMonitor.
@@ -75,6 +77,8 @@ pub struct AttemptReport {
     pub findings: Vec<Finding>,
     /// From the QualityController.
     pub checks: Vec<CheckResult>,
+    /// From the QualityController, when an LLM is configured.
+    pub review: Option<Review>,
     /// From the ConfidenceScorer.
     pub score: Option<f64>,
     /// The factors of the score.
@@ -91,6 +95,24 @@ impl AttemptReport {
     pub fn checks_passed(&self) -> bool {
         self.checks.iter().all(|c| c.passed)
     }
+}
+
+/// The LLM's review of an attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Review {
+    /// It answered within the schema.
+    Done {
+        /// `accept`.
+        accept: bool,
+        /// 0 … 100.
+        score: u32,
+        /// What it found wrong.
+        issues: Vec<String>,
+        /// Acceptance criteria it judged unmet.
+        unmet_acceptance: Vec<String>,
+    },
+    /// No usable review (unreachable, garbage twice, truncated…): the signal is dropped, confidence lowered.
+    Dropped(String),
 }
 
 /// The DecisionEngine's conclusion, sent to the Scheduler.

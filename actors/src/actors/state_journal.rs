@@ -82,6 +82,19 @@ pub struct Human {
 #[rtype(result = "Result<(), JournalError>")]
 pub struct Flush;
 
+/// The content of a blob (a pre-image), checked against its hash.
+#[derive(Message)]
+#[rtype(result = "Result<Option<Vec<u8>>, JournalError>")]
+pub struct GetBlob(pub ContentHash);
+
+impl Handler<GetBlob> for StateJournal {
+    type Result = Result<Option<Vec<u8>>, JournalError>;
+
+    fn handle(&mut self, msg: GetBlob, _ctx: &mut Self::Context) -> Self::Result {
+        self.journal.get_blob(&msg.0)
+    }
+}
+
 /// Flushes and stops; the journal is released once the actor is gone (see [`StateJournal::closed`]).
 #[derive(Message)]
 #[rtype(result = "()")]

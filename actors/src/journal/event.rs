@@ -324,6 +324,29 @@ pub struct LlmCalled {
     pub error: String,
 }
 
+/// The LLM's review of an attempt (or why there is none).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reviewed {
+    /// The project.
+    pub project: String,
+    /// The task.
+    pub task: String,
+    /// The attempt number.
+    pub attempt: u32,
+    /// A usable review came back.
+    pub available: bool,
+    /// `accept` or `reject`.
+    pub verdict: String,
+    /// 0 … 100.
+    pub score: u32,
+    /// What it found wrong.
+    pub issues: Vec<String>,
+    /// Acceptance criteria it judged unmet.
+    pub unmet_acceptance: Vec<String>,
+    /// Why there is no review, when there is none.
+    pub error: String,
+}
+
 /// Everything the journal records. Closed: readers match exhaustively.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -366,6 +389,8 @@ pub enum Event {
     RolledBack(RolledBack),
     /// See [`LlmCalled`].
     LlmCalled(LlmCalled),
+    /// See [`Reviewed`].
+    Reviewed(Reviewed),
 }
 
 /// The project, task and attempt an event is about, where it is about one.
@@ -393,7 +418,7 @@ macro_rules! task_scope {
 
 impl Event {
     /// Every kind name, in declaration order; the index is the kind's code on disk.
-    pub const KINDS: [&'static str; 19] = [
+    pub const KINDS: [&'static str; 20] = [
         "project_registered",
         "task_added",
         "task_updated",
@@ -413,6 +438,7 @@ impl Event {
         "human_verdict",
         "rolled_back",
         "llm_called",
+        "reviewed",
     ];
 
     /// The kind's code: its index in [`Event::KINDS`].
@@ -437,6 +463,7 @@ impl Event {
             Event::HumanVerdict(_) => 16,
             Event::RolledBack(_) => 17,
             Event::LlmCalled(_) => 18,
+            Event::Reviewed(_) => 19,
         }
     }
 
@@ -465,6 +492,7 @@ impl Event {
             Event::HumanAnswered(e) => task_scope!(e),
             Event::HumanVerdict(e) => task_scope!(e),
             Event::RolledBack(e) => task_scope!(e),
+            Event::Reviewed(e) => attempt_scope!(e),
             Event::LlmCalled(e) => Scope { project: e.project.as_deref(), task: e.task.as_deref(), attempt: e.attempt },
         }
     }

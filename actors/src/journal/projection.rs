@@ -191,7 +191,8 @@ impl State {
             | Event::RunFinished(_)
             | Event::AgentOutput(_)
             | Event::RolledBack(_)
-            | Event::LlmCalled(_) => {}
+            | Event::LlmCalled(_)
+            | Event::Reviewed(_) => {}
             Event::AttemptStarted(e) => {
                 let key = TaskKey::new(&e.project, &e.task);
                 if let Some(v) = self.tasks.get_mut(&key) {
