@@ -4,7 +4,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use serde_json::Value;
 use support::openai_api::{OpenAiStandIn, Reply, Script};
@@ -67,18 +67,11 @@ description = "Make calc.sh print the sum of its two arguments."
 }
 
 fn run(bin: &str, args: &[&str], cwd: &Path) -> Output {
-    let mut cmd = Command::new(bin);
-    cmd.args(args).current_dir(cwd).stdin(Stdio::null());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("ORCH_") || k.starts_with("OPENAI_") || k == "RUST_LOG" {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.output().expect("binary runs")
+    support::run_binary(bin, args, cwd)
 }
 
 fn text(o: &Output) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    support::both(o)
 }
 
 #[test]

@@ -4,7 +4,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use serde_json::Value;
 use support::messages_api::{Scenario, StandIn};
@@ -82,14 +82,7 @@ acceptance = ["sh calc.sh 2 3 prints 5"]
 }
 
 fn run(bin: &str, args: &[&str], cwd: &Path) -> Output {
-    let mut cmd = Command::new(bin);
-    cmd.args(args).current_dir(cwd).stdin(Stdio::null());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("ORCH_") || k.starts_with("ANTHROPIC_") || k == "RUST_LOG" {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.output().expect("binary runs")
+    support::run_binary(bin, args, cwd)
 }
 
 fn orch(p: &Project, args: &[&str]) -> Output {
@@ -97,7 +90,7 @@ fn orch(p: &Project, args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    support::both(o)
 }
 
 fn task(p: &Project) -> Value {

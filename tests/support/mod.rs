@@ -82,6 +82,24 @@ pub fn aider() -> PathBuf {
     bin
 }
 
+/// Runs a binary in `cwd` with stdin closed and none of the caller's orch, Anthropic or OpenAI settings, so that a
+/// test sees only what its own config says.
+pub fn run_binary(bin: &str, args: &[&str], cwd: &Path) -> std::process::Output {
+    let mut cmd = Command::new(bin);
+    cmd.args(args).current_dir(cwd).stdin(std::process::Stdio::null());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ORCH_") || k.starts_with("ANTHROPIC_") || k.starts_with("OPENAI_") || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.output().expect("binary runs")
+}
+
+/// Stdout and stderr, for an assertion message.
+pub fn both(o: &std::process::Output) -> String {
+    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
 /// Processes whose command line contains `needle` (to prove nothing survived).
 pub fn processes_with(needle: &str) -> Vec<String> {
     let mut out = Vec::new();

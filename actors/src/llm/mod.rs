@@ -175,6 +175,17 @@ pub(crate) fn checked_json(req: &LlmRequest, text: &str) -> Result<Option<Value>
     Ok(Some(v))
 }
 
+/// Sends a request and returns its body when the status is 2xx; every failure becomes the matching [`LlmError`].
+pub(crate) async fn fetch(rb: reqwest::RequestBuilder, url: &str, timeout_secs: u64) -> Result<String, LlmError> {
+    let resp = rb.send().await.map_err(|e| LlmError::from_reqwest(url, timeout_secs, e))?;
+    let status = resp.status().as_u16();
+    let text = resp.text().await.map_err(|e| LlmError::from_reqwest(url, timeout_secs, e))?;
+    if !(200..300).contains(&status) {
+        return Err(LlmError::Http { status, body: body_head(&text) });
+    }
+    Ok(text)
+}
+
 /// The start of a body, for an error message.
 pub(crate) fn body_head(body: &str) -> String {
     crate::redact::head(body.trim(), 300).to_string()

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use super::{body_head, checked_json, BoxFuture, LlmAnswer, LlmError, LlmRequest, Provider};
+use super::{body_head, checked_json, fetch, BoxFuture, LlmAnswer, LlmError, LlmRequest, Provider};
 use crate::settings::LlmSettings;
 
 /// See the module documentation.
@@ -80,14 +80,7 @@ impl Provider for Ollama {
     fn check<'a>(&'a self, http: &'a reqwest::Client, s: &'a LlmSettings) -> BoxFuture<'a, Result<String, LlmError>> {
         Box::pin(async move {
             let url = format!("{}/api/tags", base(s));
-            let secs = s.timeout.as_secs();
-            let resp =
-                http.get(&url).timeout(s.timeout).send().await.map_err(|e| LlmError::from_reqwest(&url, secs, e))?;
-            let status = resp.status().as_u16();
-            let text = resp.text().await.map_err(|e| LlmError::from_reqwest(&url, secs, e))?;
-            if !(200..300).contains(&status) {
-                return Err(LlmError::Http { status, body: body_head(&text) });
-            }
+            let text = fetch(http.get(&url).timeout(s.timeout), &url, s.timeout.as_secs()).await?;
             let v: Value = serde_json::from_str(&text)
                 .map_err(|e| LlmError::BadAnswer { why: format!("/api/tags is not JSON ({e})") })?;
             let names: Vec<&str> =

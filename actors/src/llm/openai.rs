@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use super::{body_head, checked_json, BoxFuture, LlmAnswer, LlmError, LlmRequest, Provider};
+use super::{body_head, checked_json, fetch, BoxFuture, LlmAnswer, LlmError, LlmRequest, Provider};
 use crate::settings::LlmSettings;
 
 /// See the module documentation.
@@ -49,16 +49,8 @@ impl Provider for OpenAi {
             if let Some(schema) = &req.schema {
                 body["response_format"] = json!({"type": "json_schema", "json_schema": {"name": req.purpose, "strict": true, "schema": schema}});
             }
-            let secs = s.timeout.as_secs();
-            let resp = authorized(http.post(&url).timeout(s.timeout).json(&body), s)
-                .send()
-                .await
-                .map_err(|e| LlmError::from_reqwest(&url, secs, e))?;
-            let status = resp.status().as_u16();
-            let text = resp.text().await.map_err(|e| LlmError::from_reqwest(&url, secs, e))?;
-            if !(200..300).contains(&status) {
-                return Err(LlmError::Http { status, body: body_head(&text) });
-            }
+            let text =
+                fetch(authorized(http.post(&url).timeout(s.timeout).json(&body), s), &url, s.timeout.as_secs()).await?;
             let v: Value = serde_json::from_str(&text).map_err(|e| LlmError::BadAnswer {
                 why: format!("the response is not JSON ({e}): {}", body_head(&text)),
             })?;
@@ -83,16 +75,7 @@ impl Provider for OpenAi {
     fn check<'a>(&'a self, http: &'a reqwest::Client, s: &'a LlmSettings) -> BoxFuture<'a, Result<String, LlmError>> {
         Box::pin(async move {
             let url = format!("{}/models", v1(&s.base_url));
-            let secs = s.timeout.as_secs();
-            let resp = authorized(http.get(&url).timeout(s.timeout), s)
-                .send()
-                .await
-                .map_err(|e| LlmError::from_reqwest(&url, secs, e))?;
-            let status = resp.status().as_u16();
-            let text = resp.text().await.map_err(|e| LlmError::from_reqwest(&url, secs, e))?;
-            if !(200..300).contains(&status) {
-                return Err(LlmError::Http { status, body: body_head(&text) });
-            }
+            let text = fetch(authorized(http.get(&url).timeout(s.timeout), s), &url, s.timeout.as_secs()).await?;
             let v: Value = serde_json::from_str(&text)
                 .map_err(|e| LlmError::BadAnswer { why: format!("/models is not JSON ({e})") })?;
             let ids: Vec<&str> = v["data"].as_array().into_iter().flatten().filter_map(|m| m["id"].as_str()).collect();
