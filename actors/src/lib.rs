@@ -69,6 +69,7 @@
 
 pub mod actors;
 pub mod agent;
+pub mod claims;
 pub mod diff;
 pub mod error;
 pub mod journal;

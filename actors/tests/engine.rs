@@ -370,3 +370,44 @@ async fn a_question_instead_of_work_waits_for_an_answer_that_reaches_the_next_at
     assert!(std::fs::read_to_string(f.path("prompts/prompt-2.txt"))?.contains("Use port 8080."));
     Ok(())
 }
+
+#[actix::test]
+async fn claims_are_held_to_the_evidence_and_non_answers_are_never_accepted() -> TestResult {
+    // Says it created a file and that the tests pass; creates nothing and the check fails.
+    let f = Fixture::new();
+    let mut settings = f.settings(
+        "cat >/dev/null; echo 'I created src/hello.py and all tests pass.'",
+        &["test -f src/hello.py"],
+        vec![task("liar", 5, &[])],
+    );
+    settings.orchestration.max_attempts = 1;
+    let (orch, _) = Orchestrator::start(settings).await?;
+    let summary = orch.run(Selection::default()).await?;
+    assert_eq!(summary.count(TaskState::Escalated), 1);
+    orch.shutdown().await?;
+    let codes: Vec<String> = events(&f.path("journal"))
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Validated(v) => Some(v.findings.into_iter().map(|f| f.code).collect::<Vec<_>>()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert!(codes.contains(&"claimed_change_not_seen".to_string()), "{codes:?}");
+    assert!(codes.contains(&"false_claim_tests_pass".to_string()), "{codes:?}");
+
+    // A non-answer that even changes a file and passes the checks is never completed.
+    let g = Fixture::new();
+    let mut settings = g.settings(
+        "cat >/dev/null; echo x > out.txt; echo 'Mock response'",
+        &["test -f out.txt"],
+        vec![task("mock", 5, &[])],
+    );
+    settings.orchestration.max_attempts = 1;
+    let (orch, _) = Orchestrator::start(settings).await?;
+    let summary = orch.run(Selection::default()).await?;
+    assert_eq!(summary.count(TaskState::Escalated), 1, "{:?}", summary.tasks);
+    let view = orch.task("mock").await?;
+    assert!(view.reason.as_deref().unwrap_or("").contains("not an answer"), "{:?}", view.reason);
+    Ok(())
+}

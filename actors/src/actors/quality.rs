@@ -240,6 +240,36 @@ impl Handler<Assess> for QualityController {
                         report.checks.push(result);
                     }
                 }
+                // "Tests pass", says the agent: do they?
+                let says_pass = report
+                    .outcome
+                    .result
+                    .as_deref()
+                    .is_some_and(|r| crate::claims::claims(r).contains(&crate::claims::Claim::TestsPass));
+                let failing: Vec<String> =
+                    report.checks.iter().filter(|c| !c.passed).map(|c| c.command.clone()).collect();
+                if says_pass && !failing.is_empty() {
+                    let f = crate::types::Finding {
+                        code: "false_claim_tests_pass".into(),
+                        severity: crate::types::Severity::Error,
+                        message: format!(
+                            "the agent says the tests pass, but {} failed",
+                            failing.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
+                        ),
+                    };
+                    report.findings.push(f.clone());
+                    let event = Event::Validated(crate::journal::event::Validated {
+                        project: report.attempt.key.project.clone(),
+                        task: report.attempt.key.task.clone(),
+                        attempt: report.attempt.attempt,
+                        ok: false,
+                        findings: vec![f],
+                    });
+                    if let Err(e) = journal.send(Append(vec![event])).await {
+                        SessionEnded::failed(&failed, report.attempt, format!("recording a false claim: {e}"));
+                        return;
+                    }
+                }
                 if let (Some(r), None) = (&reviewer, &report.outcome.start_error) {
                     let review = review(r, &report).await;
                     let event = Event::Reviewed(match &review {

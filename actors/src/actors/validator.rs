@@ -7,6 +7,7 @@ use super::quality::Assess;
 use super::report::AttemptReport;
 use super::scheduler::SessionEnded;
 use super::state_journal::Append;
+use crate::claims::{self, Claim};
 use crate::journal::event::{Event, Validated};
 use crate::process::Timeout;
 use crate::types::{AgentReport, Finding, Severity};
@@ -93,7 +94,43 @@ pub fn findings(report: &AttemptReport) -> Vec<Finding> {
     if report.changes.is_empty() {
         out.push(finding("no_changes", Severity::Warning, "the attempt changed no file in the workspace".into()));
     }
+    claim_findings(report, result, &mut out);
     out
+}
+
+/// What the answer claims, against what happened.
+fn claim_findings(report: &AttemptReport, result: &str, out: &mut Vec<Finding>) {
+    if result.is_empty() {
+        return;
+    }
+    if let Some(phrase) = claims::non_answer(result) {
+        out.push(finding(
+            "non_answer",
+            Severity::Error,
+            format!("the result is not an answer (it says \"{phrase}…\"): {}", crate::redact::head(result, 160)),
+        ));
+    }
+    let changed: Vec<String> = report.changes.iter().map(|c| c.path.clone()).collect();
+    for claim in claims::claims(result) {
+        match claim {
+            Claim::ChangedFile(path) if !claims::seen(&path, &changed, &report.project.workspace) => out.push(finding(
+                "claimed_change_not_seen",
+                Severity::Error,
+                format!("the agent says it changed `{path}`, but no such file changed in the workspace"),
+            )),
+            // Only agents that report their tool calls can be held to this.
+            Claim::Verified
+                if report.outcome.expects_report && !report.outcome.tool_calls.iter().any(|t| t.name == "Bash") =>
+            {
+                out.push(finding(
+                    "claimed_verification_without_command",
+                    Severity::Warning,
+                    "the agent says it ran or verified something, but it ran no command".into(),
+                ))
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Texts that mean an API failure, whatever the agent's flags say.

@@ -1,0 +1,168 @@
+//! What an agent claims in its final answer, checked against the evidence: a file it says it wrote that did not
+//! change, a verification it says it ran with no command run, tests it says pass while the checks fail, and answers
+//! that are no answer at all ("Mock response", "I cannot…").
+
+/// A claim read from an agent's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// "I created / wrote / updated `path`".
+    ChangedFile(String),
+    /// "tests pass", "all checks passed".
+    TestsPass,
+    /// "I ran / verified / tested …".
+    Verified,
+}
+
+const CHANGE_VERBS: &[&str] = &[
+    "created",
+    "wrote",
+    "written",
+    "added",
+    "updated",
+    "modified",
+    "changed",
+    "edited",
+    "fixed",
+    "implemented",
+    "rewrote",
+    "refactored",
+    "saved",
+];
+const PASS_PHRASES: &[&str] = &[
+    "tests pass",
+    "tests passed",
+    "test passes",
+    "tests are passing",
+    "all tests pass",
+    "checks pass",
+    "checks passed",
+    "all green",
+    "tests now pass",
+    "tests succeed",
+    "build passes",
+];
+const VERIFY_PHRASES: &[&str] = &[
+    "i ran",
+    "i've run",
+    "i have run",
+    "i verified",
+    "i've verified",
+    "i tested",
+    "i've tested",
+    "ran the tests",
+    "verified that",
+];
+const NON_ANSWERS: &[&str] = &[
+    "mock response",
+    "i cannot",
+    "i can't",
+    "i am unable",
+    "i'm unable",
+    "i am not able",
+    "i'm not able",
+    "as an ai",
+    "i don't have access",
+    "i do not have access",
+    "lorem ipsum",
+    "todo: implement",
+];
+
+/// A word that looks like a file path: has a dot or a slash, no spaces, and is not a sentence end.
+fn path_like(word: &str) -> Option<String> {
+    let w = word.trim_matches(|c: char| "`'\"*,;:()[]".contains(c)).trim_end_matches('.');
+    let has_ext = w.rsplit_once('.').is_some_and(|(stem, ext)| {
+        !stem.is_empty() && !ext.is_empty() && ext.len() <= 8 && ext.chars().all(|c| c.is_ascii_alphanumeric())
+    });
+    let plausible = (has_ext || (w.contains('/') && w.len() > 1))
+        && !w.starts_with("http")
+        && !w.contains("..")
+        && w.chars().all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c))
+        && !w.chars().all(|c| c.is_ascii_digit() || c == '.');
+    plausible.then(|| w.trim_start_matches("./").to_string())
+}
+
+/// The claims in an answer.
+pub fn claims(answer: &str) -> Vec<Claim> {
+    let lower = answer.to_lowercase();
+    let mut out = Vec::new();
+    for sentence in answer.split(['\n', '!', '?']).flat_map(|l| l.split(". ")) {
+        let words: Vec<&str> = sentence.split_whitespace().collect();
+        let Some(verb_at) = words
+            .iter()
+            .position(|w| CHANGE_VERBS.contains(&w.to_lowercase().trim_matches(|c: char| !c.is_alphanumeric())))
+        else {
+            continue;
+        };
+        // Paths named in the rest of the sentence after the verb.
+        for w in &words[verb_at + 1..] {
+            if let Some(p) = path_like(w) {
+                let c = Claim::ChangedFile(p);
+                if !out.contains(&c) {
+                    out.push(c);
+                }
+            }
+        }
+    }
+    if PASS_PHRASES.iter().any(|p| lower.contains(p)) {
+        out.push(Claim::TestsPass);
+    }
+    if VERIFY_PHRASES.iter().any(|p| lower.contains(p)) {
+        out.push(Claim::Verified);
+    }
+    out
+}
+
+/// The phrase that makes an answer a non-answer, if one does.
+pub fn non_answer(answer: &str) -> Option<&'static str> {
+    let lower = answer.trim().to_lowercase();
+    NON_ANSWERS.iter().copied().find(|p| lower.starts_with(p) || (lower.len() < 200 && lower.contains(p)))
+}
+
+/// Whether a claimed path is among the changed ones (the claim may be absolute, or relative to a subdirectory).
+pub fn seen(claimed: &str, changed: &[String], workspace: &std::path::Path) -> bool {
+    let ws = workspace.display().to_string();
+    let rel = claimed.strip_prefix(&format!("{ws}/")).unwrap_or(claimed);
+    changed.iter().any(|c| c == rel || c.ends_with(&format!("/{rel}")) || rel.ends_with(&format!("/{c}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_files_tests_and_verifications() {
+        let c = claims("I created `src/calc.py` and updated README.md. All tests pass; I ran the test suite.");
+        assert_eq!(
+            c,
+            vec![
+                Claim::ChangedFile("src/calc.py".into()),
+                Claim::ChangedFile("README.md".into()),
+                Claim::TestsPass,
+                Claim::Verified
+            ]
+        );
+    }
+
+    #[test]
+    fn ignores_numbers_urls_and_sentences_without_a_verb() {
+        assert!(claims("Version 1.2 is out. See https://x.y/z.html for notes.").is_empty());
+        assert!(claims("calc.py looks fine to me").is_empty());
+    }
+
+    #[test]
+    fn finds_non_answers() {
+        assert_eq!(non_answer("Mock response"), Some("mock response"));
+        assert_eq!(non_answer("I cannot do that without access to the repository."), Some("i cannot"));
+        assert_eq!(non_answer("Wrote calc.sh; it adds."), None);
+    }
+
+    #[test]
+    fn matches_claimed_paths_to_changes() {
+        let ws = std::path::Path::new("/w");
+        let changed = vec!["src/calc.py".to_string()];
+        assert!(seen("src/calc.py", &changed, ws));
+        assert!(seen("/w/src/calc.py", &changed, ws));
+        assert!(seen("calc.py", &changed, ws));
+        assert!(!seen("README.md", &changed, ws));
+    }
+}
