@@ -188,11 +188,28 @@ impl Default for FileDecision {
 #[serde(deny_unknown_fields, default)]
 struct FileBreakpoints {
     confidence_threshold: Spanned<f64>,
+    consecutive_failures: u32,
+    max_deleted_files: u32,
+    max_changed_files: u32,
+    allowed_paths: Vec<Spanned<String>>,
+    task_token_budget: u64,
+    task_cost_budget_usd: Spanned<f64>,
+    on_rate_limit: bool,
 }
 
 impl Default for FileBreakpoints {
     fn default() -> Self {
-        FileBreakpoints { confidence_threshold: Spanned::new(0..0, 0.7) }
+        let d = orch_actors::settings::Breakpoints::default();
+        FileBreakpoints {
+            confidence_threshold: Spanned::new(0..0, 0.7),
+            consecutive_failures: d.consecutive_failures,
+            max_deleted_files: d.max_deleted_files,
+            max_changed_files: d.max_changed_files,
+            allowed_paths: Vec::new(),
+            task_token_budget: d.task_token_budget,
+            task_cost_budget_usd: Spanned::new(0..0, d.task_cost_budget_usd),
+            on_rate_limit: d.on_rate_limit,
+        }
     }
 }
 
@@ -590,6 +607,36 @@ fn resolve(file: FileConfig, text: &str, source: &str, base: &Path) -> Result<Se
     }
     let threshold =
         fraction(source, text, &o.breakpoints.confidence_threshold, "orchestration.breakpoints.confidence_threshold")?;
+    let b = &o.breakpoints;
+    for g in &b.allowed_paths {
+        if let Err(e) = globset::Glob::new(g.get_ref()) {
+            return Err(at(
+                source,
+                text,
+                g,
+                "orchestration.breakpoints.allowed_paths",
+                format!("`{}` is not a glob: {e}", g.get_ref()),
+            ));
+        }
+    }
+    if *b.task_cost_budget_usd.get_ref() < 0.0 {
+        return Err(at(
+            source,
+            text,
+            &b.task_cost_budget_usd,
+            "orchestration.breakpoints.task_cost_budget_usd",
+            "must not be negative".into(),
+        ));
+    }
+    let breakpoints = orch_actors::settings::Breakpoints {
+        consecutive_failures: b.consecutive_failures,
+        max_deleted_files: b.max_deleted_files,
+        max_changed_files: b.max_changed_files,
+        allowed_paths: b.allowed_paths.iter().map(|g| g.get_ref().clone()).collect(),
+        task_token_budget: b.task_token_budget,
+        task_cost_budget_usd: *b.task_cost_budget_usd.get_ref(),
+        on_rate_limit: b.on_rate_limit,
+    };
     let c = &o.confidence;
     let weights = ConfidenceWeights {
         checks: fraction(source, text, &c.checks, "orchestration.confidence.checks")?,
@@ -801,6 +848,7 @@ fn resolve(file: FileConfig, text: &str, source: &str, base: &Path) -> Result<Se
             decision: DecisionSettings { high_confidence: high, medium_confidence: medium },
             confidence: weights,
             confidence_threshold: threshold,
+            breakpoints,
             prompt_token_budget: o.prompt_token_budget,
             output_tail_bytes: o.output_tail_bytes.max(256),
         },

@@ -249,7 +249,7 @@ pub fn event_summary(e: &Event) -> String {
                         r.subtype,
                         if r.is_error { " with is_error" } else { "" },
                         r.num_turns,
-                        r.input_tokens + r.output_tokens,
+                        r.input_tokens.saturating_add(r.output_tokens),
                         r.cost_usd
                     )
                 })
@@ -325,6 +325,7 @@ pub fn event_summary(e: &Event) -> String {
             c.completion_tokens,
             c.latency_us as f64 / 1000.0
         ),
+        Event::BreakpointHit(b) => format!("breakpoint {}: {}", b.breakpoint, b.detail),
         Event::Reviewed(r) => {
             if r.available {
                 let mut s = format!("LLM review: {} ({}/100)", r.verdict, r.score);
@@ -425,9 +426,9 @@ pub fn stats(state: &State, records: impl Iterator<Item = EventRecord>) -> BTree
         match &r.event {
             Event::AttemptStarted(_) => s.attempts += 1,
             Event::AgentExited(x) => {
-                s.agent_ms += x.duration_ms;
+                s.agent_ms = s.agent_ms.saturating_add(x.duration_ms);
                 if let Some(r) = &x.report {
-                    s.tokens += r.input_tokens + r.output_tokens + r.cache_creation_tokens + r.cache_read_tokens;
+                    s.tokens = s.tokens.saturating_add(r.total_tokens());
                     s.cost_usd += r.cost_usd;
                 }
             }

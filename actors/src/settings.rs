@@ -156,6 +156,8 @@ pub struct OrchestrationSettings {
     pub confidence: ConfidenceWeights,
     /// Below this confidence a breakpoint is recorded.
     pub confidence_threshold: f64,
+    /// The other breakpoints.
+    pub breakpoints: Breakpoints,
     /// Token budget of a prompt (cl100k tokens).
     pub prompt_token_budget: usize,
     /// Bytes of check output kept (the tail).
@@ -177,8 +179,43 @@ impl Default for OrchestrationSettings {
                 llm_review: 0.3,
             },
             confidence_threshold: 0.7,
+            breakpoints: Breakpoints::default(),
             prompt_token_budget: 8000,
             output_tail_bytes: 4096,
+        }
+    }
+}
+
+/// When an attempt must stop for a human whatever its confidence. Each hit is journaled (`breakpoint_hit`) and
+/// escalates the task with the reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Breakpoints {
+    /// Escalate after this many failed attempts in a row (0: only `max_attempts` counts).
+    pub consecutive_failures: u32,
+    /// More deleted files than this in one attempt is destructive.
+    pub max_deleted_files: u32,
+    /// More changed files than this in one attempt is destructive.
+    pub max_changed_files: u32,
+    /// Workspace paths (globs) an attempt may change; empty: anywhere in the workspace.
+    pub allowed_paths: Vec<String>,
+    /// Tokens a task may use over all its attempts (0: no limit).
+    pub task_token_budget: u64,
+    /// Cost a task may run up over all its attempts, USD (0: no limit).
+    pub task_cost_budget_usd: f64,
+    /// A rate limit the agent could not get past is a breakpoint rather than a retry.
+    pub on_rate_limit: bool,
+}
+
+impl Default for Breakpoints {
+    fn default() -> Self {
+        Breakpoints {
+            consecutive_failures: 0,
+            max_deleted_files: 20,
+            max_changed_files: 200,
+            allowed_paths: Vec::new(),
+            task_token_budget: 0,
+            task_cost_budget_usd: 0.0,
+            on_rate_limit: true,
         }
     }
 }

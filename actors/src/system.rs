@@ -132,6 +132,7 @@ impl Orchestrator {
                 o.max_attempts,
                 o.confidence_threshold,
                 ctx.address().recipient(),
+                o.breakpoints.clone(),
             )
             .start();
             let scorer = ConfidenceScorer::new(

@@ -259,6 +259,16 @@ pub struct Factor {
     pub detail: String,
 }
 
+impl AgentReport {
+    /// All tokens it reports, input, output and cache (saturating: a damaged report never panics).
+    pub fn total_tokens(&self) -> u64 {
+        self.input_tokens
+            .saturating_add(self.output_tokens)
+            .saturating_add(self.cache_creation_tokens)
+            .saturating_add(self.cache_read_tokens)
+    }
+}
+
 /// What an agent reported about its own run (Claude Code's final `result` line).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AgentReport {

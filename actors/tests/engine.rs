@@ -411,3 +411,57 @@ async fn claims_are_held_to_the_evidence_and_non_answers_are_never_accepted() ->
     assert!(view.reason.as_deref().unwrap_or("").contains("not an answer"), "{:?}", view.reason);
     Ok(())
 }
+
+fn breakpoints_hit(journal: &Path) -> Vec<(String, String)> {
+    events(journal)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::BreakpointHit(b) => Some((b.breakpoint, b.detail)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[actix::test]
+async fn breakpoints_stop_destructive_or_stray_changes_and_runs_of_failures() -> TestResult {
+    // Outside the allowed paths.
+    let f = Fixture::new();
+    let mut s = f.settings(
+        "cat >/dev/null; mkdir -p src; echo a > src/ok.txt; echo b > stray.txt; echo done",
+        &[],
+        vec![task("t", 5, &[])],
+    );
+    s.orchestration.breakpoints.allowed_paths = vec!["src/**".into()];
+    let (orch, _) = Orchestrator::start(s).await?;
+    assert_eq!(orch.run(Selection::default()).await?.count(TaskState::Escalated), 1);
+    let reason = orch.task("t").await?.reason.unwrap_or_default();
+    assert!(reason.starts_with("breakpoint outside_allowed_paths: changed outside src/**: stray.txt"), "{reason}");
+    orch.shutdown().await?;
+    assert_eq!(breakpoints_hit(&f.path("journal")).len(), 1);
+
+    // Deletions past the limit, even with passing checks.
+    let g = Fixture::new();
+    std::fs::create_dir_all(g.path("ws"))?;
+    std::fs::write(g.path("ws/keep.txt"), "x")?;
+    std::fs::write(g.path("ws/old.txt"), "x")?;
+    let mut s =
+        g.settings("cat >/dev/null; rm old.txt; echo done > note.txt; echo done", &["true"], vec![task("t", 5, &[])]);
+    s.orchestration.breakpoints.max_deleted_files = 0;
+    let (orch, _) = Orchestrator::start(s).await?;
+    assert_eq!(orch.run(Selection::default()).await?.count(TaskState::Escalated), 1);
+    orch.shutdown().await?;
+    let hits = breakpoints_hit(&g.path("journal"));
+    assert_eq!(hits, vec![("deleted_files".to_string(), "1 files deleted (more than 0): old.txt".to_string())]);
+
+    // Two failures in a row, long before max_attempts.
+    let h = Fixture::new();
+    let mut s = h.settings("cat >/dev/null; echo x > out.txt; echo done", &["false"], vec![task("t", 5, &[])]);
+    s.orchestration.max_attempts = 5;
+    s.orchestration.breakpoints.consecutive_failures = 2;
+    let (orch, _) = Orchestrator::start(s).await?;
+    assert_eq!(orch.run(Selection::default()).await?.count(TaskState::Escalated), 1);
+    assert_eq!(orch.task("t").await?.attempts.len(), 2);
+    orch.shutdown().await?;
+    assert_eq!(breakpoints_hit(&h.path("journal"))[0].0, "consecutive_failures");
+    Ok(())
+}

@@ -313,6 +313,8 @@ proptest! {
             j.flush().expect("flush");
             j.state().clone()
         };
+        // sled lets go of its lock from a background thread, a moment after the handle is dropped.
+        prop_assert!(Journal::wait_released(dir.path(), std::time::Duration::from_secs(10)));
         let j = Journal::open(dir.path(), false).expect("reopen");
         let records: Vec<_> = j.scan(EventFilter::default()).collect::<Result<_, _>>().expect("scan");
         prop_assert_eq!(records.len(), events.len());

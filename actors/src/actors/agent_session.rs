@@ -294,6 +294,18 @@ async fn run_attempt(
         project,
         attempts_in_round: spec.attempts_in_round,
         task: Some(spec.task.spec.clone()),
+        history: super::report::History {
+            tokens: spec.task.attempts.iter().fold(0u64, |t, a| t.saturating_add(a.tokens)),
+            cost_usd: spec.task.attempts.iter().map(|a| a.cost_usd).sum(),
+            failures_in_a_row: spec
+                .task
+                .attempts
+                .iter()
+                .rev()
+                .take_while(|a| a.decision == Some(crate::types::Decision::Retry) || a.interrupted)
+                .filter(|a| !a.interrupted)
+                .count() as u32,
+        },
         outcome,
         changes,
         findings: Vec::new(),

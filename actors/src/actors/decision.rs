@@ -6,8 +6,9 @@ use actix::prelude::*;
 use super::report::{AttemptReport, Conclusion};
 use super::scheduler::{Concluded, SessionEnded};
 use super::state_journal::Append;
-use crate::journal::event::{Decided, Event};
+use crate::journal::event::{BreakpointHit, Decided, Event};
 use crate::redact;
+use crate::settings::Breakpoints;
 use crate::settings::DecisionSettings;
 use crate::types::{Decision, Severity};
 
@@ -24,6 +25,8 @@ pub struct DecisionEngine {
     max_attempts: u32,
     breakpoint: f64,
     failed: Recipient<SessionEnded>,
+    breakpoints: Breakpoints,
+    allowed: Option<globset::GlobSet>,
 }
 
 impl DecisionEngine {
@@ -35,9 +38,88 @@ impl DecisionEngine {
         max_attempts: u32,
         breakpoint: f64,
         failed: Recipient<SessionEnded>,
+        breakpoints: Breakpoints,
     ) -> Self {
-        DecisionEngine { journal, scheduler, thresholds, max_attempts, breakpoint, failed }
+        let allowed = allowed_paths(&breakpoints.allowed_paths).unwrap_or_else(|e| {
+            tracing::error!("breakpoints.allowed_paths: {e}; no change is allowed anywhere until it is fixed");
+            Some(globset::GlobSet::empty())
+        });
+        DecisionEngine { journal, scheduler, thresholds, max_attempts, breakpoint, failed, breakpoints, allowed }
     }
+}
+
+/// The allowed paths as one glob set; `None` when any path is allowed.
+pub fn allowed_paths(globs: &[String]) -> Result<Option<globset::GlobSet>, String> {
+    if globs.is_empty() {
+        return Ok(None);
+    }
+    let mut b = globset::GlobSetBuilder::new();
+    for g in globs {
+        b.add(globset::Glob::new(g).map_err(|e| format!("`{g}` is not a glob: {e}"))?);
+    }
+    b.build().map(Some).map_err(|e| e.to_string())
+}
+
+/// The breakpoint an attempt hits, if any: (name, evidence). Pure, so it is tested directly.
+pub fn breakpoint_hit(
+    report: &AttemptReport,
+    bp: &Breakpoints,
+    allowed: Option<&globset::GlobSet>,
+) -> Option<(String, String)> {
+    let hit = |name: &str, detail: String| Some((name.to_string(), detail));
+    if bp.on_rate_limit {
+        if let Some(f) = report.findings.iter().find(|f| f.code == "rate_limited") {
+            return hit("rate_limit", f.message.clone());
+        }
+    }
+    let deleted: Vec<&str> = report
+        .changes
+        .iter()
+        .filter(|c| c.kind == crate::types::ChangeKind::Deleted)
+        .map(|c| c.path.as_str())
+        .collect();
+    if deleted.len() as u32 > bp.max_deleted_files {
+        return hit(
+            "deleted_files",
+            format!("{} files deleted (more than {}): {}", deleted.len(), bp.max_deleted_files, list(&deleted)),
+        );
+    }
+    if report.changes.len() as u32 > bp.max_changed_files {
+        return hit(
+            "changed_files",
+            format!("{} files changed (more than {})", report.changes.len(), bp.max_changed_files),
+        );
+    }
+    if let Some(set) = allowed {
+        let outside: Vec<&str> = report.changes.iter().map(|c| c.path.as_str()).filter(|p| !set.is_match(p)).collect();
+        if !outside.is_empty() {
+            return hit(
+                "outside_allowed_paths",
+                format!("changed outside {}: {}", bp.allowed_paths.join(", "), list(&outside)),
+            );
+        }
+    }
+    let (tokens, cost) = report.outcome.report.as_ref().map(|r| (r.total_tokens(), r.cost_usd)).unwrap_or((0, 0.0));
+    let (total_tokens, total_cost) = (report.history.tokens.saturating_add(tokens), report.history.cost_usd + cost);
+    if bp.task_token_budget > 0 && total_tokens > bp.task_token_budget {
+        return hit(
+            "token_budget",
+            format!("{total_tokens} tokens used, the task's budget is {}", bp.task_token_budget),
+        );
+    }
+    if bp.task_cost_budget_usd > 0.0 && total_cost > bp.task_cost_budget_usd {
+        return hit(
+            "cost_budget",
+            format!("${total_cost:.4} spent, the task's budget is ${:.4}", bp.task_cost_budget_usd),
+        );
+    }
+    None
+}
+
+fn list(paths: &[&str]) -> String {
+    let shown: Vec<&str> = paths.iter().take(10).copied().collect();
+    let more = paths.len().saturating_sub(shown.len());
+    format!("{}{}", shown.join(", "), if more > 0 { format!(" and {more} more") } else { String::new() })
 }
 
 impl Actor for DecisionEngine {
@@ -107,29 +189,48 @@ pub fn trailing_question(result: &str) -> Option<String> {
 }
 
 /// The decision for a report: pure, so it is tested directly.
-pub fn decide(report: &AttemptReport, t: &DecisionSettings, max_attempts: u32, breakpoint: f64) -> Conclusion {
+pub fn decide(
+    report: &AttemptReport,
+    t: &DecisionSettings,
+    max_attempts: u32,
+    breakpoint: f64,
+    bp: &Breakpoints,
+    allowed: Option<&globset::GlobSet>,
+) -> Conclusion {
     let score = report.score.unwrap_or(0.0);
     // A question instead of the work: ask a human, and resume the same session with the answer.
     if report.valid() && report.changes.is_empty() {
         if let Some(q) = report.outcome.result.as_deref().and_then(trailing_question) {
             return Conclusion {
+                breakpoint: None,
                 decision: Decision::Clarify,
                 reason: format!("the agent asked: {}", crate::redact::head(&q, 300)),
                 feedback: String::new(),
             };
         }
     }
+    if let Some((name, detail)) = breakpoint_hit(report, bp, allowed) {
+        return Conclusion {
+            decision: Decision::Escalate,
+            reason: format!("breakpoint {name}: {detail}"),
+            feedback: feedback(report, None),
+            breakpoint: Some((name, detail)),
+        };
+    }
     let ok = report.valid() && report.checks_passed();
     if ok && score >= t.high_confidence {
         if score < breakpoint {
+            let detail = format!("confidence {score:.2} is below the threshold {breakpoint:.2}");
             return Conclusion {
                 decision: Decision::Escalate,
-                reason: format!("breakpoint: confidence {score:.2} is below the threshold {breakpoint:.2}"),
+                reason: format!("breakpoint confidence: {detail}"),
                 feedback: String::new(),
+                breakpoint: Some(("confidence".into(), detail)),
             };
         }
         let checks = report.checks.len();
         return Conclusion {
+            breakpoint: None,
             decision: Decision::Proceed,
             reason: format!("{checks} check(s) passed, confidence {score:.2}"),
             feedback: String::new(),
@@ -152,14 +253,24 @@ pub fn decide(report: &AttemptReport, t: &DecisionSettings, max_attempts: u32, b
             (why.clone(), Some(why))
         }
     };
+    if bp.consecutive_failures > 0 && report.history.failures_in_a_row + 1 >= bp.consecutive_failures {
+        let detail = format!("{} failed attempts in a row; last: {summary}", report.history.failures_in_a_row + 1);
+        return Conclusion {
+            decision: Decision::Escalate,
+            reason: format!("breakpoint consecutive_failures: {detail}"),
+            feedback: feedback(report, extra),
+            breakpoint: Some(("consecutive_failures".into(), detail)),
+        };
+    }
     if report.attempts_in_round >= max_attempts {
         return Conclusion {
+            breakpoint: None,
             decision: Decision::Escalate,
             reason: format!("{} attempt(s) without success; last: {summary}", report.attempts_in_round),
             feedback: feedback(report, extra),
         };
     }
-    Conclusion { decision: Decision::Retry, reason: summary, feedback: feedback(report, extra) }
+    Conclusion { breakpoint: None, decision: Decision::Retry, reason: summary, feedback: feedback(report, extra) }
 }
 
 impl Handler<Decide> for DecisionEngine {
@@ -167,21 +278,38 @@ impl Handler<Decide> for DecisionEngine {
 
     fn handle(&mut self, msg: Decide, _ctx: &mut Self::Context) -> Self::Result {
         let report = msg.0;
-        let conclusion = decide(&report, &self.thresholds, self.max_attempts, self.breakpoint);
-        let event = Event::Decided(Decided {
+        let conclusion = decide(
+            &report,
+            &self.thresholds,
+            self.max_attempts,
+            self.breakpoint,
+            &self.breakpoints,
+            self.allowed.as_ref(),
+        );
+        let mut events = Vec::new();
+        if let Some((name, detail)) = &conclusion.breakpoint {
+            events.push(Event::BreakpointHit(BreakpointHit {
+                project: report.attempt.key.project.clone(),
+                task: report.attempt.key.task.clone(),
+                attempt: report.attempt.attempt,
+                breakpoint: name.clone(),
+                detail: detail.clone(),
+            }));
+        }
+        events.push(Event::Decided(Decided {
             project: report.attempt.key.project.clone(),
             task: report.attempt.key.task.clone(),
             attempt: report.attempt.attempt,
             decision: conclusion.decision,
             reason: conclusion.reason.clone(),
             feedback: conclusion.feedback.clone(),
-        });
+        }));
         let journal = self.journal.clone();
         let scheduler = self.scheduler.clone();
         let failed = self.failed.clone();
         Box::pin(
             async move {
-                match journal.send(Append(vec![event])).await {
+                match journal.send(Append(events)).await {
                     Ok(Ok(_)) => scheduler.do_send(Concluded { report, conclusion }),
                     Ok(Err(e)) => SessionEnded::failed(&failed, report.attempt, format!("recording its decision: {e}")),
                     Err(e) => SessionEnded::failed(&failed, report.attempt, format!("recording its decision: {e}")),
@@ -212,5 +340,89 @@ mod tests {
             Some("should calc.sh accept negatives?")
         );
         assert_eq!(trailing_question(""), None);
+    }
+}
+
+#[cfg(test)]
+mod breakpoint_tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::actors::report::{AgentOutcome, History};
+    use crate::process::Timeout;
+    use crate::settings::{AgentKind, AgentSettings, ProjectSettings};
+    use crate::types::{AgentReport, AttemptRef, TaskKey};
+
+    fn report(tokens: u64, cost: f64, history: History, findings: Vec<crate::types::Finding>) -> AttemptReport {
+        AttemptReport {
+            attempt: AttemptRef { key: TaskKey::new("p", "t"), attempt: 2 },
+            project: Arc::new(ProjectSettings {
+                name: "p".into(),
+                workspace: "/w".into(),
+                create_workspace: false,
+                checks: vec![],
+                check_timeout: Duration::from_secs(1),
+                max_sessions: 1,
+                agent: AgentSettings {
+                    kind: AgentKind::ClaudeCode,
+                    program: "claude".into(),
+                    args: vec![],
+                    timeout: Duration::from_secs(1),
+                    idle_timeout: Duration::from_secs(1),
+                    env: Default::default(),
+                },
+                tasks: vec![],
+            }),
+            attempts_in_round: 2,
+            task: None,
+            history,
+            outcome: AgentOutcome {
+                start_error: None,
+                exit_code: Some(0),
+                signal: None,
+                timeout: Timeout::None,
+                duration_us: 1,
+                stdout_bytes: 1,
+                stderr_bytes: 0,
+                orphans_killed: 0,
+                result: Some("done".into()),
+                session_id: None,
+                report: Some(AgentReport { input_tokens: tokens, cost_usd: cost, ..AgentReport::default() }),
+                expects_report: true,
+                tool_calls: vec![],
+                resumed: false,
+            },
+            changes: vec![],
+            findings,
+            checks: vec![],
+            review: None,
+            score: Some(1.0),
+            factors: vec![],
+        }
+    }
+
+    #[test]
+    fn budgets_count_the_tasks_earlier_attempts() {
+        let bp = Breakpoints { task_token_budget: 1000, task_cost_budget_usd: 0.5, ..Breakpoints::default() };
+        let earlier = History { tokens: 900, cost_usd: 0.1, failures_in_a_row: 1 };
+        assert_eq!(breakpoint_hit(&report(50, 0.1, earlier.clone(), vec![]), &bp, None), None);
+        let over = breakpoint_hit(&report(200, 0.1, earlier.clone(), vec![]), &bp, None);
+        assert_eq!(over.map(|h| h.0), Some("token_budget".to_string()));
+        let costly = breakpoint_hit(&report(10, 0.45, earlier, vec![]), &bp, None);
+        assert_eq!(costly.map(|h| h.0), Some("cost_budget".to_string()));
+    }
+
+    #[test]
+    fn a_rate_limit_is_a_breakpoint_unless_turned_off() {
+        let rl = crate::types::Finding {
+            code: "rate_limited".into(),
+            severity: crate::types::Severity::Error,
+            message: "429".into(),
+        };
+        let r = report(0, 0.0, History::default(), vec![rl]);
+        assert_eq!(breakpoint_hit(&r, &Breakpoints::default(), None).map(|h| h.0), Some("rate_limit".to_string()));
+        let off = Breakpoints { on_rate_limit: false, ..Breakpoints::default() };
+        assert_eq!(breakpoint_hit(&r, &off, None), None);
     }
 }

@@ -69,6 +69,8 @@ pub struct AttemptReport {
     pub attempts_in_round: u32,
     /// The task as it was given.
     pub task: Option<crate::types::TaskSpec>,
+    /// Tokens and cost of the task's earlier attempts, and how many of the latest failed in a row.
+    pub history: History,
     /// From the AgentSession.
     pub outcome: AgentOutcome,
     /// From the FileMonitor.
@@ -97,6 +99,17 @@ impl AttemptReport {
     }
 }
 
+/// What the task's earlier attempts used and how they ended.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct History {
+    /// Tokens used before this attempt.
+    pub tokens: u64,
+    /// Cost before this attempt, USD.
+    pub cost_usd: f64,
+    /// The latest attempts that failed (retry), in a row.
+    pub failures_in_a_row: u32,
+}
+
 /// The LLM's review of an attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Review {
@@ -118,6 +131,8 @@ pub enum Review {
 /// The DecisionEngine's conclusion, sent to the Scheduler.
 #[derive(Debug, Clone)]
 pub struct Conclusion {
+    /// The breakpoint that stopped the attempt, if one did: (name, evidence).
+    pub breakpoint: Option<(String, String)>,
     /// The decision.
     pub decision: Decision,
     /// One line saying why.

@@ -347,6 +347,22 @@ pub struct Reviewed {
     pub error: String,
 }
 
+/// A breakpoint stopped an attempt for a human.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BreakpointHit {
+    /// The project.
+    pub project: String,
+    /// The task.
+    pub task: String,
+    /// The attempt number.
+    pub attempt: u32,
+    /// `confidence`, `consecutive_failures`, `deleted_files`, `changed_files`, `outside_allowed_paths`,
+    /// `token_budget`, `cost_budget`, `rate_limit`.
+    pub breakpoint: String,
+    /// The evidence.
+    pub detail: String,
+}
+
 /// Everything the journal records. Closed: readers match exhaustively.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -391,6 +407,8 @@ pub enum Event {
     LlmCalled(LlmCalled),
     /// See [`Reviewed`].
     Reviewed(Reviewed),
+    /// See [`BreakpointHit`].
+    BreakpointHit(BreakpointHit),
 }
 
 /// The project, task and attempt an event is about, where it is about one.
@@ -418,7 +436,7 @@ macro_rules! task_scope {
 
 impl Event {
     /// Every kind name, in declaration order; the index is the kind's code on disk.
-    pub const KINDS: [&'static str; 20] = [
+    pub const KINDS: [&'static str; 21] = [
         "project_registered",
         "task_added",
         "task_updated",
@@ -439,6 +457,7 @@ impl Event {
         "rolled_back",
         "llm_called",
         "reviewed",
+        "breakpoint_hit",
     ];
 
     /// The kind's code: its index in [`Event::KINDS`].
@@ -464,6 +483,7 @@ impl Event {
             Event::RolledBack(_) => 17,
             Event::LlmCalled(_) => 18,
             Event::Reviewed(_) => 19,
+            Event::BreakpointHit(_) => 20,
         }
     }
 
@@ -493,6 +513,7 @@ impl Event {
             Event::HumanVerdict(e) => task_scope!(e),
             Event::RolledBack(e) => task_scope!(e),
             Event::Reviewed(e) => attempt_scope!(e),
+            Event::BreakpointHit(e) => attempt_scope!(e),
             Event::LlmCalled(e) => Scope { project: e.project.as_deref(), task: e.task.as_deref(), attempt: e.attempt },
         }
     }

@@ -56,6 +56,10 @@ pub struct AttemptView {
     pub feedback: Option<String>,
     /// It ended without a decision (a stop or a crash).
     pub interrupted: bool,
+    /// Tokens the agent reported using.
+    pub tokens: u64,
+    /// Cost the agent reported, USD.
+    pub cost_usd: f64,
 }
 
 /// What the journal knows of a task.
@@ -192,7 +196,8 @@ impl State {
             | Event::AgentOutput(_)
             | Event::RolledBack(_)
             | Event::LlmCalled(_)
-            | Event::Reviewed(_) => {}
+            | Event::Reviewed(_)
+            | Event::BreakpointHit(_) => {}
             Event::AttemptStarted(e) => {
                 let key = TaskKey::new(&e.project, &e.task);
                 if let Some(v) = self.tasks.get_mut(&key) {
@@ -213,6 +218,8 @@ impl State {
                         reason: None,
                         feedback: None,
                         interrupted: false,
+                        tokens: 0,
+                        cost_usd: 0.0,
                     });
                     v.attempts_since_reset += 1;
                     // A resumed session has been used; a later clarify sets it again.
@@ -227,6 +234,10 @@ impl State {
                     a.agent_ms = Some(e.duration_ms);
                     if e.session_id.is_some() {
                         a.session_id = e.session_id.clone();
+                    }
+                    if let Some(r) = &e.report {
+                        a.tokens = r.total_tokens();
+                        a.cost_usd = r.cost_usd;
                     }
                 });
             }
