@@ -15,12 +15,48 @@ fn bpe() -> Option<&'static CoreBPE> {
     b
 }
 
-/// Counts tokens the way the budget does (cl100k); falls back to bytes / 4 if the tokenizer cannot load.
+/// Counts tokens the way the budget does (cl100k); falls back to bytes / 4 if the tokenizer cannot load. Large texts
+/// are counted in parallel, in pieces cut where the count cannot change (see [`split_points`]).
 pub fn count_tokens(text: &str) -> usize {
-    match bpe() {
-        Some(b) => b.encode_ordinary(text).len(),
-        None => text.len().div_ceil(4),
+    let Some(b) = bpe() else { return text.len().div_ceil(4) };
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
+    if text.len() < PARALLEL_FROM || threads < 2 {
+        return b.encode_ordinary(text).len();
     }
+    let cuts = split_points(text, threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = cuts
+            .windows(2)
+            .map(|w| {
+                let piece = &text[w[0]..w[1]];
+                scope.spawn(move || b.encode_ordinary(piece).len())
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+    })
+}
+
+/// Texts shorter than this are counted on one thread.
+const PARALLEL_FROM: usize = 256 * 1024;
+
+/// Offsets that cut `text` into about `parts` pieces, each cut right after a newline that a non-whitespace
+/// character follows. cl100k's pre-tokenizer never joins across such a point (a run of newlines ends its piece,
+/// and the next piece starts at the character), so the pieces' counts add up to the whole's exactly.
+pub fn split_points(text: &str, parts: usize) -> Vec<usize> {
+    let bytes = text.as_bytes();
+    let mut cuts = vec![0];
+    for k in 1..parts {
+        let target = text.len() * k / parts;
+        let from = target.max(*cuts.last().unwrap_or(&0) + 1);
+        let cut = (from..bytes.len().saturating_sub(1))
+            .find(|&i| bytes[i] == b'\n' && !bytes[i + 1].is_ascii_whitespace() && bytes[i + 1] < 0x80);
+        if let Some(i) = cut {
+            cuts.push(i + 1);
+        }
+    }
+    cuts.push(text.len());
+    cuts.dedup();
+    cuts
 }
 
 /// Loads the tokenizer (about 65 ms) so that later counts do not wait; call it from a background thread at start.
@@ -143,5 +179,28 @@ fn append_feedback(text: &mut String, sections: Vec<String>) {
         for s in sections {
             text.push_str(&s);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counting_in_pieces_gives_exactly_the_whole_count() {
+        let mut text = String::new();
+        for f in ["prompt.rs", "journal/mod.rs", "actors/scheduler.rs", "agent/claude.rs"] {
+            text.push_str(&std::fs::read_to_string(format!("{}/src/{f}", env!("CARGO_MANIFEST_DIR"))).expect("source"));
+            text.push_str("  \n\n\t}); // trailing, with spaces\n");
+        }
+        let b = bpe().expect("tokenizer");
+        let whole = b.encode_ordinary(&text).len();
+        for parts in [2, 3, 7] {
+            let cuts = split_points(&text, parts);
+            let sum: usize = cuts.windows(2).map(|w| b.encode_ordinary(&text[w[0]..w[1]]).len()).sum();
+            assert_eq!(sum, whole, "{parts} pieces cut at {cuts:?}");
+        }
+        let big = text.repeat(PARALLEL_FROM / text.len() + 2);
+        assert_eq!(count_tokens(&big), b.encode_ordinary(&big).len());
     }
 }
