@@ -326,6 +326,13 @@ pub fn event_summary(e: &Event) -> String {
             c.latency_us as f64 / 1000.0
         ),
         Event::BreakpointHit(b) => format!("breakpoint {}: {}", b.breakpoint, b.detail),
+        Event::LlmAnswered(a) => {
+            format!(
+                "the LLM answered the agent's question \"{}\": {}",
+                first_line(&a.question, 120),
+                first_line(&a.answer, 160)
+            )
+        }
         Event::Reviewed(r) => {
             if r.available {
                 let mut s = format!("LLM review: {} ({}/100)", r.verdict, r.score);

@@ -348,3 +348,63 @@ async fn a_run_is_reviewed_by_the_real_model_and_the_call_is_attributed_to_its_a
     assert_eq!((call.project.as_deref(), call.task.as_deref(), call.attempt), (Some("p"), Some("t"), Some(1)));
     Ok(())
 }
+
+fn clarify(confident: bool, answer: &str) -> ChatReply {
+    ChatReply::Content(json!({"confident": confident, "answer": answer}).to_string())
+}
+
+/// A project whose agent asks a question unless its prompt carries the answer ("Use port 8080").
+fn asking_project(dir: &std::path::Path, llm: LlmSettings) -> Settings {
+    let mut s = project_settings(dir, llm, "test -s port.txt");
+    s.projects[0].agent.args = vec![
+        "-c".into(),
+        "cat > ../prompt-$ORCH_ATTEMPT.txt; if grep -q 'Use port 8080' ../prompt-$ORCH_ATTEMPT.txt; then echo 8080 > port.txt; echo done; else echo 'Which port should the server listen on?'; fi".into(),
+    ];
+    s.projects[0].tasks[0].acceptance = vec!["the server listens on port 8080".into()];
+    s
+}
+
+#[actix::test]
+async fn the_llm_answers_a_question_the_task_settles_and_the_run_goes_on() -> TestResult {
+    // Attempt 1: the review (any verdict), then the clarify; attempt 2: the review.
+    let ollama = OllamaStandIn::start(
+        &["qwen2.5-coder:32b"],
+        vec![
+            verdict(false, 10, &[]),
+            clarify(true, "Use port 8080, as the acceptance criteria say."),
+            verdict(true, 95, &[]),
+        ],
+    );
+    let dir = tempfile::tempdir()?;
+    let llm = LlmSettings { provider: LlmProviderKind::Ollama, base_url: ollama.url(), ..LlmSettings::default() };
+    let (orch, _) = Orchestrator::start(asking_project(dir.path(), llm)).await?;
+    let summary = orch.run(orch_actors::Selection::default()).await?;
+    assert!(summary.all_completed(), "{:?}", summary.tasks);
+    let view = orch.task("t").await?;
+    assert_eq!(view.attempts[0].decision, Some(orch_actors::Decision::Clarify));
+    assert_eq!(view.answers, vec!["Use port 8080, as the acceptance criteria say.".to_string()]);
+    orch.shutdown().await?;
+    assert!(std::fs::read_to_string(dir.path().join("prompt-2.txt"))?.contains("Use port 8080"));
+    assert!(events_of(dir.path())
+        .iter()
+        .any(|e| matches!(e, Event::LlmAnswered(a) if a.question == "Which port should the server listen on?")));
+    Ok(())
+}
+
+#[actix::test]
+async fn a_question_the_llm_is_unsure_of_waits_for_a_human() -> TestResult {
+    let ollama = OllamaStandIn::start(&["qwen2.5-coder:32b"], vec![verdict(false, 10, &[]), clarify(false, "")]);
+    let dir = tempfile::tempdir()?;
+    let llm = LlmSettings { provider: LlmProviderKind::Ollama, base_url: ollama.url(), ..LlmSettings::default() };
+    let (orch, _) = Orchestrator::start(asking_project(dir.path(), llm)).await?;
+    let summary = orch.run(orch_actors::Selection::default()).await?;
+    assert_eq!(summary.count(orch_actors::TaskState::Escalated), 1);
+    let view = orch.task("t").await?;
+    assert!(
+        view.reason.as_deref().unwrap_or("").starts_with("waiting for an answer: the agent asked: Which port"),
+        "{:?}",
+        view.reason
+    );
+    orch.shutdown().await?;
+    Ok(())
+}

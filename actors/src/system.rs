@@ -121,6 +121,7 @@ impl Orchestrator {
             gateway: g.clone().recipient(),
             blobs: journal.clone().recipient(),
         });
+        let llm_for_decisions = llm.as_ref().map(|g| g.clone().recipient());
         let o = settings.orchestration.clone();
         let j = journal.clone();
         let import_projects = projects.clone();
@@ -134,6 +135,7 @@ impl Orchestrator {
                 ctx.address().recipient(),
                 o.breakpoints.clone(),
             )
+            .with_llm(llm_for_decisions)
             .start();
             let scorer = ConfidenceScorer::new(
                 j.clone().recipient(),

@@ -233,6 +233,53 @@ fn event_about(project: String, task: String) -> impl Strategy<Value = Event> {
                 })
             }
         }),
+        (a.clone(), text(), text(), text(), any::<u32>(), any::<u64>(), any::<u64>(), any::<bool>()).prop_map({
+            let (p, t) = (p.clone(), t.clone());
+            move |(attempt, purpose, outcome, error, try_number, tokens, latency_us, scoped)| {
+                Event::LlmCalled(LlmCalled {
+                    project: scoped.then(|| p.clone()),
+                    task: scoped.then(|| t.clone()),
+                    attempt: scoped.then_some(attempt),
+                    purpose,
+                    provider: "openai".into(),
+                    model: "smollm2".into(),
+                    outcome,
+                    try_number,
+                    prompt_tokens: tokens,
+                    completion_tokens: tokens / 7,
+                    latency_us,
+                    error,
+                })
+            }
+        }),
+        (a.clone(), any::<bool>(), 0u32..=100, prop::collection::vec(text(), 0..3), text()).prop_map({
+            let (p, t) = (p.clone(), t.clone());
+            move |(attempt, available, score, issues, error)| {
+                Event::Reviewed(Reviewed {
+                    project: p.clone(),
+                    task: t.clone(),
+                    attempt,
+                    available,
+                    verdict: if available { "accept".into() } else { String::new() },
+                    score,
+                    unmet_acceptance: issues.iter().rev().cloned().collect(),
+                    issues,
+                    error,
+                })
+            }
+        }),
+        (a.clone(), text(), text()).prop_map({
+            let (p, t) = (p.clone(), t.clone());
+            move |(attempt, breakpoint, detail)| {
+                Event::BreakpointHit(BreakpointHit { project: p.clone(), task: t.clone(), attempt, breakpoint, detail })
+            }
+        }),
+        (a.clone(), text(), text()).prop_map({
+            let (p, t) = (p.clone(), t.clone());
+            move |(attempt, question, answer)| {
+                Event::LlmAnswered(LlmAnswered { project: p.clone(), task: t.clone(), attempt, question, answer })
+            }
+        }),
         (1u32..=3, prop::collection::vec(text(), 0..3), prop::collection::vec(text(), 0..2)).prop_map(
             move |(from_attempt, restored, conflicts)| {
                 Event::RolledBack(RolledBack {

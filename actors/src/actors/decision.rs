@@ -27,6 +27,7 @@ pub struct DecisionEngine {
     failed: Recipient<SessionEnded>,
     breakpoints: Breakpoints,
     allowed: Option<globset::GlobSet>,
+    gateway: Option<Recipient<super::llm_gateway::Ask>>,
 }
 
 impl DecisionEngine {
@@ -44,7 +45,52 @@ impl DecisionEngine {
             tracing::error!("breakpoints.allowed_paths: {e}; no change is allowed anywhere until it is fixed");
             Some(globset::GlobSet::empty())
         });
-        DecisionEngine { journal, scheduler, thresholds, max_attempts, breakpoint, failed, breakpoints, allowed }
+        DecisionEngine {
+            journal,
+            scheduler,
+            thresholds,
+            max_attempts,
+            breakpoint,
+            failed,
+            breakpoints,
+            allowed,
+            gateway: None,
+        }
+    }
+
+    /// Questions an agent asks are first put to this LLM, answered from the task when it is confident.
+    pub fn with_llm(mut self, gateway: Option<Recipient<super::llm_gateway::Ask>>) -> Self {
+        self.gateway = gateway;
+        self
+    }
+}
+
+/// The request that asks the LLM to answer an agent's question from the task and its acceptance criteria only.
+pub fn clarify_request(report: &AttemptReport, question: &str) -> crate::llm::LlmRequest {
+    let (title, description, acceptance) = match &report.task {
+        Some(t) => (t.title.as_str(), t.description.as_str(), t.acceptance.clone()),
+        None => (report.attempt.key.task.as_str(), "", Vec::new()),
+    };
+    let mut user = format!("## Task: {title}\n{description}\n");
+    if !acceptance.is_empty() {
+        user.push_str("\n## Acceptance criteria\n");
+        for a in &acceptance {
+            user.push_str(&format!("- {a}\n"));
+        }
+    }
+    user.push_str(&format!("\n## The coding agent asks\n{question}\n"));
+    crate::llm::LlmRequest {
+        purpose: "clarify".into(),
+        system: "A coding agent working on the task below asked a question. Answer it only if the task and its \
+                 acceptance criteria settle it; then set confident to true. If they do not, set confident to false: \
+                 a human will answer. Answer with JSON only."
+            .into(),
+        user,
+        schema: Some(serde_json::json!({
+            "type": "object", "additionalProperties": false, "required": ["confident", "answer"],
+            "properties": {"confident": {"type": "boolean"}, "answer": {"type": "string", "maxLength": 1000}}
+        })),
+        max_tokens: 400,
     }
 }
 
@@ -202,6 +248,7 @@ pub fn decide(
     if report.valid() && report.changes.is_empty() {
         if let Some(q) = report.outcome.result.as_deref().and_then(trailing_question) {
             return Conclusion {
+                answered: false,
                 breakpoint: None,
                 decision: Decision::Clarify,
                 reason: format!("the agent asked: {}", crate::redact::head(&q, 300)),
@@ -211,6 +258,7 @@ pub fn decide(
     }
     if let Some((name, detail)) = breakpoint_hit(report, bp, allowed) {
         return Conclusion {
+            answered: false,
             decision: Decision::Escalate,
             reason: format!("breakpoint {name}: {detail}"),
             feedback: feedback(report, None),
@@ -222,6 +270,7 @@ pub fn decide(
         if score < breakpoint {
             let detail = format!("confidence {score:.2} is below the threshold {breakpoint:.2}");
             return Conclusion {
+                answered: false,
                 decision: Decision::Escalate,
                 reason: format!("breakpoint confidence: {detail}"),
                 feedback: String::new(),
@@ -230,6 +279,7 @@ pub fn decide(
         }
         let checks = report.checks.len();
         return Conclusion {
+            answered: false,
             breakpoint: None,
             decision: Decision::Proceed,
             reason: format!("{checks} check(s) passed, confidence {score:.2}"),
@@ -256,6 +306,7 @@ pub fn decide(
     if bp.consecutive_failures > 0 && report.history.failures_in_a_row + 1 >= bp.consecutive_failures {
         let detail = format!("{} failed attempts in a row; last: {summary}", report.history.failures_in_a_row + 1);
         return Conclusion {
+            answered: false,
             decision: Decision::Escalate,
             reason: format!("breakpoint consecutive_failures: {detail}"),
             feedback: feedback(report, extra),
@@ -264,13 +315,20 @@ pub fn decide(
     }
     if report.attempts_in_round >= max_attempts {
         return Conclusion {
+            answered: false,
             breakpoint: None,
             decision: Decision::Escalate,
             reason: format!("{} attempt(s) without success; last: {summary}", report.attempts_in_round),
             feedback: feedback(report, extra),
         };
     }
-    Conclusion { breakpoint: None, decision: Decision::Retry, reason: summary, feedback: feedback(report, extra) }
+    Conclusion {
+        answered: false,
+        breakpoint: None,
+        decision: Decision::Retry,
+        reason: summary,
+        feedback: feedback(report, extra),
+    }
 }
 
 impl Handler<Decide> for DecisionEngine {
@@ -278,7 +336,7 @@ impl Handler<Decide> for DecisionEngine {
 
     fn handle(&mut self, msg: Decide, _ctx: &mut Self::Context) -> Self::Result {
         let report = msg.0;
-        let conclusion = decide(
+        let mut conclusion = decide(
             &report,
             &self.thresholds,
             self.max_attempts,
@@ -286,29 +344,52 @@ impl Handler<Decide> for DecisionEngine {
             &self.breakpoints,
             self.allowed.as_ref(),
         );
-        let mut events = Vec::new();
-        if let Some((name, detail)) = &conclusion.breakpoint {
-            events.push(Event::BreakpointHit(BreakpointHit {
-                project: report.attempt.key.project.clone(),
-                task: report.attempt.key.task.clone(),
-                attempt: report.attempt.attempt,
-                breakpoint: name.clone(),
-                detail: detail.clone(),
-            }));
-        }
-        events.push(Event::Decided(Decided {
-            project: report.attempt.key.project.clone(),
-            task: report.attempt.key.task.clone(),
-            attempt: report.attempt.attempt,
-            decision: conclusion.decision,
-            reason: conclusion.reason.clone(),
-            feedback: conclusion.feedback.clone(),
-        }));
         let journal = self.journal.clone();
         let scheduler = self.scheduler.clone();
         let failed = self.failed.clone();
+        let gateway = self.gateway.clone().filter(|_| conclusion.decision == Decision::Clarify);
         Box::pin(
             async move {
+                let mut events = Vec::new();
+                // A question: first the LLM, from the task and its acceptance criteria; a human only if it is unsure.
+                if let Some(gateway) = gateway {
+                    let question = report.outcome.result.as_deref().and_then(trailing_question).unwrap_or_default();
+                    let request = clarify_request(&report, &question);
+                    let asked =
+                        gateway.send(super::llm_gateway::Ask { request, about: Some(report.attempt.clone()) }).await;
+                    if let Ok(Ok(answer)) = asked {
+                        let json = answer.json.unwrap_or_default();
+                        let text = json["answer"].as_str().unwrap_or("").trim().to_string();
+                        if json["confident"] == serde_json::Value::Bool(true) && !text.is_empty() {
+                            events.push(Event::LlmAnswered(crate::journal::event::LlmAnswered {
+                                project: report.attempt.key.project.clone(),
+                                task: report.attempt.key.task.clone(),
+                                attempt: report.attempt.attempt,
+                                question: question.clone(),
+                                answer: text,
+                            }));
+                            conclusion.answered = true;
+                            conclusion.reason = format!("{}; answered by the LLM from the task", conclusion.reason);
+                        }
+                    }
+                }
+                if let Some((name, detail)) = &conclusion.breakpoint {
+                    events.push(Event::BreakpointHit(BreakpointHit {
+                        project: report.attempt.key.project.clone(),
+                        task: report.attempt.key.task.clone(),
+                        attempt: report.attempt.attempt,
+                        breakpoint: name.clone(),
+                        detail: detail.clone(),
+                    }));
+                }
+                events.push(Event::Decided(Decided {
+                    project: report.attempt.key.project.clone(),
+                    task: report.attempt.key.task.clone(),
+                    attempt: report.attempt.attempt,
+                    decision: conclusion.decision,
+                    reason: conclusion.reason.clone(),
+                    feedback: conclusion.feedback.clone(),
+                }));
                 match journal.send(Append(events)).await {
                     Ok(Ok(_)) => scheduler.do_send(Concluded { report, conclusion }),
                     Ok(Err(e)) => SessionEnded::failed(&failed, report.attempt, format!("recording its decision: {e}")),

@@ -133,6 +133,8 @@ pub enum Review {
 pub struct Conclusion {
     /// The breakpoint that stopped the attempt, if one did: (name, evidence).
     pub breakpoint: Option<(String, String)>,
+    /// For a clarify: the LLM answered the question, so the task goes on without a human.
+    pub answered: bool,
     /// The decision.
     pub decision: Decision,
     /// One line saying why.

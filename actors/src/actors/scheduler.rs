@@ -563,6 +563,7 @@ impl Handler<Concluded> for Scheduler {
         let (to, reason) = match c.decision {
             Decision::Proceed => (TaskState::Completed, c.reason),
             Decision::Retry => (TaskState::Pending, format!("retry: {}", c.reason)),
+            Decision::Clarify if c.answered => (TaskState::Pending, c.reason),
             Decision::Clarify => (TaskState::Escalated, format!("waiting for an answer: {}", c.reason)),
             Decision::Escalate => (TaskState::Escalated, c.reason),
         };

@@ -363,6 +363,21 @@ pub struct BreakpointHit {
     pub detail: String,
 }
 
+/// The LLM answered an agent's question from the task and its acceptance criteria.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmAnswered {
+    /// The project.
+    pub project: String,
+    /// The task.
+    pub task: String,
+    /// The attempt that asked.
+    pub attempt: u32,
+    /// The question.
+    pub question: String,
+    /// The answer, given to the next attempt (which resumes the same session).
+    pub answer: String,
+}
+
 /// Everything the journal records. Closed: readers match exhaustively.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -409,6 +424,8 @@ pub enum Event {
     Reviewed(Reviewed),
     /// See [`BreakpointHit`].
     BreakpointHit(BreakpointHit),
+    /// See [`LlmAnswered`].
+    LlmAnswered(LlmAnswered),
 }
 
 /// The project, task and attempt an event is about, where it is about one.
@@ -436,7 +453,7 @@ macro_rules! task_scope {
 
 impl Event {
     /// Every kind name, in declaration order; the index is the kind's code on disk.
-    pub const KINDS: [&'static str; 21] = [
+    pub const KINDS: [&'static str; 22] = [
         "project_registered",
         "task_added",
         "task_updated",
@@ -458,6 +475,7 @@ impl Event {
         "llm_called",
         "reviewed",
         "breakpoint_hit",
+        "llm_answered",
     ];
 
     /// The kind's code: its index in [`Event::KINDS`].
@@ -484,6 +502,7 @@ impl Event {
             Event::LlmCalled(_) => 18,
             Event::Reviewed(_) => 19,
             Event::BreakpointHit(_) => 20,
+            Event::LlmAnswered(_) => 21,
         }
     }
 
@@ -514,6 +533,7 @@ impl Event {
             Event::RolledBack(e) => task_scope!(e),
             Event::Reviewed(e) => attempt_scope!(e),
             Event::BreakpointHit(e) => attempt_scope!(e),
+            Event::LlmAnswered(e) => attempt_scope!(e),
             Event::LlmCalled(e) => Scope { project: e.project.as_deref(), task: e.task.as_deref(), attempt: e.attempt },
         }
     }

@@ -288,6 +288,14 @@ impl State {
                     touched.task = Some(key);
                 }
             }
+            Event::LlmAnswered(e) => {
+                let key = TaskKey::new(&e.project, &e.task);
+                if let Some(v) = self.tasks.get_mut(&key) {
+                    // Unlike a human's answer, it does not reset the attempts counted toward max_attempts.
+                    v.answers.push(e.answer.clone());
+                    touched.task = Some(key);
+                }
+            }
             Event::HumanAnswered(e) => {
                 let key = TaskKey::new(&e.project, &e.task);
                 if let Some(v) = self.tasks.get_mut(&key) {
