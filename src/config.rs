@@ -221,6 +221,7 @@ struct FileConfidence {
     changes: Spanned<f64>,
     attempt: Spanned<f64>,
     llm_review: Spanned<f64>,
+    scope: Spanned<f64>,
 }
 
 impl Default for FileConfidence {
@@ -231,6 +232,7 @@ impl Default for FileConfidence {
             changes: Spanned::new(0..0, 0.15),
             attempt: Spanned::new(0..0, 0.1),
             llm_review: Spanned::new(0..0, 0.3),
+            scope: Spanned::new(0..0, 0.1),
         }
     }
 }
@@ -644,6 +646,7 @@ fn resolve(file: FileConfig, text: &str, source: &str, base: &Path) -> Result<Se
         changes: fraction(source, text, &c.changes, "orchestration.confidence.changes")?,
         attempt: fraction(source, text, &c.attempt, "orchestration.confidence.attempt")?,
         llm_review: fraction(source, text, &c.llm_review, "orchestration.confidence.llm_review")?,
+        scope: fraction(source, text, &c.scope, "orchestration.confidence.scope")?,
     };
     if weights.checks + weights.validation + weights.changes + weights.attempt <= 0.0 {
         return Err(plain("orchestration.confidence", "the weights add up to 0".into()));
@@ -923,6 +926,7 @@ mod tests {
         assert_eq!(po.confidence.changes.get_ref(), dor.confidence.changes.get_ref());
         assert_eq!(po.confidence.attempt.get_ref(), dor.confidence.attempt.get_ref());
         assert_eq!(po.confidence.llm_review.get_ref(), dor.confidence.llm_review.get_ref());
+        assert_eq!(po.confidence.scope.get_ref(), dor.confidence.scope.get_ref());
         assert!(parsed.projects.is_empty());
     }
 

@@ -132,6 +132,8 @@ pub struct ConfidenceWeights {
     pub attempt: f64,
     /// The LLM's review, when an LLM is configured.
     pub llm_review: f64,
+    /// How large and how destructive the change is: many files, deletions.
+    pub scope: f64,
 }
 
 /// Thresholds of the decision engine.
@@ -177,6 +179,7 @@ impl Default for OrchestrationSettings {
                 changes: 0.15,
                 attempt: 0.1,
                 llm_review: 0.3,
+                scope: 0.1,
             },
             confidence_threshold: 0.7,
             breakpoints: Breakpoints::default(),

@@ -78,6 +78,16 @@ pub fn score(report: &AttemptReport, w: &ConfidenceWeights) -> (f64, Vec<Factor>
         weight: w.changes,
         detail: if n > 0 { format!("{n} file(s) changed") } else { "no file changed".into() },
     });
+    // Scope: a handful of files is ordinary; a sprawling change or deletions are less likely to be what was asked.
+    let deleted = report.changes.iter().filter(|c| c.kind == crate::types::ChangeKind::Deleted).count();
+    let sprawl = (report.changes.len().saturating_sub(10) as f64 / 90.0).min(1.0);
+    let scope = (1.0 - 0.5 * sprawl - 0.05 * deleted as f64).max(0.5);
+    factors.push(Factor {
+        name: "scope".into(),
+        value: scope,
+        weight: w.scope,
+        detail: format!("{} file(s) changed, {deleted} deleted", report.changes.len()),
+    });
     match &report.review {
         Some(super::report::Review::Done { accept, score, issues, .. }) => {
             let v = f64::from((*score).min(100)) / 100.0;

@@ -58,6 +58,16 @@ struct Entry {
     len: u64,
     mtime_ns: i128,
     hash: ContentHash,
+    /// When this entry was recorded. File timestamps come from a coarse clock (a few ms), so an entry whose mtime is
+    /// that close to when it was recorded may hide a later same-size edit: it is "racily clean" and re-hashed.
+    seen_ns: i128,
+}
+
+/// How far before its recording a file's mtime must be for size + mtime to be trusted.
+const RACY_NS: i128 = 100_000_000;
+
+fn now_ns() -> i128 {
+    std::time::SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i128).unwrap_or(0)
 }
 
 type Snapshot = BTreeMap<String, Entry>;
@@ -292,6 +302,8 @@ fn scan(
 ) -> ScanResult {
     let mut snap = Snapshot::new();
     let mut blobs = Vec::new();
+    // Taken before any file is read: an edit after this point has an mtime at or after it.
+    let seen = now_ns();
     let mut new_hashes = HashSet::new();
     // Hidden files count; what .gitignore (or .ignore) excludes does not: build outputs are not the agent's work,
     // and hashing a `target/` of gigabytes before every attempt would be ruinous.
@@ -337,7 +349,8 @@ fn scan(
         let len = meta.len();
         if let Some(c) = cache.get(&rel) {
             let known = stored.is_none_or(|s| s.contains(&c.hash));
-            if c.len == len && c.mtime_ns == mtime_ns && !force.contains(&rel) && known {
+            let settled = c.mtime_ns < c.seen_ns - RACY_NS;
+            if c.len == len && c.mtime_ns == mtime_ns && settled && !force.contains(&rel) && known {
                 snap.insert(rel, *c);
                 continue;
             }
@@ -355,7 +368,7 @@ fn scan(
                 blobs.push((hash, data));
             }
         }
-        snap.insert(rel, Entry { len, mtime_ns, hash });
+        snap.insert(rel, Entry { len, mtime_ns, hash, seen_ns: seen });
     }
     Ok((snap, blobs))
 }
@@ -365,7 +378,23 @@ mod tests {
     use super::*;
 
     fn entry(b: u8) -> Entry {
-        Entry { len: 1, mtime_ns: 0, hash: ContentHash([b; 32]) }
+        Entry { len: 1, mtime_ns: 0, hash: ContentHash([b; 32]), seen_ns: 0 }
+    }
+
+    #[test]
+    fn a_same_size_edit_right_after_a_snapshot_is_not_missed() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let f = dir.path().join("same.txt");
+        std::fs::write(&f, "before")?;
+        let (first, _) = scan(dir.path(), &[], &HashMap::new(), &HashSet::new(), None)?;
+        // Same size, at once: with a coarse clock the mtime does not move (made so here, whatever this clock does).
+        let mtime = std::fs::metadata(&f)?.modified()?;
+        std::fs::write(&f, "after!")?;
+        std::fs::File::options().write(true).open(&f)?.set_modified(mtime)?;
+        let cache: HashMap<String, Entry> = first.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let (second, _) = scan(dir.path(), &[], &cache, &HashSet::new(), None)?;
+        assert_ne!(first["same.txt"].hash, second["same.txt"].hash);
+        Ok(())
     }
 
     #[test]
