@@ -55,20 +55,28 @@ fn llm_calls(dir: &std::path::Path) -> Vec<orch_actors::journal::event::LlmCalle
         .collect()
 }
 
-#[actix::test]
-async fn a_real_llama_cpp_server_answers_within_the_schema_and_every_call_is_journaled() -> TestResult {
-    let server = support::LlamaServer::start();
-    let dir = tempfile::tempdir()?;
-    let llm = LlmSettings {
+/// The real llama.cpp server as an OpenAI-compatible provider; deterministic, patient (2 cores are shared).
+fn llama(server: &support::LlamaServer) -> LlmSettings {
+    LlmSettings {
         provider: LlmProviderKind::OpenAi,
         model: "smollm2".into(),
         base_url: server.url.clone(),
         temperature: 0.0,
         timeout: Duration::from_secs(120),
+        ..LlmSettings::default()
+    }
+}
+
+#[actix::test]
+async fn a_real_llama_cpp_server_answers_within_the_schema_and_every_call_is_journaled() -> TestResult {
+    let server = support::LlamaServer::start();
+    let dir = tempfile::tempdir()?;
+    let llm = LlmSettings {
         max_concurrent: 2,
         required: true,
         api_key: Some("sk-llm-test-secret-4321".into()),
         max_retries: 1,
+        ..llama(&server)
     };
     let (orch, _) = Orchestrator::start(settings(dir.path(), llm)).await?;
     assert!(
@@ -315,14 +323,7 @@ async fn an_unusable_review_lowers_confidence_and_an_accept_never_overrules_fail
 async fn a_run_is_reviewed_by_the_real_model_and_the_call_is_attributed_to_its_attempt() -> TestResult {
     let server = support::LlamaServer::start();
     let dir = tempfile::tempdir()?;
-    let llm = LlmSettings {
-        provider: LlmProviderKind::OpenAi,
-        model: "smollm2".into(),
-        base_url: server.url.clone(),
-        temperature: 0.0,
-        timeout: Duration::from_secs(120),
-        ..LlmSettings::default()
-    };
+    let llm = llama(&server);
     let mut s = project_settings(dir.path(), llm, "test -s out.txt");
     s.orchestration.max_attempts = 1;
     let (orch, _) = Orchestrator::start(s).await?;
