@@ -60,10 +60,27 @@ fn default_true() -> bool {
 #[serde(deny_unknown_fields, default)]
 struct FileConfig {
     journal: FileJournal,
+    prompts: FilePrompts,
     llm: FileLlm,
     agent: FileAgent,
     orchestration: FileOrchestration,
     projects: Vec<FileProject>,
+}
+
+/// Prompt template files; empty: the built-in ones (`config/prompts/`).
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+struct FilePrompts {
+    attempt: Spanned<String>,
+    review: Spanned<String>,
+    clarify: Spanned<String>,
+}
+
+impl Default for FilePrompts {
+    fn default() -> Self {
+        let empty = || Spanned::new(0..0, String::new());
+        FilePrompts { attempt: empty(), review: empty(), clarify: empty() }
+    }
 }
 
 #[derive(Debug, Deserialize, PartialEq)]
@@ -609,6 +626,7 @@ fn resolve(file: FileConfig, text: &str, source: &str, base: &Path) -> Result<Se
     }
     let threshold =
         fraction(source, text, &o.breakpoints.confidence_threshold, "orchestration.breakpoints.confidence_threshold")?;
+    let prompts = prompt_templates(&file.prompts, text, source, base)?;
     let b = &o.breakpoints;
     for g in &b.allowed_paths {
         if let Err(e) = globset::Glob::new(g.get_ref()) {
@@ -852,11 +870,65 @@ fn resolve(file: FileConfig, text: &str, source: &str, base: &Path) -> Result<Se
             confidence: weights,
             confidence_threshold: threshold,
             breakpoints,
+            prompts,
             prompt_token_budget: o.prompt_token_budget,
             output_tail_bytes: o.output_tail_bytes.max(256),
         },
         projects,
     })
+}
+
+/// Reads the prompt templates the config names (relative to it), checking the attempt template's placeholders.
+fn prompt_templates(
+    p: &FilePrompts,
+    text: &str,
+    source: &str,
+    base: &Path,
+) -> Result<orch_actors::settings::PromptTemplates, ConfigError> {
+    let mut t = orch_actors::settings::PromptTemplates::default();
+    let read = |v: &Spanned<String>, key: &str| -> Result<Option<(PathBuf, String)>, ConfigError> {
+        if v.get_ref().is_empty() {
+            return Ok(None);
+        }
+        let path = resolve_path(base, v.get_ref());
+        std::fs::read_to_string(&path)
+            .map(|s| Some((path.clone(), s)))
+            .map_err(|e| at(source, text, v, key, format!("cannot read {}: {e}", path.display())))
+    };
+    if let Some((path, template)) = read(&p.attempt, "prompts.attempt")? {
+        let used = orch_actors::prompt::placeholders(&template);
+        for (name, line) in &used {
+            if !orch_actors::settings::ATTEMPT_PLACEHOLDERS.contains(&name.as_str()) {
+                return Err(ConfigError {
+                    source: path.display().to_string(),
+                    line: Some(*line),
+                    column: None,
+                    key: Some("prompts.attempt".into()),
+                    message: format!(
+                        "unknown placeholder {{{name}}}; known: {}",
+                        orch_actors::settings::ATTEMPT_PLACEHOLDERS.map(|n| format!("{{{n}}}")).join(" ")
+                    ),
+                });
+            }
+        }
+        if !used.iter().any(|(n, _)| n == "description") {
+            return Err(at(
+                source,
+                text,
+                &p.attempt,
+                "prompts.attempt",
+                format!("{} has no {{description}}: the task's description must reach the agent", path.display()),
+            ));
+        }
+        t.attempt = template;
+    }
+    if let Some((_, s)) = read(&p.review, "prompts.review")? {
+        t.review_system = s.trim().to_string();
+    }
+    if let Some((_, s)) = read(&p.clarify, "prompts.clarify")? {
+        t.clarify_system = s.trim().to_string();
+    }
+    Ok(t)
 }
 
 /// Names usable as project names and task ids.
@@ -935,6 +1007,27 @@ mod tests {
         let c = load_text(DEFAULT_TOML, &[])?;
         assert_eq!(c.settings.orchestration, OrchestrationSettings::default());
         Ok(())
+    }
+
+    #[test]
+    fn prompt_templates_are_read_and_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("good.md"), "Do this: {description}\n({task})\n").expect("write");
+        std::fs::write(dir.path().join("bad.md"), "# {title}\n{descripton}\n").expect("write");
+        std::fs::write(dir.path().join("none.md"), "# {title}\n").expect("write");
+        let p = dir.path().join("orch.toml");
+        let load = |prompts: &str| {
+            std::fs::write(&p, format!("[prompts]\n{prompts}\n")).expect("write");
+            load_with_env(Some(&p), &[], &Overrides::default())
+        };
+        let c = load("attempt = \"good.md\"\nreview = \"good.md\"").expect("loads");
+        assert_eq!(c.settings.orchestration.prompts.attempt, "Do this: {description}\n({task})\n");
+        let e = load("attempt = \"bad.md\"").expect_err("unknown placeholder");
+        assert!(e.source.ends_with("bad.md") && e.line == Some(2) && e.message.contains("{descripton}"), "{e}");
+        let e = load("attempt = \"none.md\"").expect_err("no description");
+        assert!(e.message.contains("has no {description}"), "{e}");
+        let e = load("attempt = \"missing.md\"").expect_err("missing file");
+        assert_eq!(e.line, Some(2));
     }
 
     #[test]

@@ -83,8 +83,54 @@ pub struct Prompt {
     pub trimmed: usize,
 }
 
+/// Fills `{name}` placeholders in one pass (a value's own braces are left alone); an unknown `{…}` stays as it is.
+pub fn render(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len() + 256);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        match after.find('}').map(|close| (&after[..close], close)) {
+            Some((name, close)) if values.iter().any(|(k, _)| *k == name) => {
+                out.push_str(values.iter().find(|(k, _)| *k == name).map(|(_, v)| *v).unwrap_or(""));
+                rest = &after[close + 1..];
+            }
+            _ => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The `{placeholders}` a template uses, with the 1-based line each is on.
+pub fn placeholders(template: &str) -> Vec<(String, usize)> {
+    let mut out = Vec::new();
+    for (i, line) in template.lines().enumerate() {
+        let mut rest = line;
+        while let Some(open) = rest.find('{') {
+            let after = &rest[open + 1..];
+            match after.find('}') {
+                Some(close) => {
+                    let name = &after[..close];
+                    if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                        out.push((name.to_string(), i + 1));
+                    }
+                    rest = &after[close + 1..];
+                }
+                None => break,
+            }
+        }
+    }
+    out
+}
+
 /// What goes into a prompt besides the task itself.
 pub struct PromptInput<'a> {
+    /// The attempt template (see [`crate::settings::PromptTemplates::attempt`]).
+    pub template: &'a str,
     /// The task, with its attempts and answers.
     pub task: &'a TaskView,
     /// The project's check commands.
@@ -98,31 +144,38 @@ pub struct PromptInput<'a> {
 /// Builds the prompt for a new attempt.
 pub fn build(input: &PromptInput<'_>) -> Prompt {
     let spec = &input.task.spec;
-    let mut base = String::new();
-    base.push_str(&format!("# Task: {}\n\n", spec.title));
-    base.push_str(&spec.description);
-    if !spec.description.ends_with('\n') {
-        base.push('\n');
-    }
-    if !spec.acceptance.is_empty() {
-        base.push_str("\n## Acceptance criteria\n");
-        for a in &spec.acceptance {
-            base.push_str(&format!("- {a}\n"));
+    let section = |heading: &str, items: Vec<String>| {
+        if items.is_empty() {
+            String::new()
+        } else {
+            format!("\n## {heading}\n{}", items.iter().map(|i| format!("- {i}\n")).collect::<String>())
         }
-    }
-    if !input.checks.is_empty() {
-        base.push_str("\n## Checks\nWhen you are done, these commands are run in the workspace and must all pass:\n");
-        for c in input.checks {
-            base.push_str(&format!("- `{c}`\n"));
-        }
-    }
-    if !input.task.answers.is_empty() {
-        base.push_str("\n## Answers from a human\n");
-        for a in &input.task.answers {
-            base.push_str(&format!("- {a}\n"));
-        }
-    }
-    base.push_str(&format!("\n(Project `{}`, task `{}`, attempt {}.)\n", spec.project, spec.id, input.attempt));
+    };
+    let acceptance = section("Acceptance criteria", spec.acceptance.clone());
+    let checks = if input.checks.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "\n## Checks\nWhen you are done, these commands are run in the workspace and must all pass:\n{}",
+            input.checks.iter().map(|c| format!("- `{c}`\n")).collect::<String>()
+        )
+    };
+    let answers = section("Answers from a human", input.task.answers.clone());
+    let description = spec.description.strip_suffix('\n').unwrap_or(&spec.description);
+    let attempt = input.attempt.to_string();
+    let base = render(
+        input.template,
+        &[
+            ("title", spec.title.as_str()),
+            ("description", description),
+            ("acceptance", &acceptance),
+            ("checks", &checks),
+            ("answers", &answers),
+            ("project", spec.project.as_str()),
+            ("task", spec.id.as_str()),
+            ("attempt", &attempt),
+        ],
+    );
 
     // Feedback of earlier attempts, most recent first: it says what failed last.
     let feedback: Vec<(u32, &str)> =

@@ -8,6 +8,34 @@ use std::time::Duration;
 pub use crate::journal::Durability;
 use crate::types::TaskSpec;
 
+/// The prompts orch writes: the agent's (a template) and the LLM's system prompts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromptTemplates {
+    /// The task part of an attempt's prompt; placeholders `{title}`, `{description}` (required: it travels
+    /// verbatim), `{acceptance}`, `{checks}`, `{answers}`, `{project}`, `{task}`, `{attempt}`. Feedback of earlier
+    /// attempts follows it, trimmed to the token budget.
+    pub attempt: String,
+    /// The LLM's system prompt for a review.
+    pub review_system: String,
+    /// The LLM's system prompt for answering an agent's question.
+    pub clarify_system: String,
+}
+
+/// The placeholders an attempt template may use.
+pub const ATTEMPT_PLACEHOLDERS: [&str; 8] =
+    ["title", "description", "acceptance", "checks", "answers", "project", "task", "attempt"];
+
+impl Default for PromptTemplates {
+    /// The templates in `config/prompts/`.
+    fn default() -> Self {
+        PromptTemplates {
+            attempt: include_str!("../../config/prompts/attempt.md").to_string(),
+            review_system: include_str!("../../config/prompts/review.md").trim().to_string(),
+            clarify_system: include_str!("../../config/prompts/clarify.md").trim().to_string(),
+        }
+    }
+}
+
 /// Everything the engine needs.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -160,6 +188,8 @@ pub struct OrchestrationSettings {
     pub confidence_threshold: f64,
     /// The other breakpoints.
     pub breakpoints: Breakpoints,
+    /// The prompts.
+    pub prompts: PromptTemplates,
     /// Token budget of a prompt (cl100k tokens).
     pub prompt_token_budget: usize,
     /// Bytes of check output kept (the tail).
@@ -183,6 +213,7 @@ impl Default for OrchestrationSettings {
             },
             confidence_threshold: 0.7,
             breakpoints: Breakpoints::default(),
+            prompts: PromptTemplates::default(),
             prompt_token_budget: 8000,
             output_tail_bytes: 4096,
         }

@@ -120,6 +120,7 @@ impl Orchestrator {
         let reviewer = llm.as_ref().map(|g| crate::actors::quality::Reviewer {
             gateway: g.clone().recipient(),
             blobs: journal.clone().recipient(),
+            system: settings.orchestration.prompts.review_system.clone(),
         });
         let llm_for_decisions = llm.as_ref().map(|g| g.clone().recipient());
         let o = settings.orchestration.clone();
@@ -135,7 +136,7 @@ impl Orchestrator {
                 ctx.address().recipient(),
                 o.breakpoints.clone(),
             )
-            .with_llm(llm_for_decisions)
+            .with_llm(llm_for_decisions, &o.prompts.clarify_system)
             .start();
             let scorer = ConfidenceScorer::new(
                 j.clone().recipient(),

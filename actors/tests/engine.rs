@@ -465,3 +465,18 @@ async fn breakpoints_stop_destructive_or_stray_changes_and_runs_of_failures() ->
     assert_eq!(breakpoints_hit(&h.path("journal"))[0].0, "consecutive_failures");
     Ok(())
 }
+
+#[actix::test]
+async fn a_custom_prompt_template_is_what_the_agent_gets() -> TestResult {
+    let f = Fixture::new();
+    let script = format!("cat > {}/prompt.txt; echo x > out.txt; echo done", f.dir.path().display());
+    let mut s = f.settings(&script, &[], vec![task("t", 5, &[])]);
+    s.orchestration.prompts.attempt =
+        "HOUSE RULES FIRST.\n{description}\n-- {project}/{task} #{attempt} {unknown}\n".into();
+    let (orch, _) = Orchestrator::start(s).await?;
+    assert!(orch.run(Selection::default()).await?.all_completed());
+    orch.shutdown().await?;
+    let prompt = std::fs::read_to_string(f.path("prompt.txt"))?;
+    assert_eq!(prompt, "HOUSE RULES FIRST.\nDo t.\n-- p/t #1 {unknown}\n");
+    Ok(())
+}

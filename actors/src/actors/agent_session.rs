@@ -45,6 +45,8 @@ pub struct SessionSpec {
     pub token_budget: usize,
     /// Keeps secrets out of the journal.
     pub redactor: Arc<Redactor>,
+    /// The attempt prompt's template.
+    pub template: Arc<str>,
 }
 
 /// See the module documentation.
@@ -132,8 +134,9 @@ async fn run_attempt(
     let task = spec.task.clone();
     let checks = project.checks.clone();
     let (n, budget) = (a.attempt, spec.token_budget);
+    let template = spec.template.clone();
     let built = tokio::task::spawn_blocking(move || {
-        prompt::build(&PromptInput { task: &task, checks: &checks, attempt: n, budget })
+        prompt::build(&PromptInput { template: &template, task: &task, checks: &checks, attempt: n, budget })
     })
     .await
     .map_err(|e| EngineError::Stopped(format!("prompt task: {e}")))?;

@@ -28,6 +28,7 @@ pub struct DecisionEngine {
     breakpoints: Breakpoints,
     allowed: Option<globset::GlobSet>,
     gateway: Option<Recipient<super::llm_gateway::Ask>>,
+    clarify_system: String,
 }
 
 impl DecisionEngine {
@@ -55,18 +56,21 @@ impl DecisionEngine {
             breakpoints,
             allowed,
             gateway: None,
+            clarify_system: String::new(),
         }
     }
 
-    /// Questions an agent asks are first put to this LLM, answered from the task when it is confident.
-    pub fn with_llm(mut self, gateway: Option<Recipient<super::llm_gateway::Ask>>) -> Self {
+    /// Questions an agent asks are first put to this LLM, with this system prompt, and answered from the task when
+    /// it is confident.
+    pub fn with_llm(mut self, gateway: Option<Recipient<super::llm_gateway::Ask>>, system: &str) -> Self {
         self.gateway = gateway;
+        self.clarify_system = system.to_string();
         self
     }
 }
 
 /// The request that asks the LLM to answer an agent's question from the task and its acceptance criteria only.
-pub fn clarify_request(report: &AttemptReport, question: &str) -> crate::llm::LlmRequest {
+pub fn clarify_request(system: &str, report: &AttemptReport, question: &str) -> crate::llm::LlmRequest {
     let (title, description, acceptance) = match &report.task {
         Some(t) => (t.title.as_str(), t.description.as_str(), t.acceptance.clone()),
         None => (report.attempt.key.task.as_str(), "", Vec::new()),
@@ -81,10 +85,7 @@ pub fn clarify_request(report: &AttemptReport, question: &str) -> crate::llm::Ll
     user.push_str(&format!("\n## The coding agent asks\n{question}\n"));
     crate::llm::LlmRequest {
         purpose: "clarify".into(),
-        system: "A coding agent working on the task below asked a question. Answer it only if the task and its \
-                 acceptance criteria settle it; then set confident to true. If they do not, set confident to false: \
-                 a human will answer. Answer with JSON only."
-            .into(),
+        system: system.to_string(),
         user,
         schema: Some(serde_json::json!({
             "type": "object", "additionalProperties": false, "required": ["confident", "answer"],
@@ -348,13 +349,14 @@ impl Handler<Decide> for DecisionEngine {
         let scheduler = self.scheduler.clone();
         let failed = self.failed.clone();
         let gateway = self.gateway.clone().filter(|_| conclusion.decision == Decision::Clarify);
+        let clarify_system = self.clarify_system.clone();
         Box::pin(
             async move {
                 let mut events = Vec::new();
                 // A question: first the LLM, from the task and its acceptance criteria; a human only if it is unsure.
                 if let Some(gateway) = gateway {
                     let question = report.outcome.result.as_deref().and_then(trailing_question).unwrap_or_default();
-                    let request = clarify_request(&report, &question);
+                    let request = clarify_request(&clarify_system, &report, &question);
                     let asked =
                         gateway.send(super::llm_gateway::Ask { request, about: Some(report.attempt.clone()) }).await;
                     if let Ok(Ok(answer)) = asked {

@@ -32,6 +32,8 @@ pub struct Reviewer {
     pub gateway: Recipient<Ask>,
     /// Pre-images, for the diff.
     pub blobs: Recipient<GetBlob>,
+    /// The review's system prompt.
+    pub system: String,
 }
 
 /// See the module documentation.
@@ -63,6 +65,7 @@ pub fn review_schema() -> serde_json::Value {
 
 /// The review request for an attempt: the task, its acceptance criteria, what the agent said, the checks, the diff.
 pub fn review_request(
+    system: &str,
     report: &AttemptReport,
     task_title: &str,
     description: &str,
@@ -89,10 +92,7 @@ pub fn review_request(
     user.push_str(if diff.is_empty() { "(no file changed)\n" } else { diff });
     LlmRequest {
         purpose: "review".into(),
-        system: "You review a coding agent's change. Judge only from the task, its acceptance criteria, the checks \
-                 and the diff; do not trust what the agent says about itself. Reject a change that does not do the \
-                 task, breaks something, or leaves an acceptance criterion unmet. Answer with JSON only."
-            .into(),
+        system: system.to_string(),
         user,
         schema: Some(review_schema()),
         max_tokens: 600,
@@ -332,7 +332,7 @@ async fn review(r: &Reviewer, report: &AttemptReport) -> Review {
         (Some(t), None) => (t.title.as_str(), t.description.as_str(), t.acceptance.as_slice()),
         (None, None) => (report.attempt.key.task.as_str(), "", &[][..]),
     };
-    let request = review_request(report, title, description, acceptance, &diff);
+    let request = review_request(&r.system, report, title, description, acceptance, &diff);
     match r.gateway.send(Ask { request, about: Some(report.attempt.clone()) }).await {
         Ok(Ok(answer)) => match answer.json {
             Some(v) => Review::Done {

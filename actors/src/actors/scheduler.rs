@@ -306,6 +306,7 @@ impl Scheduler {
             project,
             token_budget: self.orchestration.prompt_token_budget,
             redactor: self.redactor.clone(),
+            template: Arc::from(self.orchestration.prompts.attempt.as_str()),
         };
         let session = AgentSession::new(
             spec,
