@@ -5,7 +5,7 @@ use actix::prelude::*;
 
 use super::decision::Decide;
 use super::report::AttemptReport;
-use super::scheduler::SessionEnded;
+use super::scheduler::{record_or_fail, SessionEnded};
 use super::state_journal::Append;
 use crate::journal::event::{Event, Scored};
 use crate::settings::ConfidenceWeights;
@@ -144,10 +144,8 @@ impl Handler<Score> for ConfidenceScorer {
         let failed = self.failed.clone();
         Box::pin(
             async move {
-                match journal.send(Append(vec![event])).await {
-                    Ok(Ok(_)) => next.do_send(Decide(report)),
-                    Ok(Err(e)) => SessionEnded::failed(&failed, report.attempt, format!("recording its score: {e}")),
-                    Err(e) => SessionEnded::failed(&failed, report.attempt, format!("recording its score: {e}")),
+                if record_or_fail(&journal, &failed, &report.attempt, "its score", vec![event]).await {
+                    next.do_send(Decide(report));
                 }
             }
             .into_actor(self),

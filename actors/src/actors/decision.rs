@@ -4,7 +4,7 @@
 use actix::prelude::*;
 
 use super::report::{AttemptReport, Conclusion};
-use super::scheduler::{Concluded, SessionEnded};
+use super::scheduler::{record_or_fail, Concluded, SessionEnded};
 use super::state_journal::Append;
 use crate::journal::event::{BreakpointHit, Decided, Event};
 use crate::redact;
@@ -392,10 +392,8 @@ impl Handler<Decide> for DecisionEngine {
                     reason: conclusion.reason.clone(),
                     feedback: conclusion.feedback.clone(),
                 }));
-                match journal.send(Append(events)).await {
-                    Ok(Ok(_)) => scheduler.do_send(Concluded { report, conclusion }),
-                    Ok(Err(e)) => SessionEnded::failed(&failed, report.attempt, format!("recording its decision: {e}")),
-                    Err(e) => SessionEnded::failed(&failed, report.attempt, format!("recording its decision: {e}")),
+                if record_or_fail(&journal, &failed, &report.attempt, "its decision", events).await {
+                    scheduler.do_send(Concluded { report, conclusion });
                 }
             }
             .into_actor(self),

@@ -9,7 +9,7 @@ use super::confidence::Score;
 use super::llm_gateway::Ask;
 use super::report::Review;
 use super::report::{AttemptReport, CheckResult};
-use super::scheduler::SessionEnded;
+use super::scheduler::{record_or_fail, SessionEnded};
 use super::state_journal::Append;
 use super::state_journal::GetBlob;
 use crate::diff::{self, FileDiff};
@@ -228,13 +228,7 @@ impl Handler<Assess> for QualityController {
                             duration_us,
                             output_tail: result.output_tail.clone(),
                         });
-                        let sent = journal.send(Append(vec![event])).await;
-                        if let Some(e) = match sent {
-                            Ok(Ok(_)) => None,
-                            Ok(Err(e)) => Some(e.to_string()),
-                            Err(e) => Some(e.to_string()),
-                        } {
-                            SessionEnded::failed(&failed, report.attempt, format!("recording a check result: {e}"));
+                        if !record_or_fail(&journal, &failed, &report.attempt, "a check result", vec![event]).await {
                             return;
                         }
                         report.checks.push(result);
@@ -265,39 +259,35 @@ impl Handler<Assess> for QualityController {
                         ok: false,
                         findings: vec![f],
                     });
-                    if let Err(e) = journal.send(Append(vec![event])).await {
-                        SessionEnded::failed(&failed, report.attempt, format!("recording a false claim: {e}"));
+                    if !record_or_fail(&journal, &failed, &report.attempt, "a false claim", vec![event]).await {
                         return;
                     }
                 }
                 if let (Some(r), None) = (&reviewer, &report.outcome.start_error) {
                     let review = review(r, &report).await;
-                    let event = Event::Reviewed(match &review {
-                        Review::Done { accept, score, issues, unmet_acceptance } => Reviewed {
-                            project: report.attempt.key.project.clone(),
-                            task: report.attempt.key.task.clone(),
-                            attempt: report.attempt.attempt,
-                            available: true,
-                            verdict: if *accept { "accept".into() } else { "reject".into() },
-                            score: *score,
-                            issues: issues.iter().map(|i| redactor.redact(i)).collect(),
-                            unmet_acceptance: unmet_acceptance.iter().map(|u| redactor.redact(u)).collect(),
-                            error: String::new(),
-                        },
-                        Review::Dropped(why) => Reviewed {
-                            project: report.attempt.key.project.clone(),
-                            task: report.attempt.key.task.clone(),
-                            attempt: report.attempt.attempt,
-                            available: false,
-                            verdict: String::new(),
-                            score: 0,
-                            issues: Vec::new(),
-                            unmet_acceptance: Vec::new(),
-                            error: why.clone(),
-                        },
-                    });
-                    if let Err(e) = journal.send(Append(vec![event])).await {
-                        SessionEnded::failed(&failed, report.attempt, format!("recording its review: {e}"));
+                    let mut reviewed = Reviewed {
+                        project: report.attempt.key.project.clone(),
+                        task: report.attempt.key.task.clone(),
+                        attempt: report.attempt.attempt,
+                        available: false,
+                        verdict: String::new(),
+                        score: 0,
+                        issues: Vec::new(),
+                        unmet_acceptance: Vec::new(),
+                        error: String::new(),
+                    };
+                    match &review {
+                        Review::Done { accept, score, issues, unmet_acceptance } => {
+                            reviewed.available = true;
+                            reviewed.verdict = if *accept { "accept".into() } else { "reject".into() };
+                            reviewed.score = *score;
+                            reviewed.issues = issues.iter().map(|i| redactor.redact(i)).collect();
+                            reviewed.unmet_acceptance = unmet_acceptance.iter().map(|u| redactor.redact(u)).collect();
+                        }
+                        Review::Dropped(why) => reviewed.error = why.clone(),
+                    }
+                    let event = Event::Reviewed(reviewed);
+                    if !record_or_fail(&journal, &failed, &report.attempt, "its review", vec![event]).await {
                         return;
                     }
                     report.review = Some(review);

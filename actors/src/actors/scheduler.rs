@@ -83,6 +83,25 @@ impl SessionEnded {
     }
 }
 
+/// Journals an attempt's `events` before the pipeline acts on them. When they cannot be recorded — the journal
+/// refused them or is gone — the attempt stops there: the scheduler is told (it escalates the task with the reason)
+/// and `false` comes back.
+pub async fn record_or_fail(
+    journal: &Recipient<Append>,
+    failed: &Recipient<SessionEnded>,
+    attempt: &AttemptRef,
+    what: &str,
+    events: Vec<Event>,
+) -> bool {
+    let error = match journal.send(Append(events)).await {
+        Ok(Ok(_)) => return true,
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    };
+    SessionEnded::failed(failed, attempt.clone(), format!("recording {what}: {error}"));
+    false
+}
+
 /// The DecisionEngine's conclusion on an attempt.
 #[derive(Message)]
 #[rtype(result = "()")]

@@ -5,7 +5,7 @@ use actix::prelude::*;
 
 use super::quality::Assess;
 use super::report::AttemptReport;
-use super::scheduler::SessionEnded;
+use super::scheduler::{record_or_fail, SessionEnded};
 use super::state_journal::Append;
 use crate::claims::{self, Claim};
 use crate::journal::event::{Event, Validated};
@@ -208,12 +208,8 @@ impl Handler<Validate> for Validator {
         let failed = self.failed.clone();
         Box::pin(
             async move {
-                match journal.send(Append(vec![event])).await {
-                    Ok(Ok(_)) => next.do_send(Assess(report)),
-                    Ok(Err(e)) => {
-                        SessionEnded::failed(&failed, report.attempt, format!("recording its validation: {e}"))
-                    }
-                    Err(e) => SessionEnded::failed(&failed, report.attempt, format!("recording its validation: {e}")),
+                if record_or_fail(&journal, &failed, &report.attempt, "its validation", vec![event]).await {
+                    next.do_send(Assess(report));
                 }
             }
             .into_actor(self),
