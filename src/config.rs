@@ -305,8 +305,6 @@ struct FileTask {
 /// Values given on the command line, applied last.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
-    /// `--journal DIR`.
-    pub journal: Option<PathBuf>,
     /// `--max-sessions N`.
     pub max_sessions: Option<usize>,
     /// `--durability sync|batch`.
@@ -388,9 +386,6 @@ pub fn load_with_env(
         }
         e
     })?;
-    if let Some(j) = &overrides.journal {
-        settings.journal.path = std::path::absolute(j).unwrap_or_else(|_| j.clone());
-    }
     if let Some(n) = overrides.max_sessions {
         if n == 0 {
             return Err(flag_error("--max-sessions", "must be at least 1"));

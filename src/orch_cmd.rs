@@ -338,7 +338,7 @@ fn is_executable(p: &Path) -> bool {
 }
 
 fn run(config_flag: Option<&Path>, args: RunArgs) -> Result<u8, Failure> {
-    let overrides = Overrides { journal: None, max_sessions: args.max_sessions, durability: args.durability };
+    let overrides = Overrides { max_sessions: args.max_sessions, durability: args.durability };
     let cfg = cli::load_config(config_flag, &overrides, true)?;
     check_agents(&cfg.settings)?;
     let selection = Selection { projects: args.projects, tasks: args.tasks };

@@ -79,8 +79,6 @@ pub struct Prompt {
     /// Its size in tokens; `None` when it was not counted because it cannot exceed the budget (a token is at least
     /// one byte, and the prompt has fewer bytes than the budget has tokens) and the tokenizer was still loading.
     pub tokens: Option<usize>,
-    /// Feedback sections left out or cut to fit the budget.
-    pub trimmed: usize,
 }
 
 /// Fills `{name}` placeholders in one pass (a value's own braces are left alone); an unknown `{…}` stays as it is.
@@ -185,15 +183,14 @@ pub fn build(input: &PromptInput<'_>) -> Prompt {
         // It fits whatever the count; do not wait for the tokenizer on the attempt's critical path.
         let mut text = base;
         append_feedback(&mut text, feedback.iter().map(|(n, f)| format!("\n### Attempt {n}\n{f}\n")).collect());
-        return Prompt { text, tokens: None, trimmed: 0 };
+        return Prompt { text, tokens: None };
     }
     let base_tokens = count_tokens(&base);
     if feedback.is_empty() {
-        return Prompt { tokens: Some(base_tokens), text: base, trimmed: 0 };
+        return Prompt { tokens: Some(base_tokens), text: base };
     }
     let mut remaining = input.budget.saturating_sub(base_tokens + count_tokens(FEEDBACK_HEADER));
     let mut sections = Vec::new();
-    let mut trimmed = 0;
     for (n, text) in feedback {
         let section = format!("\n### Attempt {n}\n{text}\n");
         let t = count_tokens(&section);
@@ -213,14 +210,12 @@ pub fn build(input: &PromptInput<'_>) -> Prompt {
             }
             remaining = remaining.saturating_sub(count_tokens(&cut));
             sections.push(cut);
-            trimmed += 1;
-        } else {
-            trimmed += 1;
         }
+        // Otherwise no room is left: this and older feedback stay out.
     }
     let mut text = base;
     append_feedback(&mut text, sections);
-    Prompt { tokens: Some(count_tokens(&text)), text, trimmed }
+    Prompt { tokens: Some(count_tokens(&text)), text }
 }
 
 const FEEDBACK_HEADER: &str =

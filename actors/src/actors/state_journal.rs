@@ -95,7 +95,8 @@ impl Handler<GetBlob> for StateJournal {
     }
 }
 
-/// Flushes and stops; the journal is released once the actor is gone (see [`StateJournal::closed`]).
+/// Flushes and stops; the journal is released once the actor is gone (the receiver [`StateJournal::new`] returns
+/// fires then).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Close;
@@ -127,7 +128,8 @@ pub struct StateJournal {
     waiting: Vec<Waiter>,
     events: broadcast::Sender<Arc<EventRecord>>,
     commit_scheduled: bool,
-    released: DropSignal,
+    /// Held only for its drop, which signals that the journal is released; declared last so it drops last.
+    _released: DropSignal,
 }
 
 impl StateJournal {
@@ -144,14 +146,9 @@ impl StateJournal {
             waiting: Vec::new(),
             events,
             commit_scheduled: false,
-            released: DropSignal(Some(tx)),
+            _released: DropSignal(Some(tx)),
         };
         (actor, rx)
-    }
-
-    /// True until the journal is released (for diagnostics).
-    pub fn is_open(&self) -> bool {
-        self.released.0.is_some()
     }
 
     /// A future that resolves when what was written so far is durable (per the configured durability).

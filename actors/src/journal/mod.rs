@@ -131,11 +131,6 @@ const APPLIED_SEQ: &[u8] = b"applied_seq";
 /// A block is closed once its records reach this size.
 const MAX_BLOCK_BYTES: usize = 64 * 1024;
 
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> i64 {
-    now_us() / 1000
-}
-
 /// Microseconds since the Unix epoch, now.
 pub fn now_us() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
