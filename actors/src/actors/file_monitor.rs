@@ -10,9 +10,11 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::UNIX_EPOCH;
 
 use actix::prelude::*;
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use notify::{RecursiveMode, Watcher};
 
 use super::state_journal::{Append, PutBlobs};
@@ -86,6 +88,7 @@ pub struct FileMonitor {
     before: Snapshot,
     touched: HashSet<String>,
     watcher: Option<notify::RecommendedWatcher>,
+    rules: IgnoreRules,
 }
 
 impl FileMonitor {
@@ -107,6 +110,7 @@ impl FileMonitor {
             before: Snapshot::new(),
             touched: HashSet::new(),
             watcher: None,
+            rules: IgnoreRules::default(),
         }
     }
 
@@ -165,8 +169,9 @@ impl Handler<BeginAttempt> for FileMonitor {
         let ignore = self.ignore.clone();
         let cache = self.cache.clone();
         let stored = self.stored.clone();
+        let rules = self.rules.clone();
         let scan = async move {
-            tokio::task::spawn_blocking(move || scan(&ws, &ignore, &cache, &HashSet::new(), Some(&stored)))
+            tokio::task::spawn_blocking(move || scan(&ws, &ignore, &rules, &cache, &HashSet::new(), Some(&stored)))
                 .await
                 .map_err(|e| EngineError::Stopped(format!("snapshot task: {e}")))?
         };
@@ -206,8 +211,9 @@ impl Handler<EndAttempt> for FileMonitor {
         let ignore = self.ignore.clone();
         let cache = self.cache.clone();
         let touched = std::mem::take(&mut self.touched);
+        let rules = self.rules.clone();
         let scan = async move {
-            tokio::task::spawn_blocking(move || scan(&ws, &ignore, &cache, &touched, None))
+            tokio::task::spawn_blocking(move || scan(&ws, &ignore, &rules, &cache, &touched, None))
                 .await
                 .map_err(|e| EngineError::Stopped(format!("snapshot task: {e}")))?
         };
@@ -290,12 +296,133 @@ fn diff(before: &Snapshot, after: &Snapshot) -> Vec<FileChange> {
 
 type ScanResult = Result<(Snapshot, Vec<(ContentHash, Vec<u8>)>), EngineError>;
 
+/// A file found by [`walk`].
+struct Walked {
+    path: PathBuf,
+    meta: std::fs::Metadata,
+}
+
+/// The ignore rules of each directory (`.git/info/exclude` at the top, `.gitignore`, `.ignore`, in rising
+/// precedence), built once and reused while those files keep their size and mtime: compiling them on every snapshot
+/// cost more than the rest of an attempt's bookkeeping together.
+#[derive(Clone, Default)]
+pub struct IgnoreRules(Arc<Mutex<HashMap<PathBuf, CachedRules>>>);
+
+/// A directory's rules files (path, mtime, size) and the rules built from them.
+type CachedRules = (Vec<(PathBuf, i128, u64)>, Option<Arc<Gitignore>>);
+
+impl IgnoreRules {
+    fn for_dir(&self, dir: &Path, files: &[PathBuf]) -> Option<Arc<Gitignore>> {
+        let sig: Vec<(PathBuf, i128, u64)> = files
+            .iter()
+            .filter_map(|f| {
+                let m = std::fs::metadata(f).ok()?;
+                Some((f.clone(), mtime_ns(&m), m.len()))
+            })
+            .collect();
+        if sig.is_empty() {
+            return None;
+        }
+        let mut map = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((known, rules)) = map.get(dir) {
+            if *known == sig {
+                return rules.clone();
+            }
+        }
+        let mut b = GitignoreBuilder::new(dir);
+        for (f, _, _) in &sig {
+            if let Some(e) = b.add(f) {
+                tracing::warn!("ignore rules in {}: {e}", f.display());
+            }
+        }
+        let rules = b.build().map(Arc::new).map_err(|e| tracing::warn!("ignore rules in {}: {e}", dir.display())).ok();
+        map.insert(dir.to_path_buf(), (sig, rules.clone()));
+        rules
+    }
+}
+
+fn mtime_ns(meta: &std::fs::Metadata) -> i128 {
+    meta.modified().ok().and_then(|m| m.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_nanos() as i128).unwrap_or(0)
+}
+
+/// Whether the innermost rules that say anything about `path` ignore it.
+fn ignored(active: &[Arc<Gitignore>], path: &Path, is_dir: bool) -> bool {
+    for rules in active.iter().rev() {
+        let m = rules.matched(path, is_dir);
+        if m.is_ignore() {
+            return true;
+        }
+        if m.is_whitelist() {
+            return false;
+        }
+    }
+    false
+}
+
+/// Collects the workspace's files: hidden ones count; `.git`, `skip` and what the ignore rules exclude do not
+/// (build outputs are not the agent's work, and hashing a `target/` of gigabytes before every attempt would be
+/// ruinous); symbolic links are not followed.
+fn walk(
+    dir: &Path,
+    ws: &Path,
+    rules: &IgnoreRules,
+    active: &mut Vec<Arc<Gitignore>>,
+    skip: &[PathBuf],
+    out: &mut Vec<(PathBuf, std::fs::Metadata)>,
+) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        // A directory that vanished while walking is simply not there.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let entries: Vec<std::fs::DirEntry> = entries.filter_map(Result::ok).collect();
+    let mut rule_files = Vec::new();
+    if dir == ws {
+        rule_files.push(ws.join(".git/info/exclude"));
+    }
+    for name in [".gitignore", ".ignore"] {
+        if entries.iter().any(|e| e.file_name() == name) {
+            rule_files.push(dir.join(name));
+        }
+    }
+    let pushed = match rules.for_dir(dir, &rule_files) {
+        Some(r) => {
+            active.push(r);
+            true
+        }
+        None => false,
+    };
+    for e in entries {
+        let Ok(ft) = e.file_type() else { continue };
+        let path = e.path();
+        if ft.is_symlink() || skip.iter().any(|s| path.starts_with(s)) || (ft.is_dir() && e.file_name() == ".git") {
+            continue;
+        }
+        if ignored(active, &path, ft.is_dir()) {
+            continue;
+        }
+        if ft.is_dir() {
+            walk(&path, ws, rules, active, skip, out)?;
+        } else if ft.is_file() {
+            if let Ok(meta) = e.metadata() {
+                out.push((path, meta));
+            }
+        }
+    }
+    if pushed {
+        active.pop();
+    }
+    Ok(())
+}
+
 /// Walks the workspace (not following symbolic links, skipping `.git` and `ignore`), hashing files whose size or
 /// mtime changed since `cache` or that are in `force`. With `stored`, returns the content of every file whose hash
 /// is not in it, for the journal to keep.
 fn scan(
     ws: &Path,
     ignore: &[PathBuf],
+    rules: &IgnoreRules,
     cache: &HashMap<String, Entry>,
     force: &HashSet<String>,
     stored: Option<&HashSet<ContentHash>>,
@@ -305,47 +432,15 @@ fn scan(
     // Taken before any file is read: an edit after this point has an mtime at or after it.
     let seen = now_ns();
     let mut new_hashes = HashSet::new();
-    // Hidden files count; what .gitignore (or .ignore) excludes does not: build outputs are not the agent's work,
-    // and hashing a `target/` of gigabytes before every attempt would be ruinous.
-    let ignore_dirs: Vec<PathBuf> = ignore.to_vec();
-    let walker = ignore::WalkBuilder::new(ws)
-        .hidden(false)
-        .follow_links(false)
-        .git_ignore(true)
-        .git_exclude(true)
-        .git_global(false)
-        .ignore(true)
-        .parents(false)
-        .require_git(false)
-        .filter_entry(move |e| {
-            let is_git = e.file_type().is_some_and(|t| t.is_dir()) && e.file_name() == ".git";
-            !is_git && !ignore_dirs.iter().any(|i| e.path().starts_with(i))
-        })
-        .build();
-    for entry in walker {
-        let entry = match entry {
-            Ok(e) => e,
-            // A file that vanished while walking is simply not there.
-            Err(e) if e.io_error().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) => continue,
-            Err(e) => {
-                return Err(EngineError::Io {
-                    about: format!("walking workspace {}", ws.display()),
-                    source: std::io::Error::other(e.to_string()),
-                })
-            }
-        };
-        if !entry.file_type().is_some_and(|t| t.is_file()) {
-            continue;
-        }
-        let Ok(rel) = entry.path().strip_prefix(ws) else { continue };
+    let mut files = Vec::new();
+    walk(ws, ws, rules, &mut Vec::new(), ignore, &mut files)
+        .map_err(|source| EngineError::Io { about: format!("walking workspace {}", ws.display()), source })?;
+    for (path, meta) in files {
+        let entry = Walked { path, meta };
+        let Ok(rel) = entry.path.strip_prefix(ws) else { continue };
         let rel = rel.to_string_lossy().replace('\\', "/");
-        let Ok(meta) = entry.metadata() else { continue };
-        let mtime_ns = meta
-            .modified()
-            .ok()
-            .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
-            .map(|d| d.as_nanos() as i128)
-            .unwrap_or(0);
+        let meta = entry.meta;
+        let mtime_ns = mtime_ns(&meta);
         let len = meta.len();
         if let Some(c) = cache.get(&rel) {
             let known = stored.is_none_or(|s| s.contains(&c.hash));
@@ -355,12 +450,10 @@ fn scan(
                 continue;
             }
         }
-        let data = match std::fs::read(entry.path()) {
+        let data = match std::fs::read(&entry.path) {
             Ok(d) => d,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(source) => {
-                return Err(EngineError::Io { about: format!("reading {}", entry.path().display()), source })
-            }
+            Err(source) => return Err(EngineError::Io { about: format!("reading {}", entry.path.display()), source }),
         };
         let hash = ContentHash::of(&data);
         if let Some(s) = stored {
@@ -386,13 +479,13 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let f = dir.path().join("same.txt");
         std::fs::write(&f, "before")?;
-        let (first, _) = scan(dir.path(), &[], &HashMap::new(), &HashSet::new(), None)?;
+        let (first, _) = scan(dir.path(), &[], &IgnoreRules::default(), &HashMap::new(), &HashSet::new(), None)?;
         // Same size, at once: with a coarse clock the mtime does not move (made so here, whatever this clock does).
         let mtime = std::fs::metadata(&f)?.modified()?;
         std::fs::write(&f, "after!")?;
         std::fs::File::options().write(true).open(&f)?.set_modified(mtime)?;
         let cache: HashMap<String, Entry> = first.iter().map(|(k, v)| (k.clone(), *v)).collect();
-        let (second, _) = scan(dir.path(), &[], &cache, &HashSet::new(), None)?;
+        let (second, _) = scan(dir.path(), &[], &IgnoreRules::default(), &cache, &HashSet::new(), None)?;
         assert_ne!(first["same.txt"].hash, second["same.txt"].hash);
         Ok(())
     }
@@ -407,6 +500,41 @@ mod tests {
     }
 
     #[test]
+    fn ignore_rules_nest_negate_and_follow_their_files() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let w = |p: &str, c: &str| -> std::io::Result<()> {
+            let path = dir.path().join(p);
+            std::fs::create_dir_all(path.parent().unwrap_or(dir.path()))?;
+            std::fs::write(path, c)
+        };
+        w(".gitignore", "*.log\n!keep.log\n")?;
+        w("sub/.gitignore", "local/\n")?;
+        w("sub/.ignore", "!local/\nscratch.txt\n")?;
+        w("a.log", "x")?;
+        w("keep.log", "x")?;
+        w(".hidden", "x")?;
+        w("sub/local/x.txt", "x")?;
+        w("sub/scratch.txt", "x")?;
+        w("sub/y.txt", "x")?;
+        w("sub/deep/z.log", "x")?;
+        let rules = IgnoreRules::default();
+        let names = |rules: &IgnoreRules| -> Result<Vec<String>, EngineError> {
+            let (snap, _) = scan(dir.path(), &[], rules, &HashMap::new(), &HashSet::new(), None)?;
+            Ok(snap.into_keys().collect())
+        };
+        // .ignore outranks .gitignore in its directory; the deepest rule that speaks wins.
+        assert_eq!(
+            names(&rules)?,
+            vec![".gitignore", ".hidden", "keep.log", "sub/.gitignore", "sub/.ignore", "sub/local/x.txt", "sub/y.txt"]
+        );
+        // A changed rules file is read again.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        w(".gitignore", "*.log\n!keep.log\n.hidden\n")?;
+        assert!(!names(&rules)?.contains(&".hidden".to_string()));
+        Ok(())
+    }
+
+    #[test]
     fn scan_skips_git_and_ignored_and_reports_new_blobs() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         std::fs::write(dir.path().join(".gitignore"), "target/\n")?;
@@ -417,8 +545,14 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("journal"))?;
         std::fs::write(dir.path().join("journal/db"), "x")?;
         std::fs::write(dir.path().join("a.txt"), "hello")?;
-        let (snap, blobs) =
-            scan(dir.path(), &[dir.path().join("journal")], &HashMap::new(), &HashSet::new(), Some(&HashSet::new()))?;
+        let (snap, blobs) = scan(
+            dir.path(),
+            &[dir.path().join("journal")],
+            &IgnoreRules::default(),
+            &HashMap::new(),
+            &HashSet::new(),
+            Some(&HashSet::new()),
+        )?;
         assert_eq!(snap.keys().collect::<Vec<_>>(), vec![".gitignore", "a.txt"]);
         assert_eq!(blobs.len(), 2);
         assert!(blobs.iter().any(|b| b.1 == b"hello"));
