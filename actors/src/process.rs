@@ -90,7 +90,7 @@ pub struct Exit {
     pub signal: Option<i32>,
     /// Whether we ended it.
     pub timeout: Timeout,
-    /// Wall time.
+    /// Wall time from spawn until it was reaped (the sweep for what it left behind is not included).
     pub duration: Duration,
     /// Bytes on stdout.
     pub stdout_bytes: u64,
@@ -203,6 +203,8 @@ pub async fn run(
             }
         }
     };
+    // The process's own time ends here; cleaning up after it is the supervisor's.
+    let duration = started.elapsed();
     // Whatever it left running goes with it: its group, then anything else that carries its tag.
     kill_group(pgid);
     let orphans_killed = tokio::task::spawn_blocking(move || kill_tagged(&tag)).await.unwrap_or(0);
@@ -233,7 +235,7 @@ pub async fn run(
         code: status.code(),
         signal: status.signal(),
         timeout: outcome,
-        duration: started.elapsed(),
+        duration,
         stdout_bytes: out_bytes,
         stderr_bytes: err_bytes,
         orphans_killed,
