@@ -46,9 +46,9 @@ fn review(max_tokens: u32) -> LlmRequest {
 }
 
 fn llm_calls(dir: &std::path::Path) -> Vec<orch_actors::journal::event::LlmCalled> {
-    let j = Journal::open(&dir.join("journal"), false).expect("journal");
-    j.scan(EventFilter::default())
-        .filter_map(|r| match r.expect("record").event {
+    events_of(dir)
+        .into_iter()
+        .filter_map(|e| match e {
             Event::LlmCalled(c) => Some(c),
             _ => None,
         })
@@ -241,7 +241,11 @@ fn verdict(accept: bool, score: u32, issues: &[&str]) -> ChatReply {
 
 fn events_of(dir: &std::path::Path) -> Vec<Event> {
     let j = Journal::open(&dir.join("journal"), false).expect("journal");
-    j.scan(EventFilter::default()).map(|r| r.expect("record").event).collect()
+    let events = j.scan(EventFilter::default()).map(|r| r.expect("record").event).collect();
+    // sled lets go of its lock a moment after the handle is dropped; a test may open it again at once.
+    drop(j);
+    assert!(Journal::wait_released(&dir.join("journal"), Duration::from_secs(10)));
+    events
 }
 
 #[actix::test]

@@ -66,7 +66,11 @@ fn task(id: &str, priority: u8, depends_on: &[&str]) -> TaskSpec {
 
 fn events(journal: &Path) -> Vec<Event> {
     let j = Journal::open(journal, false).expect("journal");
-    j.scan(EventFilter::default()).map(|r| r.expect("record").event).collect()
+    let events = j.scan(EventFilter::default()).map(|r| r.expect("record").event).collect();
+    // sled lets go of its lock a moment after the handle is dropped; the test may open it again at once.
+    drop(j);
+    assert!(Journal::wait_released(journal, Duration::from_secs(10)));
+    events
 }
 
 /// Processes whose command line contains `marker`.

@@ -28,7 +28,7 @@ pub struct Append(pub Vec<Event>);
 pub struct Appended {
     /// The events as stored, with their sequence numbers.
     pub records: Vec<Arc<EventRecord>>,
-    /// The task views the events changed, after the change.
+    /// The task views the events changed, after the change (none for events that change no view).
     pub tasks: Vec<TaskView>,
 }
 
@@ -231,12 +231,10 @@ impl StateJournal {
     }
 
     fn append(&mut self, events: Vec<Event>) -> Result<Appended, JournalError> {
-        let records = self.journal.stage(events)?;
-        let mut keys: Vec<TaskKey> = records.iter().filter_map(|r| r.event.task_key()).collect();
-        keys.sort();
-        keys.dedup();
-        let tasks = keys.iter().filter_map(|k| self.journal.state().tasks.get(k).cloned()).collect();
-        let records: Vec<Arc<EventRecord>> = records.into_iter().map(Arc::new).collect();
+        // Only the views these events changed: an agent's output line changes none, and costs no clone.
+        let staged = self.journal.stage(events)?;
+        let tasks = staged.tasks.iter().filter_map(|k| self.journal.state().tasks.get(k).cloned()).collect();
+        let records: Vec<Arc<EventRecord>> = staged.records.into_iter().map(Arc::new).collect();
         for r in &records {
             // No subscriber is fine.
             let _ = self.events.send(r.clone());

@@ -106,6 +106,15 @@ impl VerifyReport {
     }
 }
 
+/// What [`Journal::stage`] took in.
+#[derive(Debug)]
+pub struct Staged {
+    /// The events as stored.
+    pub records: Vec<EventRecord>,
+    /// The tasks whose views they changed.
+    pub tasks: Vec<TaskKey>,
+}
+
 /// The sled-backed event journal.
 pub struct Journal {
     path: PathBuf,
@@ -275,14 +284,14 @@ impl Journal {
 
     /// Appends events and writes them at once (not flushed); returns them as stored.
     pub fn append(&mut self, events: Vec<Event>) -> Result<Vec<EventRecord>, JournalError> {
-        let records = self.stage(events)?;
+        let staged = self.stage(events)?;
         self.commit()?;
-        Ok(records)
+        Ok(staged.records)
     }
 
     /// Appends events to the projections and to the block being built, without writing them yet; they are
-    /// written by the next [`Journal::commit`]. Returns them as stored.
-    pub fn stage(&mut self, events: Vec<Event>) -> Result<Vec<EventRecord>, JournalError> {
+    /// written by the next [`Journal::commit`]. Returns them as stored, with the tasks whose views they changed.
+    pub fn stage(&mut self, events: Vec<Event>) -> Result<Staged, JournalError> {
         let time_us = now_us();
         let mut records = Vec::with_capacity(events.len());
         for (i, event) in events.into_iter().enumerate() {
@@ -294,13 +303,19 @@ impl Journal {
             records.push(EventRecord { seq, time_us, event });
         }
         self.next_seq += records.len() as u64;
+        let mut tasks = Vec::new();
         for r in &records {
             let t = self.state.apply(r);
+            if let Some(k) = &t.task {
+                if !tasks.contains(k) {
+                    tasks.push(k.clone());
+                }
+            }
             if t.project.is_some() || t.task.is_some() {
                 self.staged_touched.push(t);
             }
         }
-        Ok(records)
+        Ok(Staged { records, tasks })
     }
 
     /// Bytes staged and not yet written.
