@@ -207,7 +207,8 @@ pub async fn run(
     let duration = started.elapsed();
     // Whatever it left running goes with it: its group, then anything else that carries its tag.
     kill_group(pgid);
-    let orphans_killed = tokio::task::spawn_blocking(move || kill_tagged(&tag)).await.unwrap_or(0);
+    let first = pgid.map(|p| p.as_raw() as u32).unwrap_or(0);
+    let orphans_killed = tokio::task::spawn_blocking(move || kill_tagged(&tag, first)).await.unwrap_or(0);
     // Lines already read before the exit are still delivered.
     let drain_until = tokio::time::Instant::now() + Duration::from_millis(500);
     while streams_open {
@@ -272,16 +273,25 @@ async fn terminate(
 
 /// Kills every process whose environment carries `tag` (our own process excepted); returns how many. Two passes,
 /// for processes that were forking while the first ran.
-pub fn kill_tagged(tag: &str) -> u32 {
+///
+/// Everything the tagged process started was created after it, so its pid is above `first` (the tagged process's
+/// own) — unless pids wrapped around since, which the kernel's last-assigned pid tells. Only those pids' environments
+/// are read; `first = 0` reads them all.
+pub fn kill_tagged(tag: &str, first: u32) -> u32 {
     let needle = format!("{TAG_VAR}={tag}");
     let me = std::process::id();
+    let last = std::fs::read_to_string("/proc/sys/kernel/ns_last_pid").ok().and_then(|s| s.trim().parse::<u32>().ok());
+    let floor = match last {
+        Some(l) if l >= first => first,
+        _ => 0, // wrapped around (or unknown): any pid may be a descendant
+    };
     let mut killed = 0;
     for _ in 0..2 {
         let mut found = 0;
         let Ok(entries) = std::fs::read_dir("/proc") else { return killed };
         for e in entries.flatten() {
             let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-            if pid == me {
+            if pid == me || pid <= floor {
                 continue;
             }
             let Ok(environ) = std::fs::read(e.path().join("environ")) else { continue };
