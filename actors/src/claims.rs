@@ -1,6 +1,7 @@
 //! What an agent claims in its final answer, checked against the evidence: a file it says it wrote that did not
 //! change, a verification it says it ran with no command run, tests it says pass while the checks fail, and answers
-//! that are no answer at all ("Mock response", "I cannot…").
+//! that are no answer at all ("Mock response", "I cannot…"), work it admits is unfinished, and placeholders it
+//! left in the files it changed.
 
 /// A claim read from an agent's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +68,47 @@ const NON_ANSWERS: &[&str] = &[
     "todo: implement",
 ];
 
+/// Phrases by which an answer admits that the work is not all done.
+const INCOMPLETE: &[&str] = &[
+    "not yet implemented",
+    "not implemented yet",
+    "is not implemented",
+    "are not implemented",
+    "isn't implemented",
+    "haven't implemented",
+    "have not implemented",
+    "didn't implement",
+    "did not implement",
+    "didn't get to",
+    "did not get to",
+    "i couldn't",
+    "i could not",
+    "i was unable",
+    "i wasn't able",
+    "i was not able",
+    "partially implemented",
+    "partial implementation",
+    "only partially",
+    "still needs to be",
+    "remains to be done",
+    "left as a todo",
+    "left a todo",
+    "stubbed out",
+    "placeholder implementation",
+    "not finished",
+    "unfinished",
+];
+
+/// Markers of unfinished code: a line an attempt adds that carries one is a placeholder.
+const PLACEHOLDERS: &[&str] = &[
+    "TODO",
+    "FIXME",
+    "unimplemented!",
+    "todo!(",
+    "NotImplementedError",
+    "not implemented",
+];
+
 /// A word that looks like a file path: has a dot or a slash, no spaces, and is not a sentence end.
 fn path_like(word: &str) -> Option<String> {
     let w = word.trim_matches(|c: char| "`'\"*,;:()[]".contains(c)).trim_end_matches('.');
@@ -118,6 +160,33 @@ pub fn non_answer(answer: &str) -> Option<&'static str> {
     NON_ANSWERS.iter().copied().find(|p| lower.starts_with(p) || (lower.len() < 200 && lower.contains(p)))
 }
 
+/// The phrase by which an answer admits unfinished work, if it does.
+pub fn admits_incomplete(answer: &str) -> Option<&'static str> {
+    let lower = answer.to_lowercase();
+    INCOMPLETE.iter().copied().find(|p| lower.contains(p))
+}
+
+/// Lines of `after` (1-based line number and text) that carry a placeholder marker and are not in `before`: what an
+/// attempt added that says the work is unfinished. Binary contents have none.
+pub fn placeholders_added(before: Option<&[u8]>, after: &[u8]) -> Vec<(usize, String)> {
+    let (Ok(after), before) = (std::str::from_utf8(after), before.and_then(|b| std::str::from_utf8(b).ok())) else {
+        return Vec::new();
+    };
+    let marked = |l: &str| PLACEHOLDERS.iter().any(|m| l.contains(m));
+    let mut old: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for l in before.unwrap_or("").lines().filter(|l| marked(l)) {
+        *old.entry(l.trim()).or_default() += 1;
+    }
+    let mut out = Vec::new();
+    for (i, l) in after.lines().enumerate().filter(|(_, l)| marked(l)) {
+        match old.get_mut(l.trim()) {
+            Some(n) if *n > 0 => *n -= 1,
+            _ => out.push((i + 1, l.trim().to_string())),
+        }
+    }
+    out
+}
+
 /// Whether a claimed path is among the changed ones (the claim may be absolute, or relative to a subdirectory).
 pub fn seen(claimed: &str, changed: &[String], workspace: &std::path::Path) -> bool {
     let ws = workspace.display().to_string();
@@ -154,6 +223,29 @@ mod tests {
         assert_eq!(non_answer("Mock response"), Some("mock response"));
         assert_eq!(non_answer("I cannot do that without access to the repository."), Some("i cannot"));
         assert_eq!(non_answer("Wrote calc.sh; it adds."), None);
+    }
+
+    #[test]
+    fn finds_admitted_unfinished_work() {
+        assert_eq!(
+            admits_incomplete("Added addition. Subtraction is not implemented yet."),
+            Some("not implemented yet")
+        );
+        assert_eq!(admits_incomplete("I could not find a way to run the tests."), Some("i could not"));
+        assert_eq!(admits_incomplete("Wrote calc.sh. I didn't change anything else."), None);
+    }
+
+    #[test]
+    fn finds_only_placeholders_the_change_added() {
+        let before = b"a\n# TODO: old note\nb\n";
+        let after = b"a\n# TODO: old note\nb\n# TODO: handle subtraction\nraise NotImplementedError\n";
+        assert_eq!(
+            placeholders_added(Some(before), after),
+            vec![(4, "# TODO: handle subtraction".to_string()), (5, "raise NotImplementedError".to_string())]
+        );
+        assert_eq!(placeholders_added(None, b"fn f() { todo!() }\n"), vec![(1, "fn f() { todo!() }".to_string())]);
+        assert!(placeholders_added(Some(after), after).is_empty());
+        assert!(placeholders_added(None, &[0xff, 0xfe, b'T', b'O', b'D', b'O']).is_empty());
     }
 
     #[test]

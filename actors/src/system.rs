@@ -119,7 +119,6 @@ impl Orchestrator {
         };
         let reviewer = llm.as_ref().map(|g| crate::actors::quality::Reviewer {
             gateway: g.clone().recipient(),
-            blobs: journal.clone().recipient(),
             system: settings.orchestration.prompts.review_system.clone(),
         });
         let llm_for_decisions = llm.as_ref().map(|g| g.clone().recipient());
@@ -151,6 +150,7 @@ impl Orchestrator {
                 o.output_tail_bytes,
                 redactor.clone(),
                 ctx.address().recipient(),
+                j.clone().recipient(),
                 reviewer,
             )
             .start();

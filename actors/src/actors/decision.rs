@@ -186,6 +186,9 @@ fn problems(report: &AttemptReport) -> Vec<String> {
             (false, None) => format!("check `{}` failed", c.command),
         });
     }
+    if report.changes.is_empty() {
+        out.push("the attempt changed no file in the workspace: a run that changes nothing is never accepted".into());
+    }
     out
 }
 
@@ -266,7 +269,9 @@ pub fn decide(
             breakpoint: Some((name, detail)),
         };
     }
-    let ok = report.valid() && report.checks_passed();
+    // Proceeding needs a well-formed outcome, passing checks and a change: an attempt that changed nothing is never
+    // accepted, whatever it says.
+    let ok = report.valid() && report.checks_passed() && !report.changes.is_empty();
     if ok && score >= t.high_confidence {
         if score < breakpoint {
             let detail = format!("confidence {score:.2} is below the threshold {breakpoint:.2}");

@@ -30,8 +30,6 @@ pub struct Assess(pub AttemptReport);
 pub struct Reviewer {
     /// The gateway.
     pub gateway: Recipient<Ask>,
-    /// Pre-images, for the diff.
-    pub blobs: Recipient<GetBlob>,
     /// The review's system prompt.
     pub system: String,
 }
@@ -43,8 +41,14 @@ pub struct QualityController {
     tail_bytes: usize,
     redactor: Arc<Redactor>,
     failed: Recipient<SessionEnded>,
+    blobs: Recipient<GetBlob>,
     reviewer: Option<Reviewer>,
 }
+
+/// Changed files read for the evidence in their contents (placeholders, the reviewer's diff): at most this many…
+pub const CONTENT_FILES: usize = 100;
+/// …of at most this many bytes each.
+pub const CONTENT_BYTES: u64 = 512 * 1024;
 
 /// Bytes of diff shown to the reviewer.
 pub const REVIEW_DIFF_BYTES: usize = 24 * 1024;
@@ -107,9 +111,10 @@ impl QualityController {
         tail_bytes: usize,
         redactor: Arc<Redactor>,
         failed: Recipient<SessionEnded>,
+        blobs: Recipient<GetBlob>,
         reviewer: Option<Reviewer>,
     ) -> Self {
-        QualityController { journal, next, tail_bytes, redactor, failed, reviewer }
+        QualityController { journal, next, tail_bytes, redactor, failed, blobs, reviewer }
     }
 }
 
@@ -198,6 +203,7 @@ impl Handler<Assess> for QualityController {
         let redactor = self.redactor.clone();
         let failed = self.failed.clone();
         let reviewer = self.reviewer.clone();
+        let blobs = self.blobs.clone();
         Box::pin(
             async move {
                 if report.outcome.start_error.is_none() {
@@ -234,6 +240,12 @@ impl Handler<Assess> for QualityController {
                         report.checks.push(result);
                     }
                 }
+                // The changed files before and after: unfinished code the attempt added, and the reviewer's diff.
+                let contents = contents(&blobs, &report).await;
+                let mut found = Vec::new();
+                if let Some(f) = placeholder_finding(&contents) {
+                    found.push(f);
+                }
                 // "Tests pass", says the agent: do they?
                 let says_pass = report
                     .outcome
@@ -243,28 +255,35 @@ impl Handler<Assess> for QualityController {
                 let failing: Vec<String> =
                     report.checks.iter().filter(|c| !c.passed).map(|c| c.command.clone()).collect();
                 if says_pass && !failing.is_empty() {
-                    let f = crate::types::Finding {
+                    found.push(crate::types::Finding {
                         code: "false_claim_tests_pass".into(),
                         severity: crate::types::Severity::Error,
                         message: format!(
                             "the agent says the tests pass, but {} failed",
                             failing.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
                         ),
-                    };
-                    report.findings.push(f.clone());
+                    });
+                }
+                if !found.is_empty() {
+                    for f in &mut found {
+                        f.message = redactor.redact(&f.message);
+                    }
+                    report.findings.extend(found.iter().cloned());
                     let event = Event::Validated(crate::journal::event::Validated {
                         project: report.attempt.key.project.clone(),
                         task: report.attempt.key.task.clone(),
                         attempt: report.attempt.attempt,
                         ok: false,
-                        findings: vec![f],
+                        findings: found,
                     });
-                    if !record_or_fail(&journal, &failed, &report.attempt, "a false claim", vec![event]).await {
+                    if !record_or_fail(&journal, &failed, &report.attempt, "its findings in the evidence", vec![event])
+                        .await
+                    {
                         return;
                     }
                 }
                 if let (Some(r), None) = (&reviewer, &report.outcome.start_error) {
-                    let review = review(r, &report).await;
+                    let review = review(r, &report, &contents).await;
                     let mut reviewed = Reviewed {
                         project: report.attempt.key.project.clone(),
                         task: report.attempt.key.task.clone(),
@@ -299,20 +318,54 @@ impl Handler<Assess> for QualityController {
     }
 }
 
-/// Asks the LLM to review the attempt. Any failure — unreachable, garbage twice, truncated — is a dropped review with
-/// its reason, never an error of the attempt.
-async fn review(r: &Reviewer, report: &AttemptReport) -> Review {
-    // Before and after of each changed file: pre-images from the journal, the rest from the workspace.
-    let mut contents = Vec::new();
-    for c in &report.changes {
+/// A changed file's path with its content before and after the attempt (`None`: absent, unreadable or too big).
+type Contents = Vec<(String, Option<Vec<u8>>, Option<Vec<u8>>)>;
+
+/// The contents of the attempt's changed files: pre-images from the journal, the rest from the workspace; at most
+/// [`CONTENT_FILES`] files of at most [`CONTENT_BYTES`] each.
+async fn contents(blobs: &Recipient<GetBlob>, report: &AttemptReport) -> Contents {
+    let mut out = Vec::new();
+    for c in report.changes.iter().take(CONTENT_FILES) {
         let before = match c.before {
-            Some(h) => r.blobs.send(GetBlob(h)).await.ok().and_then(|b| b.ok()).flatten(),
+            Some(h) => blobs.send(GetBlob(h)).await.ok().and_then(|b| b.ok()).flatten(),
             None => None,
         };
-        let after =
-            if c.after.is_some() { tokio::fs::read(report.project.workspace.join(&c.path)).await.ok() } else { None };
-        contents.push((c.path.clone(), before, after));
+        let path = report.project.workspace.join(&c.path);
+        let small = tokio::fs::symlink_metadata(&path).await.is_ok_and(|m| m.is_file() && m.len() <= CONTENT_BYTES);
+        let after = if c.after.is_some() && small { tokio::fs::read(&path).await.ok() } else { None };
+        out.push((c.path.clone(), before.filter(|b| b.len() as u64 <= CONTENT_BYTES), after));
     }
+    out
+}
+
+/// Unfinished code the attempt added (TODO, `unimplemented!`, `NotImplementedError`…), as one finding.
+pub fn placeholder_finding(contents: &Contents) -> Option<crate::types::Finding> {
+    let mut hits = Vec::new();
+    for (path, before, after) in contents {
+        if let Some(after) = after {
+            for (line, text) in crate::claims::placeholders_added(before.as_deref(), after) {
+                hits.push(format!("{path}:{line}: `{}`", redact::head(&text, 120)));
+            }
+        }
+    }
+    if hits.is_empty() {
+        return None;
+    }
+    let n = hits.len();
+    let shown = hits.into_iter().take(5).collect::<Vec<_>>().join("; ");
+    Some(crate::types::Finding {
+        code: "placeholder_added".into(),
+        severity: crate::types::Severity::Error,
+        message: format!(
+            "the change adds {n} placeholder line(s) of unfinished work: {shown}{}",
+            if n > 5 { " …" } else { "" }
+        ),
+    })
+}
+
+/// Asks the LLM to review the attempt. Any failure — unreachable, garbage twice, truncated — is a dropped review with
+/// its reason, never an error of the attempt.
+async fn review(r: &Reviewer, report: &AttemptReport, contents: &Contents) -> Review {
     let files: Vec<FileDiff<'_>> =
         contents.iter().map(|(p, b, a)| FileDiff { path: p, before: b.as_deref(), after: a.as_deref() }).collect();
     let diff = diff::unified(&files, REVIEW_DIFF_BYTES);

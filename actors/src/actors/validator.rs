@@ -1,5 +1,6 @@
 //! The Validator actor: is the agent's outcome well-formed? It could start, it exited 0 by itself within its
-//! limits, it produced an answer, it changed something. Every finding is journaled with its evidence.
+//! limits, it produced an answer, it changed something, it does not say the work is unfinished, what it claims to
+//! have changed did change. Every finding is journaled with its evidence.
 
 use actix::prelude::*;
 
@@ -108,6 +109,13 @@ fn claim_findings(report: &AttemptReport, result: &str, out: &mut Vec<Finding>) 
             "non_answer",
             Severity::Error,
             format!("the result is not an answer (it says \"{phrase}…\"): {}", crate::redact::head(result, 160)),
+        ));
+    }
+    if let Some(phrase) = claims::admits_incomplete(result) {
+        out.push(finding(
+            "admits_incomplete",
+            Severity::Error,
+            format!("the agent says the work is unfinished (\"{phrase}\"): {}", crate::redact::head(result, 200)),
         ));
     }
     let changed: Vec<String> = report.changes.iter().map(|c| c.path.clone()).collect();
