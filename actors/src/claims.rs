@@ -100,14 +100,7 @@ const INCOMPLETE: &[&str] = &[
 ];
 
 /// Markers of unfinished code: a line an attempt adds that carries one is a placeholder.
-const PLACEHOLDERS: &[&str] = &[
-    "TODO",
-    "FIXME",
-    "unimplemented!",
-    "todo!(",
-    "NotImplementedError",
-    "not implemented",
-];
+const PLACEHOLDERS: &[&str] = &["TODO", "FIXME", "unimplemented!", "todo!(", "NotImplementedError", "not implemented"];
 
 /// A word that looks like a file path: has a dot or a slash, no spaces, and is not a sentence end.
 fn path_like(word: &str) -> Option<String> {
