@@ -42,6 +42,7 @@ fn review(max_tokens: u32) -> LlmRequest {
         user: "The task: make calc.sh add two numbers. The diff: +echo $(($1 + $2)). Review it.".into(),
         schema: Some(review_schema()),
         max_tokens,
+        sense: None,
     }
 }
 
@@ -170,6 +171,38 @@ async fn an_unusable_answer_twice_drops_the_signal_with_its_reason() -> TestResu
     assert_eq!(calls[1].outcome, "bad_answer");
     assert!(calls[1].error.contains("not one of"), "{}", calls[1].error);
     assert_eq!(calls[2].outcome, "truncated");
+    Ok(())
+}
+
+#[actix::test]
+async fn a_review_that_contradicts_itself_is_unusable_like_garbage() -> TestResult {
+    // What SmolLM2-135M really answers: the schema followed, the sense not.
+    let ollama = OllamaStandIn::start(
+        &["qwen2.5-coder:32b"],
+        vec![
+            ChatReply::Content(
+                json!({"verdict": "accept", "score": 1, "issues": ["1", "2"], "unmet_acceptance": []}).to_string(),
+            ),
+            ChatReply::Content(
+                json!({"verdict": "accept", "score": 90, "issues": ["1.1.1.0"], "unmet_acceptance": []}).to_string(),
+            ),
+        ],
+    );
+    let dir = tempfile::tempdir()?;
+    let llm = LlmSettings { provider: LlmProviderKind::Ollama, base_url: ollama.url(), ..LlmSettings::default() };
+    let (orch, _) = Orchestrator::start(settings(dir.path(), llm)).await?;
+    let req = LlmRequest {
+        schema: Some(orch_actors::actors::quality::review_schema()),
+        sense: Some(orch_actors::actors::quality::review_sense),
+        ..review(300)
+    };
+    let res = orch.ask_llm(req).await.ok_or("no gateway")?;
+    assert!(matches!(res, Err(LlmError::BadAnswer { .. })), "{res:?}");
+    orch.shutdown().await?;
+    let calls = llm_calls(dir.path());
+    assert_eq!((calls[1].outcome.as_str(), calls[2].outcome.as_str()), ("bad_answer", "bad_answer"));
+    assert!(calls[1].error.contains("the verdict is accept but the score is 1/100"), "{}", calls[1].error);
+    assert!(calls[2].error.contains("`1.1.1.0` is not a sentence"), "{}", calls[2].error);
     Ok(())
 }
 

@@ -92,7 +92,17 @@ pub fn clarify_request(system: &str, report: &AttemptReport, question: &str) -> 
             "properties": {"confident": {"type": "boolean"}, "answer": {"type": "string", "maxLength": 1000}}
         })),
         max_tokens: 400,
+        sense: Some(clarify_sense),
     }
+}
+
+/// A confident answer must say something: not an empty string or a row of digits.
+pub fn clarify_sense(v: &serde_json::Value) -> Result<(), String> {
+    let answer = v["answer"].as_str().unwrap_or("");
+    if v["confident"] == serde_json::Value::Bool(true) && !super::quality::says_something(answer) {
+        return Err(format!("a confident answer that says nothing: `{}`", crate::redact::head(answer, 40)));
+    }
+    Ok(())
 }
 
 /// The allowed paths as one glob set; `None` when any path is allowed.

@@ -100,7 +100,37 @@ pub fn review_request(
         user,
         schema: Some(review_schema()),
         max_tokens: 600,
+        sense: Some(review_sense),
     }
+}
+
+/// A review that follows the schema but contradicts itself is no review: an accept scored below 50 or a reject
+/// above 80, an accept that lists unmet criteria, an issue or criterion that says nothing (`1.1.1.0`).
+pub fn review_sense(v: &serde_json::Value) -> Result<(), String> {
+    let accept = v["verdict"] == "accept";
+    let score = v["score"].as_u64().unwrap_or(0);
+    if accept && score < 50 {
+        return Err(format!("the verdict is accept but the score is {score}/100"));
+    }
+    if !accept && score > 80 {
+        return Err(format!("the verdict is reject but the score is {score}/100"));
+    }
+    let unmet = strings(&v["unmet_acceptance"]);
+    if accept && !unmet.is_empty() {
+        return Err(format!("the verdict is accept but {} acceptance criteria are listed as unmet", unmet.len()));
+    }
+    for s in strings(&v["issues"]).iter().chain(&unmet) {
+        if !says_something(s) {
+            return Err(format!("`{}` is not a sentence", redact::head(s, 40)));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a text says something: not empty, not only numbers and punctuation like `1.1.1.0` (a formula such as
+/// `2 + 3 = 5` says something).
+pub fn says_something(s: &str) -> bool {
+    !s.trim().chars().all(|c| c.is_ascii_digit() || c.is_whitespace() || ".,;:-_#()[]".contains(c))
 }
 
 impl QualityController {
@@ -393,4 +423,38 @@ async fn review(r: &Reviewer, report: &AttemptReport, contents: &Contents) -> Re
 
 fn strings(v: &serde_json::Value) -> Vec<String> {
     v.as_array().into_iter().flatten().filter_map(|s| s.as_str().map(str::to_string)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn review(verdict: &str, score: u32, issues: &[&str], unmet: &[&str]) -> serde_json::Value {
+        json!({"verdict": verdict, "score": score, "issues": issues, "unmet_acceptance": unmet})
+    }
+
+    #[test]
+    fn a_review_must_agree_with_itself() {
+        assert_eq!(review_sense(&review("accept", 90, &[], &[])), Ok(()));
+        assert_eq!(review_sense(&review("reject", 20, &["calc.sh subtracts"], &["2 + 3 = 5"])), Ok(()));
+        assert!(review_sense(&review("accept", 1, &[], &[])).is_err());
+        assert!(review_sense(&review("reject", 95, &["x y"], &[])).is_err());
+        assert!(review_sense(&review("accept", 90, &[], &["sub is missing"])).is_err());
+        assert!(review_sense(&review("reject", 10, &["1.1.1.0"], &[])).is_err());
+        assert!(says_something("a b ok") && says_something("über") && says_something("2 + 3 = 5"));
+        assert!(!says_something("1, 2; 3") && !says_something("  ") && !says_something("(1.1.1.0)"));
+    }
+
+    #[test]
+    fn placeholders_are_found_with_their_place() {
+        let contents: Contents = vec![
+            ("a.py".into(), Some(b"x = 1\n".to_vec()), Some(b"x = 1\n# TODO: y\n".to_vec())),
+            ("gone.py".into(), Some(b"# TODO\n".to_vec()), None),
+        ];
+        let f = placeholder_finding(&contents).expect("a finding");
+        assert_eq!(f.code, "placeholder_added");
+        assert!(f.message.contains("a.py:2: `# TODO: y`"), "{}", f.message);
+        assert!(placeholder_finding(&contents[1..].to_vec()).is_none());
+    }
 }

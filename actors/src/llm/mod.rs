@@ -29,6 +29,9 @@ pub struct LlmRequest {
     pub schema: Option<Value>,
     /// Upper bound on the answer's tokens.
     pub max_tokens: u32,
+    /// What a schema cannot say: an answer that follows it and still makes no sense (a verdict its own score
+    /// contradicts, an issue without a word in it) is unusable like one that does not follow it.
+    pub sense: Option<fn(&Value) -> Result<(), String>>,
 }
 
 /// What came back.
@@ -172,6 +175,9 @@ pub(crate) fn checked_json(req: &LlmRequest, text: &str) -> Result<Option<Value>
         .map_err(|e| LlmError::BadAnswer { why: format!("not JSON ({e}): {}", crate::redact::head(trimmed, 120)) })?;
     schema::validate(schema, &v)
         .map_err(|why| LlmError::BadAnswer { why: format!("does not follow the schema: {why}") })?;
+    if let Some(sense) = req.sense {
+        sense(&v).map_err(|why| LlmError::BadAnswer { why: format!("makes no sense: {why}") })?;
+    }
     Ok(Some(v))
 }
 
