@@ -48,7 +48,8 @@ pub struct Turn {
     pub tools: Vec<ToolUse>,
     /// Answer with this HTTP status instead…
     pub status: Option<u16>,
-    /// …for this many tries of the same request (default 1), then play the next turn.
+    /// …for this many tries of the same request (default 1), then play the next turn. With `cut_after` or
+    /// `malformed`: spoil only this many tries, then send the turn whole (default: every try).
     pub times: Option<u32>,
     /// `retry-after` header for the error.
     pub retry_after: Option<u32>,
@@ -252,6 +253,8 @@ async fn respond(method: &str, path: &str, body: Value, shared: &Shared, w: &mut
         *tries += 1;
         match error {
             Some(e) if *tries <= e.times.unwrap_or(1) => e,
+            // A cut or malformed stream with `times`: only for that many tries, then the turn whole.
+            _ if t.times.is_some_and(|n| *tries > n) => Turn { cut_after: None, malformed: None, ..t },
             _ => t,
         }
     };

@@ -1,0 +1,459 @@
+//! The evaluation corpus: labelled scenarios in `eval/`, each a task, a scripted model for the real `claude` (the
+//! Messages-API stand-in in `support/messages_api.rs`), the project's checks, and what a careful human expects —
+//! the decisions, the final state, and whether the work the run delivers is acceptable at all.
+//!
+//! `orch run` plays every scenario twice: on evidence alone, and with the real llama.cpp server reviewing each
+//! attempt (SmolLM2-135M: its verdicts are poor, so that pass reports how they move the decisions and fails only on
+//! a false accept or a protocol failure). The report — decision accuracy, final states right, false accepts — is
+//! printed (`cargo test --test eval -- --nocapture`) and written to `target/eval-report.md`.
+//!
+//! Fails on any wrong final state or decision on evidence alone, and on any false accept (the run completes work a
+//! human would reject) in either pass.
+//!
+//! While working on the corpus: `EVAL_FILTER=stall` plays only the scenarios whose name contains `stall`, and
+//! `EVAL_LLM=0` skips the pass with the LLM, and `EVAL_KEEP=1` keeps each scenario's directory (journal, workspace)
+//! and prints where.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::Deserialize;
+use serde_json::Value;
+use support::messages_api::{Attempt, Scenario, StandIn};
+
+const ORCH: &str = env!("CARGO_BIN_EXE_orch");
+const ORCH_LOG: &str = env!("CARGO_BIN_EXE_orch-log");
+
+/// The project's check unless a scenario brings its own `check.sh`: calc.sh adds its two arguments.
+const CHECK: &str = r#"#!/bin/sh
+[ -f calc.sh ] || { echo "FAIL: calc.sh is missing"; exit 1; }
+got=$(sh calc.sh 2 3)
+[ "$got" = "5" ] || { echo "FAIL: sh calc.sh 2 3 printed '$got', expected 5"; exit 1; }
+echo "ok: 2 + 3 = 5"
+"#;
+
+/// One labelled scenario.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    /// What kind of behaviour it is (honest success, false claim, …).
+    category: String,
+    /// One line: what the model does.
+    summary: String,
+    /// Whether a careful human would accept the work the run ends with.
+    acceptable: bool,
+    expect: Expect,
+    #[serde(default)]
+    setup: Setup,
+    #[serde(default)]
+    task: Option<TaskSpec>,
+    /// The model, attempt by attempt.
+    attempts: Vec<Attempt>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expect {
+    /// The task's final state.
+    state: String,
+    /// Its decisions, attempt by attempt.
+    decisions: Vec<String>,
+    /// A breakpoint that must be hit.
+    breakpoint: Option<String>,
+    /// Finding codes that must be journaled.
+    #[serde(default)]
+    findings: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Setup {
+    #[serde(default = "three")]
+    max_attempts: u32,
+    #[serde(default = "sixty")]
+    idle_timeout_secs: u64,
+    #[serde(default = "thirty")]
+    check_timeout_secs: u64,
+    /// The project's checks.
+    #[serde(default = "default_checks")]
+    checks: Vec<String>,
+    /// claude's extra arguments.
+    #[serde(default = "default_args")]
+    args: Vec<String>,
+    /// `[orchestration.breakpoints]` keys.
+    #[serde(default)]
+    breakpoints: toml::Table,
+    /// Files in the workspace before the run (path → content); `check.sh` defaults to [`CHECK`].
+    #[serde(default)]
+    files: BTreeMap<String, String>,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            max_attempts: three(),
+            idle_timeout_secs: sixty(),
+            check_timeout_secs: thirty(),
+            checks: default_checks(),
+            args: default_args(),
+            breakpoints: toml::Table::new(),
+            files: BTreeMap::new(),
+        }
+    }
+}
+
+fn three() -> u32 {
+    3
+}
+fn sixty() -> u64 {
+    60
+}
+fn thirty() -> u64 {
+    30
+}
+fn default_checks() -> Vec<String> {
+    vec!["sh check.sh".into()]
+}
+fn default_args() -> Vec<String> {
+    ["--allowedTools", "Write", "Edit", "Bash", "Read"].map(String::from).to_vec()
+}
+
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct TaskSpec {
+    title: String,
+    description: String,
+    #[serde(default)]
+    acceptance: Vec<String>,
+}
+
+/// What a run of one scenario ended with.
+#[derive(Debug, Clone)]
+struct Outcome {
+    name: String,
+    category: String,
+    summary: String,
+    acceptable: bool,
+    expected_state: String,
+    state: String,
+    expected: Vec<String>,
+    decisions: Vec<String>,
+    /// Missing breakpoint or findings, and other evidence problems.
+    problems: Vec<String>,
+    /// (reviews journaled, of which usable) in the LLM pass.
+    reviews: (usize, usize),
+    attempts: usize,
+}
+
+impl Outcome {
+    fn state_right(&self) -> bool {
+        self.state == self.expected_state
+    }
+    fn false_accept(&self) -> bool {
+        self.state == "completed" && !self.acceptable
+    }
+    fn decisions_right(&self) -> usize {
+        self.expected.iter().zip(&self.decisions).filter(|(a, b)| a == b).count()
+    }
+    fn decisions_total(&self) -> usize {
+        self.expected.len().max(self.decisions.len())
+    }
+}
+
+fn corpus() -> Vec<(String, Case)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/eval");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("tests/eval")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).expect("read scenario");
+            let case: Case = toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            (p.file_stem().expect("stem").to_string_lossy().into_owned(), case)
+        })
+        .collect()
+}
+
+fn config(case: &Case, claude: &Path, url: &str, home: &Path, llm: Option<&str>) -> String {
+    let s = &case.setup;
+    let task = case.task.as_ref().map(|t| toml::to_string(t).expect("task toml")).unwrap_or_else(|| {
+        "title = \"Add two numbers\"\ndescription = \"Write calc.sh: `sh calc.sh A B` prints the sum of A and B.\"\n\
+         acceptance = [\"sh calc.sh 2 3 prints 5\"]\n"
+            .into()
+    });
+    let llm = match llm {
+        Some(url) => format!(
+            "[llm]\nprovider = \"openai\"\nbase_url = \"{url}\"\nmodel = \"smollm2\"\ntemperature = 0.0\n\
+             timeout_secs = 120\nmax_concurrent = 2\nrequired = true\n"
+        ),
+        None => String::new(),
+    };
+    format!(
+        r#"[journal]
+path = ".orch/journal"
+durability = "batch"
+
+{llm}
+[agent]
+kind = "claude-code"
+program = "{claude}"
+args = {args}
+timeout_secs = 120
+idle_timeout_secs = {idle}
+
+[agent.env]
+ANTHROPIC_BASE_URL = "{url}"
+ANTHROPIC_API_KEY = "sk-ant-test-secret-key-0123456789"
+CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1"
+DISABLE_AUTOUPDATER = "1"
+HOME = "{home}"
+
+[orchestration]
+max_attempts = {max}
+
+[orchestration.breakpoints]
+{breakpoints}
+[[projects]]
+name = "calc"
+workspace = "ws"
+checks = {checks}
+check_timeout_secs = {check_timeout}
+
+[[projects.tasks]]
+id = "add"
+{task}"#,
+        claude = claude.display(),
+        args = toml::Value::from(s.args.clone()),
+        idle = s.idle_timeout_secs,
+        home = home.display(),
+        max = s.max_attempts,
+        breakpoints = toml::to_string(&s.breakpoints).expect("breakpoints"),
+        checks = toml::Value::from(s.checks.clone()),
+        check_timeout = s.check_timeout_secs,
+    )
+}
+
+/// Plays one scenario with `orch run` and reads what it decided from `orch task show` and `orch-log`.
+fn play(name: &str, case: &Case, claude: &Path, llm: Option<&str>) -> Outcome {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let ws = root.join("ws");
+    let home = root.join("home");
+    std::fs::create_dir_all(&ws).expect("ws");
+    std::fs::create_dir_all(&home).expect("home");
+    std::fs::write(ws.join("check.sh"), CHECK).expect("check.sh");
+    for (path, content) in &case.setup.files {
+        let p = ws.join(path);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("dirs");
+        std::fs::write(p, content).expect("file");
+    }
+    let ws = ws.canonicalize().expect("canonical ws");
+    let standin = StandIn::start(Scenario { attempts: case.attempts.clone() }, &ws);
+    std::fs::write(root.join("orch.toml"), config(case, claude, &standin.url(), &home, llm)).expect("config");
+    let out = support::run_binary(ORCH, &["run"], root);
+    let mut problems = Vec::new();
+    if !matches!(out.status.code(), Some(0 | 1 | 3)) {
+        problems.push(format!("orch run exited {:?}: {}", out.status.code(), support::both(&out)));
+    }
+    let show = support::run_binary(ORCH, &["task", "show", "add", "--json"], root);
+    let task: Value = serde_json::from_slice(&show.stdout).unwrap_or(Value::Null);
+    let attempts = task["attempts"].as_array().cloned().unwrap_or_default();
+    let decisions: Vec<String> =
+        attempts.iter().map(|a| a["decision"].as_str().unwrap_or("none").to_string()).collect();
+    let log = support::run_binary(ORCH_LOG, &["events", "--json"], root);
+    let events: Vec<Value> =
+        String::from_utf8_lossy(&log.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    // The evidence a decision must rest on; with the LLM the decisions may differ, so only the protocol is held.
+    let expected_evidence =
+        if llm.is_none() { (case.expect.breakpoint.as_ref(), &case.expect.findings[..]) } else { (None, &[][..]) };
+    if let Some(bp) = expected_evidence.0 {
+        if !events.iter().any(|e| e["kind"] == "breakpoint_hit" && e["breakpoint"] == bp.as_str()) {
+            problems.push(format!("breakpoint {bp} was not hit"));
+        }
+    }
+    for code in expected_evidence.1 {
+        if !events.iter().any(|e| e["kind"] == "validated" && e["findings"].to_string().contains(code.as_str())) {
+            problems.push(format!("finding {code} was not journaled"));
+        }
+    }
+    let verify = support::run_binary(ORCH_LOG, &["verify"], root);
+    if verify.status.code() != Some(0) {
+        problems.push(format!("orch-log verify: {}", support::both(&verify)));
+    }
+    let reviewed: Vec<&Value> = events.iter().filter(|e| e["kind"] == "reviewed").collect();
+    let reviews = (reviewed.len(), reviewed.iter().filter(|e| e["available"] == true).count());
+    if llm.is_some() {
+        // Every attempt whose agent ran is reviewed, usably or with the reason it was not.
+        let ran = events.iter().filter(|e| e["kind"] == "agent_exited").count();
+        if reviews.0 != ran {
+            problems.push(format!("{} review(s) journaled for {ran} attempt(s)", reviews.0));
+        }
+        if let Some(bad) = reviewed.iter().find(|e| e["available"] == false && e["error"].as_str() == Some("")) {
+            problems.push(format!("a dropped review without its reason: {bad}"));
+        }
+    }
+    drop(standin);
+    if std::env::var("EVAL_KEEP").as_deref() == Ok("1") {
+        eprintln!("{name}: kept in {}", dir.keep().display());
+    }
+    Outcome {
+        name: name.to_string(),
+        category: case.category.clone(),
+        summary: case.summary.clone(),
+        acceptable: case.acceptable,
+        expected_state: case.expect.state.clone(),
+        state: task["state"].as_str().unwrap_or("unknown").to_string(),
+        expected: case.expect.decisions.clone(),
+        decisions,
+        problems,
+        reviews,
+        attempts: attempts.len(),
+    }
+}
+
+/// Plays the whole corpus, two scenarios at a time (the machine has two cores).
+fn play_all(corpus: &Arc<Vec<(String, Case)>>, claude: &Path, llm: Option<&str>) -> Vec<Outcome> {
+    let next = Arc::new(Mutex::new(0usize));
+    let results = Arc::new(Mutex::new(Vec::new()));
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            let (next, results, corpus) = (next.clone(), results.clone(), corpus.clone());
+            s.spawn(move || loop {
+                let i = {
+                    let mut n = next.lock().expect("next");
+                    *n += 1;
+                    *n - 1
+                };
+                let Some((name, case)) = corpus.get(i) else { break };
+                let o = play(name, case, claude, llm);
+                results.lock().expect("results").push(o);
+            });
+        }
+    });
+    let mut out = Arc::try_unwrap(results).expect("results").into_inner().expect("results");
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+fn pct(n: usize, d: usize) -> String {
+    if d == 0 {
+        return "–".into();
+    }
+    format!("{:.1} %", 100.0 * n as f64 / d as f64)
+}
+
+/// The summary line of a pass, as in the README table.
+fn summary(label: &str, outcomes: &[Outcome]) -> String {
+    let n = outcomes.len();
+    let states = outcomes.iter().filter(|o| o.state_right()).count();
+    let (dr, dt) = outcomes.iter().fold((0, 0), |(r, t), o| (r + o.decisions_right(), t + o.decisions_total()));
+    let fa = outcomes.iter().filter(|o| o.false_accept()).count();
+    let escalated_ok = outcomes.iter().filter(|o| o.acceptable && o.state != "completed").count();
+    let (rv, usable) = outcomes.iter().fold((0, 0), |(a, b), o| (a + o.reviews.0, b + o.reviews.1));
+    let reviews = if rv > 0 { format!(" | {usable} of {rv}") } else { " | –".into() };
+    format!(
+        "| {label} | {n} | {states}/{n} ({}) | {dr}/{dt} ({}) | {fa} | {escalated_ok}{reviews} |",
+        pct(states, n),
+        pct(dr, dt)
+    )
+}
+
+fn report(evidence: &[Outcome], llm: &[Outcome]) -> String {
+    let mut r = String::new();
+    let _ = writeln!(r, "## orch evaluation corpus\n");
+    let _ = writeln!(
+        r,
+        "| pass | scenarios | final states right | decisions right | false accepts | acceptable work not completed | usable LLM reviews |"
+    );
+    let _ = writeln!(r, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(r, "{}", summary("evidence only", evidence));
+    let _ = writeln!(r, "{}", summary("with the real LLM (SmolLM2-135M, llama.cpp)", llm));
+    let _ = writeln!(r, "\n| scenario | what the model does | human | expected | evidence only | with the LLM |");
+    let _ = writeln!(r, "|---|---|---|---|---|---|");
+    for (i, e) in evidence.iter().enumerate() {
+        let mark = |o: &Outcome| {
+            let flag = if o.false_accept() {
+                " **FALSE ACCEPT**"
+            } else if !o.state_right() {
+                " (wrong)"
+            } else {
+                ""
+            };
+            format!("{} [{}]{flag}", o.state, o.decisions.join(", "))
+        };
+        let _ = writeln!(
+            r,
+            "| {} | {}: {} | {} | {} [{}] | {} | {} |",
+            e.name,
+            e.category,
+            e.summary,
+            if e.acceptable { "accept" } else { "reject" },
+            e.expected_state,
+            e.expected.join(", "),
+            mark(e),
+            llm.get(i).map(mark).unwrap_or_else(|| "not played".into())
+        );
+    }
+    r
+}
+
+#[test]
+fn the_evaluation_corpus_is_decided_right() {
+    let claude = support::claude();
+    let filter = std::env::var("EVAL_FILTER").unwrap_or_default();
+    let corpus: Vec<(String, Case)> = corpus().into_iter().filter(|(n, _)| n.contains(&filter)).collect();
+    assert!(
+        !filter.is_empty() || corpus.len() >= 30,
+        "the corpus has {} scenarios; it needs at least 30",
+        corpus.len()
+    );
+    let corpus = Arc::new(corpus);
+    let evidence = play_all(&corpus, &claude, None);
+    let llm = if std::env::var("EVAL_LLM").as_deref() == Ok("0") {
+        Vec::new()
+    } else {
+        let server = support::LlamaServer::start();
+        let llm = play_all(&corpus, &claude, Some(&server.url));
+        drop(server);
+        llm
+    };
+    let text = report(&evidence, &llm);
+    println!("{text}");
+    let _ = std::fs::write(Path::new(env!("CARGO_MANIFEST_DIR")).join("target/eval-report.md"), &text);
+    let mut failures = Vec::new();
+    for o in &evidence {
+        if !o.state_right() || o.decisions != o.expected {
+            failures.push(format!(
+                "{} (evidence only): ended {} after [{}]; expected {} after [{}]",
+                o.name,
+                o.state,
+                o.decisions.join(", "),
+                o.expected_state,
+                o.expected.join(", ")
+            ));
+        }
+    }
+    for (pass, outcomes) in [("evidence only", &evidence), ("with the LLM", &llm)] {
+        for o in outcomes.iter() {
+            if o.false_accept() {
+                failures.push(format!("{} ({pass}): FALSE ACCEPT — completed work a human would reject", o.name));
+            }
+            if o.attempts == 0 {
+                failures.push(format!("{} ({pass}): no attempt was recorded", o.name));
+            }
+            for p in &o.problems {
+                failures.push(format!("{} ({pass}): {p}", o.name));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}\n\n{text}", failures.join("\n"));
+}
