@@ -16,6 +16,9 @@ use crate::settings::{LlmProviderKind, LlmSettings};
 /// A boxed future, for the provider trait.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// A check of what an answer means, beyond its schema: `Err` says why it makes no sense.
+pub type SenseCheck = fn(&Value) -> Result<(), String>;
+
 /// What to ask.
 #[derive(Debug, Clone)]
 pub struct LlmRequest {
@@ -31,7 +34,7 @@ pub struct LlmRequest {
     pub max_tokens: u32,
     /// What a schema cannot say: an answer that follows it and still makes no sense (a verdict its own score
     /// contradicts, an issue without a word in it) is unusable like one that does not follow it.
-    pub sense: Option<fn(&Value) -> Result<(), String>>,
+    pub sense: Option<SenseCheck>,
 }
 
 /// What came back.
