@@ -79,6 +79,9 @@ pub struct Spec<'a> {
     pub idle_timeout: Option<Duration>,
     /// How long a SIGTERM'd group gets to exit before SIGKILL.
     pub grace: Duration,
+    /// The attempt this process works for ([`attempt_tag`]): its tag starts with it, so that whatever the attempt
+    /// started can be found and killed after a crash of the supervisor ([`kill_attempt`]).
+    pub attempt: Option<&'a str>,
 }
 
 /// How it ended.
@@ -137,7 +140,10 @@ pub async fn run(
     for (k, v) in spec.env {
         cmd.env(k, v);
     }
-    let tag = new_tag();
+    let tag = match spec.attempt {
+        Some(a) => format!("{a}/{}", new_tag()),
+        None => new_tag(),
+    };
     cmd.env(TAG_VAR, &tag);
     let started = Instant::now();
     let mut child = cmd.spawn().map_err(|source| SpawnError {
@@ -251,6 +257,43 @@ fn new_tag() -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     format!("{}-{}-{}", std::process::id(), nanos, N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The tag prefix of an attempt's processes: the journal (its canonical path, hashed) and the attempt, so that two
+/// journals on one machine never take each other's processes for their own.
+pub fn attempt_tag(journal: &Path, attempt: &crate::types::AttemptRef) -> String {
+    let canonical = journal.canonicalize().unwrap_or_else(|_| journal.to_path_buf());
+    let hash = blake3::hash(canonical.as_os_str().as_encoded_bytes()).to_hex();
+    format!("orch:{}:{}#{}", &hash[..16], attempt.key, attempt.attempt)
+}
+
+/// Kills every process that works for `attempt` (its tag starts with [`attempt_tag`]`/`), wherever it was started
+/// from: what an attempt left running when its supervisor died. Returns how many.
+pub fn kill_attempt(attempt: &str) -> u32 {
+    let needle = format!("{TAG_VAR}={attempt}/");
+    let me = std::process::id();
+    let mut killed = 0;
+    for _ in 0..3 {
+        let mut found = 0;
+        let Ok(entries) = std::fs::read_dir("/proc") else { return killed };
+        for e in entries.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            if pid == me {
+                continue;
+            }
+            let Ok(environ) = std::fs::read(e.path().join("environ")) else { continue };
+            if environ.split(|b| *b == 0).any(|var| var.starts_with(needle.as_bytes())) {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                found += 1;
+            }
+        }
+        killed += found;
+        if found == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    killed
 }
 
 /// SIGTERM to the group, up to `grace` for the leader to exit, then SIGKILL.

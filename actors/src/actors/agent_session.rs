@@ -47,6 +47,8 @@ pub struct SessionSpec {
     pub redactor: Arc<Redactor>,
     /// The attempt prompt's template.
     pub template: Arc<str>,
+    /// The tag prefix of the attempt's processes ([`crate::process::attempt_tag`]).
+    pub process_tag: String,
 }
 
 /// See the module documentation.
@@ -211,6 +213,7 @@ async fn run_attempt(
             timeout: project.agent.timeout,
             idle_timeout: Some(project.agent.idle_timeout),
             grace: std::time::Duration::from_secs(2),
+            attempt: Some(&spec.process_tag),
         },
         Some(line_tx),
         Some(stop),
@@ -309,6 +312,7 @@ async fn run_attempt(
                 .filter(|a| !a.interrupted)
                 .count() as u32,
         },
+        process_tag: spec.process_tag.clone(),
         outcome,
         changes,
         findings: Vec::new(),

@@ -495,6 +495,7 @@ mod breakpoint_tests {
             review: None,
             score: Some(1.0),
             factors: vec![],
+            process_tag: "test".into(),
         }
     }
 

@@ -159,6 +159,7 @@ pub async fn run_check(
     timeout: std::time::Duration,
     env: &[(String, String)],
     tail_bytes: usize,
+    attempt: Option<&str>,
 ) -> (CheckResult, u64) {
     // Returns the result and its wall time in µs.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(process::Stream, String)>();
@@ -184,6 +185,7 @@ pub async fn run_check(
             timeout,
             idle_timeout: None,
             grace: std::time::Duration::from_secs(2),
+            attempt,
         },
         Some(tx),
         None,
@@ -249,6 +251,7 @@ impl Handler<Assess> for QualityController {
                             report.project.check_timeout,
                             &env,
                             tail_bytes,
+                            Some(&report.process_tag),
                         )
                         .await;
                         result.output_tail = redactor.redact(&result.output_tail);

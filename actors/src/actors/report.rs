@@ -85,6 +85,8 @@ pub struct AttemptReport {
     pub score: Option<f64>,
     /// The factors of the score.
     pub factors: Vec<Factor>,
+    /// The tag prefix of the attempt's processes, agent and checks ([`crate::process::attempt_tag`]).
+    pub process_tag: String,
 }
 
 impl AttemptReport {

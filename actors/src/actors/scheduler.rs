@@ -132,6 +132,8 @@ pub struct Scheduler {
     validator: Recipient<Validate>,
     redactor: Arc<Redactor>,
     run: Option<RunState>,
+    /// The journal's directory: attempts' process tags are made from it.
+    journal_path: std::path::PathBuf,
 }
 
 impl Scheduler {
@@ -144,8 +146,10 @@ impl Scheduler {
         monitors: HashMap<String, Addr<FileMonitor>>,
         validator: Recipient<Validate>,
         redactor: Arc<Redactor>,
+        journal_path: std::path::PathBuf,
     ) -> Self {
         Scheduler {
+            journal_path,
             orchestration,
             projects: projects.into_iter().map(|p| (p.name.clone(), Arc::new(p))).collect(),
             journal,
@@ -326,6 +330,7 @@ impl Scheduler {
             token_budget: self.orchestration.prompt_token_budget,
             redactor: self.redactor.clone(),
             template: Arc::from(self.orchestration.prompts.attempt.as_str()),
+            process_tag: crate::process::attempt_tag(&self.journal_path, &AttemptRef { key: key.clone(), attempt }),
         };
         let session = AgentSession::new(
             spec,
@@ -456,6 +461,24 @@ impl Handler<Run> for Scheduler {
                     .into_iter()
                     .filter(|k| act.projects.contains_key(&k.project))
                     .collect();
+                // An attempt left open by a supervisor that died: whatever it started may still be running (agents
+                // outlive a kill -9 of their parent). It is killed before the task can be started again, so that no
+                // task ever runs twice at once. (A read of /proc, once per recovered attempt, on the actor's thread.)
+                for (key, view) in state.tasks.iter().filter(|(_, v)| v.state == TaskState::Running) {
+                    if let Some(a) = view.attempts.last().filter(|a| a.ended_ms.is_none()) {
+                        let tag = crate::process::attempt_tag(
+                            &act.journal_path,
+                            &AttemptRef { key: key.clone(), attempt: a.number },
+                        );
+                        let killed = crate::process::kill_attempt(&tag);
+                        if killed > 0 {
+                            tracing::warn!(
+                                "{key}: killed {killed} process(es) left running by interrupted attempt {}",
+                                a.number
+                            );
+                        }
+                    }
+                }
                 let mut events = ops::recovery_events(&state);
                 let mut views: HashMap<TaskKey, TaskView> =
                     state.tasks.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
