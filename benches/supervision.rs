@@ -18,6 +18,7 @@ fn settings(dir: &std::path::Path, durability: Durability, tasks: usize) -> Sett
         llm: LlmSettings::default(),
         orchestration: OrchestrationSettings { max_sessions: 1, ..OrchestrationSettings::default() },
         projects: vec![ProjectSettings {
+            on_retry: Default::default(),
             name: "bench".into(),
             workspace: dir.join("ws"),
             create_workspace: true,

@@ -273,6 +273,8 @@ struct FileProject {
     tasks: Vec<FileTask>,
     #[serde(default = "default_true")]
     enabled: bool,
+    #[serde(default)]
+    on_retry: orch_actors::settings::OnRetry,
 }
 
 fn default_check_timeout() -> u64 {
@@ -793,6 +795,7 @@ fn resolve(file: FileConfig, text: &str, source: &str, base: &Path) -> Result<Se
             max_sessions: *p.max_sessions.get_ref(),
             agent,
             tasks,
+            on_retry: p.on_retry,
         });
     }
     // Dependencies name tasks that exist in the config (the journal may know more: checked again at run time).
@@ -1031,6 +1034,18 @@ mod tests {
         assert_eq!(err.line, Some(3));
         assert_eq!(err.key.as_deref(), Some("orchestration.max_atempts"));
         assert!(err.message.contains("unknown field `max_atempts`"), "{}", err.message);
+    }
+
+    #[test]
+    fn on_retry_is_keep_or_rollback() {
+        let project = "[[projects]]\nname = \"p\"\nworkspace = \".\"\n";
+        let c = load_text(&format!("{project}on_retry = \"rollback\"\n"), &[]).expect("valid");
+        assert_eq!(c.settings.projects[0].on_retry, orch_actors::settings::OnRetry::Rollback);
+        let c = load_text(project, &[]).expect("valid");
+        assert_eq!(c.settings.projects[0].on_retry, orch_actors::settings::OnRetry::Keep);
+        let err = load_text(&format!("{project}on_retry = \"undo\"\n"), &[]).expect_err("must fail");
+        assert_eq!(err.line, Some(4));
+        assert!(err.message.contains("unknown variant `undo`, expected `keep` or `rollback`"), "{}", err.message);
     }
 
     #[test]

@@ -234,6 +234,7 @@ async fn a_missing_model_or_server_is_a_warning_or_with_required_a_refusal() -> 
 fn project_settings(dir: &std::path::Path, llm: LlmSettings, check: &str) -> Settings {
     let mut s = settings(dir, llm);
     s.projects = vec![ProjectSettings {
+        on_retry: Default::default(),
         name: "p".into(),
         workspace: dir.join("ws"),
         create_workspace: true,

@@ -30,6 +30,7 @@
 //!     llm: LlmSettings::default(),
 //!     orchestration: OrchestrationSettings { max_attempts: 2, ..OrchestrationSettings::default() },
 //!     projects: vec![ProjectSettings {
+//!         on_retry: Default::default(),
 //!         name: "hello".into(),
 //!         workspace: dir.path().join("ws"),
 //!         create_workspace: true,

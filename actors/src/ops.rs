@@ -222,13 +222,26 @@ pub struct RollbackReport {
     pub conflicts: Vec<String>,
 }
 
-/// Restores every file the task's attempts (from `from_attempt` on) changed to its content before.
+/// Restores every file the task's attempts (from `from_attempt` on) changed to its content before, and journals it.
 pub fn rollback(
     journal: &mut Journal,
     id: &str,
     from_attempt: Option<u32>,
     force: bool,
 ) -> Result<RollbackReport, EngineError> {
+    let (report, event) = rollback_files(journal, id, from_attempt, force)?;
+    journal.append(vec![event])?;
+    journal.flush()?;
+    Ok(report)
+}
+
+/// The work of [`rollback`] on the files; returns what it did and the `rolled_back` event for the caller to journal.
+pub fn rollback_files(
+    journal: &Journal,
+    id: &str,
+    from_attempt: Option<u32>,
+    force: bool,
+) -> Result<(RollbackReport, Event), EngineError> {
     let state = journal.state();
     let key = state.resolve(id).map_err(EngineError::UnknownTask)?;
     let workspace = state
@@ -312,15 +325,14 @@ pub fn rollback(
         }
         report.restored.push(rel.clone());
     }
-    journal.append(vec![Event::RolledBack(RolledBack {
+    let event = Event::RolledBack(RolledBack {
         project: key.project.clone(),
         task: key.task.clone(),
         from_attempt: from,
         restored: report.restored.clone(),
         conflicts: report.conflicts.clone(),
-    })])?;
-    journal.flush()?;
-    Ok(report)
+    });
+    Ok((report, event))
 }
 
 /// Joins a workspace-relative path, refusing absolute paths, `..`, and parents that are symbolic links leading out.

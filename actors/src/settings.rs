@@ -273,6 +273,19 @@ pub struct ProjectSettings {
     pub agent: AgentSettings,
     /// Its tasks, as configured.
     pub tasks: Vec<TaskSpec>,
+    /// What a retry starts from.
+    pub on_retry: OnRetry,
+}
+
+/// What a retry starts from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnRetry {
+    /// The workspace as the failed attempt left it: the agent builds on its own work, told what failed.
+    #[default]
+    Keep,
+    /// The workspace as it was before the failed attempt: its changes are rolled back exactly.
+    Rollback,
 }
 
 impl Settings {

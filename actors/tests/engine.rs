@@ -32,6 +32,7 @@ impl Fixture {
             llm: LlmSettings::default(),
             orchestration: OrchestrationSettings { max_sessions: 2, ..OrchestrationSettings::default() },
             projects: vec![ProjectSettings {
+                on_retry: Default::default(),
                 name: "p".into(),
                 workspace: self.path("ws"),
                 create_workspace: true,
@@ -482,5 +483,59 @@ async fn a_custom_prompt_template_is_what_the_agent_gets() -> TestResult {
     orch.shutdown().await?;
     let prompt = std::fs::read_to_string(f.path("prompt.txt"))?;
     assert_eq!(prompt, "HOUSE RULES FIRST.\nDo t.\n-- p/t #1 {unknown}\n");
+    Ok(())
+}
+
+#[actix::test]
+async fn on_retry_rollback_starts_the_retry_from_the_workspace_before_the_failed_attempt() -> TestResult {
+    let f = Fixture::new();
+    std::fs::create_dir_all(f.path("ws/sub"))?;
+    std::fs::write(f.path("ws/keep.txt"), "original\n")?;
+    std::fs::write(f.path("ws/sub/gone.txt"), "precious\n")?;
+    std::fs::create_dir_all(f.path("seen"))?;
+    // Attempt 1 creates, changes and deletes (by shell, not by edits), and is wrong. Attempt 2 first records what
+    // it finds, then does the work right.
+    let script = format!(
+        "ls -R . > {seen}/attempt-$ORCH_ATTEMPT.txt; cat keep.txt >> {seen}/attempt-$ORCH_ATTEMPT.txt; \
+         if [ \"$ORCH_ATTEMPT\" = 1 ]; then echo wrong > out.txt; echo mangled > keep.txt; rm sub/gone.txt; \
+         else echo right > out.txt; fi; echo done",
+        seen = f.path("seen").display()
+    );
+    let mut settings = f.settings(&script, &["grep -q right out.txt"], vec![task("t", 5, &[])]);
+    settings.projects[0].on_retry = OnRetry::Rollback;
+    let (orch, _) = Orchestrator::start(settings).await?;
+    let summary = orch.run(Selection::default()).await?;
+    assert!(summary.all_completed(), "{:?}", summary.tasks);
+    orch.shutdown().await?;
+    let seen = std::fs::read_to_string(f.path("seen/attempt-2.txt"))?;
+    assert!(!seen.contains("out.txt"), "attempt 1's new file was removed: {seen}");
+    assert!(seen.contains("gone.txt"), "attempt 1's deletion was undone: {seen}");
+    assert!(seen.contains("original") && !seen.contains("mangled"), "attempt 1's change was undone: {seen}");
+    assert_eq!(std::fs::read_to_string(f.path("ws/sub/gone.txt"))?, "precious\n");
+    let ev = events(&f.path("journal"));
+    let rolled: Vec<_> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Event::RolledBack(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rolled.len(), 1);
+    assert_eq!(rolled[0].from_attempt, 1);
+    assert_eq!(rolled[0].restored.len(), 3, "{:?}", rolled[0]);
+    assert!(rolled[0].conflicts.is_empty());
+    Ok(())
+}
+
+#[actix::test]
+async fn on_retry_keep_builds_on_the_failed_attempt() -> TestResult {
+    let f = Fixture::new();
+    let script = "if [ \"$ORCH_ATTEMPT\" = 1 ]; then echo wrong > out.txt; else cat out.txt > before.txt; echo right > out.txt; fi; echo done";
+    let (orch, _) =
+        Orchestrator::start(f.settings(script, &["grep -q right out.txt"], vec![task("t", 5, &[])])).await?;
+    assert!(orch.run(Selection::default()).await?.all_completed());
+    orch.shutdown().await?;
+    assert_eq!(std::fs::read_to_string(f.path("ws/before.txt"))?, "wrong\n");
+    assert!(!events(&f.path("journal")).iter().any(|e| matches!(e, Event::RolledBack(_))));
     Ok(())
 }

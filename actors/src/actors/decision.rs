@@ -454,6 +454,7 @@ mod breakpoint_tests {
         AttemptReport {
             attempt: AttemptRef { key: TaskKey::new("p", "t"), attempt: 2 },
             project: Arc::new(ProjectSettings {
+                on_retry: Default::default(),
                 name: "p".into(),
                 workspace: "/w".into(),
                 create_workspace: false,

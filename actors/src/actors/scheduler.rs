@@ -610,8 +610,38 @@ impl Handler<Concluded> for Scheduler {
             Decision::Clarify => (TaskState::Escalated, format!("waiting for an answer: {}", c.reason)),
             Decision::Escalate => (TaskState::Escalated, c.reason),
         };
-        let ev = Self::change(&key, TaskState::Running, to, reason);
-        run.running.remove(&key);
-        self.append_then(ctx, vec![ev], |act, ctx, _| act.schedule(ctx));
+        let rollback = c.decision == Decision::Retry
+            && self.projects.get(&key.project).is_some_and(|p| p.on_retry == crate::settings::OnRetry::Rollback);
+        if !rollback {
+            let ev = Self::change(&key, TaskState::Running, to, reason);
+            run.running.remove(&key);
+            return self.append_then(ctx, vec![ev], |act, ctx, _| act.schedule(ctx));
+        }
+        // on_retry = "rollback": the retry starts from the workspace as it was before this attempt. The task stays
+        // running (nothing else may start on it) until its files are restored.
+        let attempt = msg.report.attempt.clone();
+        let fut = self.journal.send(super::state_journal::RollbackAttempt(attempt.clone()));
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            let n = attempt.attempt;
+            let (to, reason) = match res {
+                Ok(Ok(r)) if r.conflicts.is_empty() => {
+                    (to, format!("{reason}; attempt {n}'s changes rolled back ({} file(s))", r.restored.len()))
+                }
+                Ok(Ok(r)) => (
+                    TaskState::Escalated,
+                    format!(
+                        "{reason}; but attempt {n} cannot be rolled back: changed since by someone else: {}",
+                        r.conflicts.join(", ")
+                    ),
+                ),
+                Ok(Err(e)) => (TaskState::Escalated, format!("{reason}; but rolling back attempt {n} failed: {e}")),
+                Err(e) => (TaskState::Escalated, format!("{reason}; but rolling back attempt {n} failed: {e}")),
+            };
+            let ev = Self::change(&attempt.key, TaskState::Running, to, reason);
+            if let Some(run) = act.run.as_mut() {
+                run.running.remove(&attempt.key);
+            }
+            act.append_then(ctx, vec![ev], |act, ctx, _| act.schedule(ctx));
+        }));
     }
 }

@@ -284,6 +284,39 @@ impl Handler<PutBlobs> for StateJournal {
     }
 }
 
+/// Undo one attempt's changes (`on_retry = "rollback"`): every file it created, changed or deleted is restored from
+/// its pre-image; a file changed since by someone else is a conflict, left alone. Journaled as `rolled_back`.
+#[derive(Message)]
+#[rtype(result = "Result<ops::RollbackReport, EngineError>")]
+pub struct RollbackAttempt(pub crate::types::AttemptRef);
+
+impl Handler<RollbackAttempt> for StateJournal {
+    type Result = ResponseFuture<Result<ops::RollbackReport, EngineError>>;
+
+    fn handle(&mut self, msg: RollbackAttempt, ctx: &mut Self::Context) -> Self::Result {
+        // File writes on the journal's thread: rollback reads pre-images from it, and this keeps it ordered with
+        // the attempt's own events. One attempt's files, once per retry. Its file changes must be readable first.
+        if self.journal.has_staged() {
+            if let Err(e) = self.journal.commit() {
+                return Box::pin(async move { Err(e.into()) });
+            }
+        }
+        let (report, event) =
+            match ops::rollback_files(&self.journal, &msg.0.key.to_string(), Some(msg.0.attempt), false) {
+                Ok(r) => r,
+                Err(e) => return Box::pin(async move { Err(e) }),
+            };
+        if let Err(e) = self.append(vec![event]) {
+            return Box::pin(async move { Err(e.into()) });
+        }
+        let durable = self.durable(ctx);
+        Box::pin(async move {
+            durable.await?;
+            Ok(report)
+        })
+    }
+}
+
 impl Handler<GetState> for StateJournal {
     type Result = MessageResult<GetState>;
 
