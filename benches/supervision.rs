@@ -14,6 +14,7 @@ use orch_actors::{Orchestrator, Selection, TaskSpec, TaskState};
 
 fn settings(dir: &std::path::Path, durability: Durability, tasks: usize) -> Settings {
     Settings {
+        notify: Default::default(),
         journal: JournalSettings { path: dir.join("journal"), durability },
         llm: LlmSettings::default(),
         orchestration: OrchestrationSettings { max_sessions: 1, ..OrchestrationSettings::default() },

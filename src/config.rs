@@ -64,7 +64,23 @@ struct FileConfig {
     llm: FileLlm,
     agent: FileAgent,
     orchestration: FileOrchestration,
+    notify: FileNotify,
     projects: Vec<FileProject>,
+}
+
+/// `[notify]`: who hears of what needs a human.
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+struct FileNotify {
+    command: String,
+    webhook: Spanned<String>,
+    timeout_secs: u64,
+}
+
+impl Default for FileNotify {
+    fn default() -> Self {
+        FileNotify { command: String::new(), webhook: Spanned::new(0..0, String::new()), timeout_secs: 10 }
+    }
 }
 
 /// Prompt template files; empty: the built-in ones (`config/prompts/`).
@@ -858,7 +874,26 @@ fn resolve(file: FileConfig, text: &str, source: &str, base: &Path) -> Result<Se
         api_key,
         max_retries: file.llm.max_retries,
     };
+    let webhook = file.notify.webhook.get_ref();
+    if !(webhook.is_empty() || webhook.starts_with("http://") || webhook.starts_with("https://")) {
+        return Err(at(
+            source,
+            text,
+            &file.notify.webhook,
+            "notify.webhook",
+            format!("`{webhook}` is not an http:// or https:// URL"),
+        ));
+    }
+    if file.notify.timeout_secs == 0 {
+        return Err(plain("notify.timeout_secs", "must be at least 1".into()));
+    }
+    let notify = orch_actors::settings::NotifySettings {
+        command: file.notify.command.clone(),
+        webhook: webhook.clone(),
+        timeout: Duration::from_secs(file.notify.timeout_secs),
+    };
     Ok(Settings {
+        notify,
         journal: JournalSettings { path: resolve_path(base, &file.journal.path), durability },
         llm,
         orchestration: OrchestrationSettings {
@@ -1046,6 +1081,16 @@ mod tests {
         let err = load_text(&format!("{project}on_retry = \"undo\"\n"), &[]).expect_err("must fail");
         assert_eq!(err.line, Some(4));
         assert!(err.message.contains("unknown variant `undo`, expected `keep` or `rollback`"), "{}", err.message);
+    }
+
+    #[test]
+    fn notify_takes_a_command_and_an_http_webhook() {
+        let c = load_text("[notify]\ncommand = \"cat\"\nwebhook = \"https://hooks.example/x\"\n", &[]).expect("valid");
+        assert_eq!(c.settings.notify.webhook, "https://hooks.example/x");
+        assert!(c.settings.notify.enabled());
+        let err = load_text("[notify]\nwebhook = \"hooks.example/x\"\n", &[]).expect_err("must fail");
+        assert_eq!((err.line, err.key.as_deref()), (Some(2), Some("notify.webhook")));
+        assert!(err.message.contains("not an http:// or https:// URL"), "{}", err.message);
     }
 
     #[test]

@@ -326,6 +326,10 @@ pub fn event_summary(e: &Event) -> String {
             c.latency_us as f64 / 1000.0
         ),
         Event::BreakpointHit(b) => format!("breakpoint {}: {}", b.breakpoint, b.detail),
+        Event::Notified(n) if n.ok => format!("notified ({}) of {}", n.channel, n.about),
+        Event::Notified(n) => {
+            format!("could not notify ({}) of {}: {}", n.channel, n.about, first_line(&n.error, 200))
+        }
         Event::LlmAnswered(a) => {
             format!(
                 "the LLM answered the agent's question \"{}\": {}",

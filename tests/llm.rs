@@ -19,6 +19,7 @@ type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 fn settings(dir: &std::path::Path, llm: LlmSettings) -> Settings {
     Settings {
+        notify: Default::default(),
         journal: JournalSettings { path: dir.join("journal"), durability: Durability::Sync },
         llm,
         orchestration: OrchestrationSettings::default(),

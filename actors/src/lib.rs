@@ -26,6 +26,7 @@
 //!
 //! let dir = tempfile::tempdir().unwrap();
 //! let settings = Settings {
+//!     notify: Default::default(),
 //!     journal: JournalSettings { path: dir.path().join("journal"), durability: Durability::Batch },
 //!     llm: LlmSettings::default(),
 //!     orchestration: OrchestrationSettings { max_attempts: 2, ..OrchestrationSettings::default() },
@@ -75,6 +76,7 @@ pub mod diff;
 pub mod error;
 pub mod journal;
 pub mod llm;
+pub mod notify;
 pub mod ops;
 pub mod process;
 pub mod prompt;

@@ -47,6 +47,32 @@ pub struct Settings {
     pub orchestration: OrchestrationSettings,
     /// The projects and their tasks.
     pub projects: Vec<ProjectSettings>,
+    /// Who hears of what needs a human.
+    pub notify: NotifySettings,
+}
+
+/// Notifications: a JSON payload when a task escalates or waits for an answer, and when a run ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotifySettings {
+    /// A shell line run with the payload on stdin; empty: none.
+    pub command: String,
+    /// An `http://` or `https://` URL the payload is POSTed to; empty: none.
+    pub webhook: String,
+    /// Limit of each delivery.
+    pub timeout: Duration,
+}
+
+impl Default for NotifySettings {
+    fn default() -> Self {
+        NotifySettings { command: String::new(), webhook: String::new(), timeout: Duration::from_secs(10) }
+    }
+}
+
+impl NotifySettings {
+    /// Whether anyone is to be notified.
+    pub fn enabled(&self) -> bool {
+        !self.command.is_empty() || !self.webhook.is_empty()
+    }
 }
 
 /// Where and how events are stored.

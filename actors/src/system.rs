@@ -124,6 +124,7 @@ impl Orchestrator {
         let llm_for_decisions = llm.as_ref().map(|g| g.clone().recipient());
         let o = settings.orchestration.clone();
         let journal_path = settings.journal.path.clone();
+        let notify = settings.notify.clone();
         let j = journal.clone();
         let import_projects = projects.clone();
         let scheduler = Scheduler::create(move |ctx| {
@@ -157,7 +158,7 @@ impl Orchestrator {
             .start();
             let validator =
                 Validator::new(j.clone().recipient(), quality.recipient(), ctx.address().recipient()).start();
-            Scheduler::new(o, projects, j, monitors, validator.recipient(), redactor, journal_path)
+            Scheduler::new(o, projects, j, monitors, validator.recipient(), redactor, journal_path).with_notify(notify)
         });
         let report = journal.send(Import(import_projects)).await??;
         let path = settings.journal.path.clone();

@@ -280,6 +280,19 @@ fn event_about(project: String, task: String) -> impl Strategy<Value = Event> {
                 Event::LlmAnswered(LlmAnswered { project: p.clone(), task: t.clone(), attempt, question, answer })
             }
         }),
+        (any::<bool>(), any::<bool>(), text(), prop_oneof![Just("command"), Just("webhook")]).prop_map({
+            let (p, t) = (p.clone(), t.clone());
+            move |(scoped, ok, error, channel)| {
+                Event::Notified(Notified {
+                    project: scoped.then(|| p.clone()),
+                    task: scoped.then(|| t.clone()),
+                    about: if scoped { "task_escalated".into() } else { "run_finished".into() },
+                    channel: channel.into(),
+                    ok,
+                    error,
+                })
+            }
+        }),
         (1u32..=3, prop::collection::vec(text(), 0..3), prop::collection::vec(text(), 0..2)).prop_map(
             move |(from_attempt, restored, conflicts)| {
                 Event::RolledBack(RolledBack {

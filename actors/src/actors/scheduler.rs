@@ -23,6 +23,9 @@ use crate::redact::Redactor;
 use crate::settings::{OrchestrationSettings, ProjectSettings};
 use crate::types::{AttemptRef, Decision, TaskKey, TaskState};
 
+/// How the reason of a task waiting for an answer to its agent's question begins.
+pub const WAITING_FOR_AN_ANSWER: &str = "waiting for an answer";
+
 /// Which tasks a run is about. Empty lists mean every task of every configured project.
 #[derive(Debug, Clone, Default)]
 pub struct Selection {
@@ -118,6 +121,8 @@ struct RunState {
     /// Tasks with an attempt under way; `None` while its start is being journaled.
     running: HashMap<TaskKey, Option<Addr<AgentSession>>>,
     appends_in_flight: usize,
+    /// Notifications being delivered: the run ends after them.
+    notices_in_flight: usize,
     done: Option<oneshot::Sender<Result<RunSummary, EngineError>>>,
     stopping: bool,
     failed: Option<EngineError>,
@@ -134,6 +139,9 @@ pub struct Scheduler {
     run: Option<RunState>,
     /// The journal's directory: attempts' process tags are made from it.
     journal_path: std::path::PathBuf,
+    /// Who hears of escalations and of the run's end.
+    notify: crate::settings::NotifySettings,
+    http: reqwest::Client,
 }
 
 impl Scheduler {
@@ -150,6 +158,8 @@ impl Scheduler {
     ) -> Self {
         Scheduler {
             journal_path,
+            notify: crate::settings::NotifySettings::default(),
+            http: reqwest::Client::new(),
             orchestration,
             projects: projects.into_iter().map(|p| (p.name.clone(), Arc::new(p))).collect(),
             journal,
@@ -158,6 +168,12 @@ impl Scheduler {
             redactor,
             run: None,
         }
+    }
+
+    /// Escalations and the run's end are announced to `notify`.
+    pub fn with_notify(mut self, notify: crate::settings::NotifySettings) -> Self {
+        self.notify = notify;
+        self
     }
 
     /// Journals `events`, updates the run's views from what the journal says, then calls `then`.
@@ -170,6 +186,18 @@ impl Scheduler {
         if let Some(run) = self.run.as_mut() {
             run.appends_in_flight += 1;
         }
+        // A task that now needs a human is announced once its state change is on record.
+        let escalated: Vec<(TaskKey, bool, String)> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::TaskStateChanged(c) if c.to == TaskState::Escalated => Some((
+                    TaskKey::new(&c.project, &c.task),
+                    c.reason.starts_with(WAITING_FOR_AN_ANSWER),
+                    c.reason.clone(),
+                )),
+                _ => None,
+            })
+            .collect();
         let fut = self.journal.send(Append(events));
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             if let Some(run) = act.run.as_mut() {
@@ -182,12 +210,51 @@ impl Scheduler {
                             run.views.insert(v.spec.key(), v.clone());
                         }
                     }
+                    for (key, waiting, reason) in escalated {
+                        let title = act
+                            .run
+                            .as_ref()
+                            .and_then(|r| r.views.get(&key))
+                            .map(|v| v.spec.title.clone())
+                            .unwrap_or_default();
+                        act.announce(ctx, crate::notify::Notice::task(&key, &title, waiting, &reason));
+                    }
                     then(act, ctx, appended);
                 }
                 Ok(Err(e)) => act.fail(ctx, EngineError::Journal(e)),
                 Err(e) => act.fail(ctx, EngineError::from(e)),
             }
         }));
+    }
+
+    /// Delivers a notification in the background; the run does not end before it is delivered and journaled.
+    fn announce(&mut self, ctx: &mut Context<Self>, notice: crate::notify::Notice) {
+        if !self.notify.enabled() {
+            return;
+        }
+        let Some(run) = self.run.as_mut() else { return };
+        run.notices_in_flight += 1;
+        let (settings, http, journal) = (self.notify.clone(), self.http.clone(), self.journal.clone());
+        ctx.spawn(
+            async move {
+                let events = crate::notify::deliver(&settings, &http, &notice).await;
+                if let Err(e) = journal
+                    .send(Append(events))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()))
+                {
+                    tracing::error!("a notification could not be journaled: {e}");
+                }
+            }
+            .into_actor(self)
+            .map(|_, act, ctx| {
+                if let Some(run) = act.run.as_mut() {
+                    run.notices_in_flight -= 1;
+                }
+                act.maybe_finish(ctx);
+            }),
+        );
     }
 
     /// The journal failed: nothing can be recorded, so stop everything and report it.
@@ -346,7 +413,7 @@ impl Scheduler {
     /// Ends the run when nothing is running or being journaled and no selected task can make progress.
     fn maybe_finish(&mut self, ctx: &mut Context<Self>) {
         let Some(run) = self.run.as_mut() else { return };
-        if !run.running.is_empty() || run.appends_in_flight > 0 {
+        if !run.running.is_empty() || run.appends_in_flight > 0 || run.notices_in_flight > 0 {
             return;
         }
         if !run.stopping && run.failed.is_none() {
@@ -399,10 +466,28 @@ impl Scheduler {
             cancelled: summary.count(TaskState::Cancelled) as u32,
         });
         let journal = self.journal.clone();
+        let notice = self.notify.enabled().then(|| crate::notify::Notice {
+            about: "run_finished",
+            task: None,
+            fields: serde_json::json!({
+                "outcome": outcome,
+                "completed": summary.count(TaskState::Completed),
+                "needs_human": summary.count(TaskState::Escalated) + summary.count(TaskState::Failed) + summary.count(TaskState::Blocked),
+                "cancelled": summary.count(TaskState::Cancelled),
+                "tasks": summary.tasks.iter().map(|(k, s, r)| serde_json::json!({"task": k.to_string(), "state": s.as_str(), "reason": r})).collect::<Vec<_>>(),
+            }),
+        });
+        let (settings, http) = (self.notify.clone(), self.http.clone());
         self.run = None;
         ctx.spawn(
             async move {
                 let res = journal.send(Append(vec![ev])).await;
+                if let Some(notice) = notice {
+                    let events = crate::notify::deliver(&settings, &http, &notice).await;
+                    if let Err(e) = journal.send(Append(events)).await {
+                        tracing::error!("a notification could not be journaled: {e}");
+                    }
+                }
                 let _ = done.send(match (failed, res) {
                     (Some(e), _) => Err(e),
                     (None, Ok(Ok(_))) => Ok(summary),
@@ -494,6 +579,7 @@ impl Handler<Run> for Scheduler {
                     views,
                     running: HashMap::new(),
                     appends_in_flight: 0,
+                    notices_in_flight: 0,
                     done: Some(tx),
                     stopping: false,
                     failed: None,
@@ -607,7 +693,7 @@ impl Handler<Concluded> for Scheduler {
             Decision::Proceed => (TaskState::Completed, c.reason),
             Decision::Retry => (TaskState::Pending, format!("retry: {}", c.reason)),
             Decision::Clarify if c.answered => (TaskState::Pending, c.reason),
-            Decision::Clarify => (TaskState::Escalated, format!("waiting for an answer: {}", c.reason)),
+            Decision::Clarify => (TaskState::Escalated, format!("{WAITING_FOR_AN_ANSWER}: {}", c.reason)),
             Decision::Escalate => (TaskState::Escalated, c.reason),
         };
         let rollback = c.decision == Decision::Retry

@@ -378,6 +378,23 @@ pub struct LlmAnswered {
     pub answer: String,
 }
 
+/// A notification was delivered, or could not be (never fatal).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notified {
+    /// The project, when it is about a task.
+    pub project: Option<String>,
+    /// The task, when it is about one.
+    pub task: Option<String>,
+    /// What happened: `task_escalated`, `task_waiting`, `run_finished`.
+    pub about: String,
+    /// `command` or `webhook`.
+    pub channel: String,
+    /// Delivered.
+    pub ok: bool,
+    /// Why not, when it was not.
+    pub error: String,
+}
+
 /// Everything the journal records. Closed: readers match exhaustively.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -426,6 +443,8 @@ pub enum Event {
     BreakpointHit(BreakpointHit),
     /// See [`LlmAnswered`].
     LlmAnswered(LlmAnswered),
+    /// See [`Notified`].
+    Notified(Notified),
 }
 
 /// The project, task and attempt an event is about, where it is about one.
@@ -453,7 +472,7 @@ macro_rules! task_scope {
 
 impl Event {
     /// Every kind name, in declaration order; the index is the kind's code on disk.
-    pub const KINDS: [&'static str; 22] = [
+    pub const KINDS: [&'static str; 23] = [
         "project_registered",
         "task_added",
         "task_updated",
@@ -476,6 +495,7 @@ impl Event {
         "reviewed",
         "breakpoint_hit",
         "llm_answered",
+        "notified",
     ];
 
     /// The kind's code: its index in [`Event::KINDS`].
@@ -503,6 +523,7 @@ impl Event {
             Event::Reviewed(_) => 19,
             Event::BreakpointHit(_) => 20,
             Event::LlmAnswered(_) => 21,
+            Event::Notified(_) => 22,
         }
     }
 
@@ -535,6 +556,7 @@ impl Event {
             Event::BreakpointHit(e) => attempt_scope!(e),
             Event::LlmAnswered(e) => attempt_scope!(e),
             Event::LlmCalled(e) => Scope { project: e.project.as_deref(), task: e.task.as_deref(), attempt: e.attempt },
+            Event::Notified(e) => Scope { project: e.project.as_deref(), task: e.task.as_deref(), attempt: None },
         }
     }
 

@@ -197,7 +197,8 @@ impl State {
             | Event::RolledBack(_)
             | Event::LlmCalled(_)
             | Event::Reviewed(_)
-            | Event::BreakpointHit(_) => {}
+            | Event::BreakpointHit(_)
+            | Event::Notified(_) => {}
             Event::AttemptStarted(e) => {
                 let key = TaskKey::new(&e.project, &e.task);
                 if let Some(v) = self.tasks.get_mut(&key) {
