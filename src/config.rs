@@ -227,6 +227,10 @@ struct FileBreakpoints {
     allowed_paths: Vec<Spanned<String>>,
     task_token_budget: u64,
     task_cost_budget_usd: Spanned<f64>,
+    project_token_budget: u64,
+    project_cost_budget_usd: Spanned<f64>,
+    run_token_budget: u64,
+    run_cost_budget_usd: Spanned<f64>,
     on_rate_limit: bool,
 }
 
@@ -241,6 +245,10 @@ impl Default for FileBreakpoints {
             allowed_paths: Vec::new(),
             task_token_budget: d.task_token_budget,
             task_cost_budget_usd: Spanned::new(0..0, d.task_cost_budget_usd),
+            project_token_budget: d.project_token_budget,
+            project_cost_budget_usd: Spanned::new(0..0, d.project_cost_budget_usd),
+            run_token_budget: d.run_token_budget,
+            run_cost_budget_usd: Spanned::new(0..0, d.run_cost_budget_usd),
             on_rate_limit: d.on_rate_limit,
         }
     }
@@ -652,14 +660,14 @@ fn resolve(file: FileConfig, text: &str, source: &str, base: &Path) -> Result<Se
             ));
         }
     }
-    if *b.task_cost_budget_usd.get_ref() < 0.0 {
-        return Err(at(
-            source,
-            text,
-            &b.task_cost_budget_usd,
-            "orchestration.breakpoints.task_cost_budget_usd",
-            "must not be negative".into(),
-        ));
+    for (v, key) in [
+        (&b.task_cost_budget_usd, "orchestration.breakpoints.task_cost_budget_usd"),
+        (&b.project_cost_budget_usd, "orchestration.breakpoints.project_cost_budget_usd"),
+        (&b.run_cost_budget_usd, "orchestration.breakpoints.run_cost_budget_usd"),
+    ] {
+        if *v.get_ref() < 0.0 {
+            return Err(at(source, text, v, key, "must not be negative".into()));
+        }
     }
     let breakpoints = orch_actors::settings::Breakpoints {
         consecutive_failures: b.consecutive_failures,
@@ -668,6 +676,10 @@ fn resolve(file: FileConfig, text: &str, source: &str, base: &Path) -> Result<Se
         allowed_paths: b.allowed_paths.iter().map(|g| g.get_ref().clone()).collect(),
         task_token_budget: b.task_token_budget,
         task_cost_budget_usd: *b.task_cost_budget_usd.get_ref(),
+        project_token_budget: b.project_token_budget,
+        project_cost_budget_usd: *b.project_cost_budget_usd.get_ref(),
+        run_token_budget: b.run_token_budget,
+        run_cost_budget_usd: *b.run_cost_budget_usd.get_ref(),
         on_rate_limit: b.on_rate_limit,
     };
     let c = &o.confidence;

@@ -262,6 +262,15 @@ pub struct Breakpoints {
     pub task_token_budget: u64,
     /// Cost a task may run up over all its attempts, USD (0: no limit).
     pub task_cost_budget_usd: f64,
+    /// Tokens each project may use over all its tasks' attempts (0: no limit); reached, its tasks get no new
+    /// attempt and are escalated.
+    pub project_token_budget: u64,
+    /// Cost each project may run up, USD (0: no limit).
+    pub project_cost_budget_usd: f64,
+    /// Tokens one `orch run` may use, all projects together (0: no limit); reached, no task gets a new attempt.
+    pub run_token_budget: u64,
+    /// Cost one `orch run` may run up, USD (0: no limit).
+    pub run_cost_budget_usd: f64,
     /// A rate limit the agent could not get past is a breakpoint rather than a retry.
     pub on_rate_limit: bool,
 }
@@ -275,6 +284,10 @@ impl Default for Breakpoints {
             allowed_paths: Vec::new(),
             task_token_budget: 0,
             task_cost_budget_usd: 0.0,
+            project_token_budget: 0,
+            project_cost_budget_usd: 0.0,
+            run_token_budget: 0,
+            run_cost_budget_usd: 0.0,
             on_rate_limit: true,
         }
     }

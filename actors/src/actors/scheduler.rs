@@ -115,7 +115,77 @@ pub struct Concluded {
     pub conclusion: Conclusion,
 }
 
+/// Tokens and cost, as agents report them.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Usage {
+    /// Tokens.
+    pub tokens: u64,
+    /// USD.
+    pub cost_usd: f64,
+}
+
+impl Usage {
+    /// What a task's attempts used.
+    pub fn of(view: &TaskView) -> Usage {
+        view.attempts.iter().fold(Usage::default(), |u, a| Usage {
+            tokens: u.tokens.saturating_add(a.tokens),
+            cost_usd: u.cost_usd + a.cost_usd,
+        })
+    }
+
+    fn add(&mut self, other: Usage, sign: i64) {
+        if sign >= 0 {
+            self.tokens = self.tokens.saturating_add(other.tokens);
+            self.cost_usd += other.cost_usd;
+        } else {
+            self.tokens = self.tokens.saturating_sub(other.tokens);
+            self.cost_usd -= other.cost_usd;
+        }
+    }
+}
+
+/// The project or run budget a task's project has reached, if any: (breakpoint, evidence). Pure.
+pub fn budget_hit(
+    bp: &crate::settings::Breakpoints,
+    project: &str,
+    in_project: Usage,
+    in_run: Usage,
+) -> Option<(String, String)> {
+    if bp.run_token_budget > 0 && in_run.tokens >= bp.run_token_budget {
+        return Some((
+            "run_token_budget".into(),
+            format!("this run used {} tokens, its budget is {}", in_run.tokens, bp.run_token_budget),
+        ));
+    }
+    if bp.run_cost_budget_usd > 0.0 && in_run.cost_usd >= bp.run_cost_budget_usd {
+        return Some((
+            "run_cost_budget".into(),
+            format!("this run spent ${:.4}, its budget is ${:.4}", in_run.cost_usd, bp.run_cost_budget_usd),
+        ));
+    }
+    if bp.project_token_budget > 0 && in_project.tokens >= bp.project_token_budget {
+        return Some((
+            "project_token_budget".into(),
+            format!("project {project} used {} tokens, its budget is {}", in_project.tokens, bp.project_token_budget),
+        ));
+    }
+    if bp.project_cost_budget_usd > 0.0 && in_project.cost_usd >= bp.project_cost_budget_usd {
+        return Some((
+            "project_cost_budget".into(),
+            format!(
+                "project {project} spent ${:.4}, its budget is ${:.4}",
+                in_project.cost_usd, bp.project_cost_budget_usd
+            ),
+        ));
+    }
+    None
+}
+
 struct RunState {
+    /// What each project's tasks used, over the journal's history.
+    usage: HashMap<String, Usage>,
+    /// What this run's attempts used.
+    run_usage: Usage,
     selected: BTreeSet<TaskKey>,
     views: HashMap<TaskKey, TaskView>,
     /// Tasks with an attempt under way; `None` while its start is being journaled.
@@ -207,6 +277,13 @@ impl Scheduler {
                 Ok(Ok(appended)) => {
                     if let Some(run) = act.run.as_mut() {
                         for v in &appended.tasks {
+                            let before = run.views.get(&v.spec.key()).map(Usage::of).unwrap_or_default();
+                            let after = Usage::of(v);
+                            let project = run.usage.entry(v.spec.project.clone()).or_default();
+                            project.add(before, -1);
+                            project.add(after, 1);
+                            run.run_usage.add(before, -1);
+                            run.run_usage.add(after, 1);
                             run.views.insert(v.spec.key(), v.clone());
                         }
                     }
@@ -347,6 +424,30 @@ impl Scheduler {
                 break;
             }
             let Some(project) = self.projects.get(&key.project) else { continue };
+            // A project or run budget reached: no new attempt; the task goes to a human, saying which budget.
+            let in_project = run.usage.get(&key.project).copied().unwrap_or_default();
+            if let Some((name, detail)) =
+                budget_hit(&self.orchestration.breakpoints, &key.project, in_project, run.run_usage)
+            {
+                let attempt = run.views.get(&key).and_then(|v| v.attempts.last()).map(|a| a.number).unwrap_or(0);
+                events.push(Event::BreakpointHit(crate::journal::event::BreakpointHit {
+                    project: key.project.clone(),
+                    task: key.task.clone(),
+                    attempt,
+                    breakpoint: name.clone(),
+                    detail: detail.clone(),
+                }));
+                events.push(Self::change(
+                    &key,
+                    TaskState::Pending,
+                    TaskState::Escalated,
+                    format!("breakpoint {name}: {detail}"),
+                ));
+                if let Some(v) = run.views.get_mut(&key) {
+                    v.state = TaskState::Escalated;
+                }
+                continue;
+            }
             let in_project = run.running.keys().filter(|k| k.project == key.project).count();
             let in_workspace = run
                 .running
@@ -574,7 +675,13 @@ impl Handler<Run> for Scheduler {
                         }
                     }
                 }
+                let mut usage: HashMap<String, Usage> = HashMap::new();
+                for v in views.values() {
+                    usage.entry(v.spec.project.clone()).or_default().add(Usage::of(v), 1);
+                }
                 let mut run = RunState {
+                    usage,
+                    run_usage: Usage::default(),
                     selected,
                     views,
                     running: HashMap::new(),
@@ -729,5 +836,33 @@ impl Handler<Concluded> for Scheduler {
             }
             act.append_then(ctx, vec![ev], |act, ctx, _| act.schedule(ctx));
         }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Breakpoints;
+
+    #[test]
+    fn project_and_run_budgets_are_reached_at_their_limit() {
+        let u = |tokens, cost_usd| Usage { tokens, cost_usd };
+        let none = Breakpoints::default();
+        assert_eq!(budget_hit(&none, "p", u(1_000_000, 99.0), u(1_000_000, 99.0)), None);
+        let bp = Breakpoints {
+            project_token_budget: 1000,
+            project_cost_budget_usd: 1.0,
+            run_token_budget: 5000,
+            run_cost_budget_usd: 2.0,
+            ..Breakpoints::default()
+        };
+        assert_eq!(budget_hit(&bp, "p", u(999, 0.5), u(999, 0.5)), None);
+        let name = |p: Usage, r: Usage| budget_hit(&bp, "p", p, r).map(|h| h.0);
+        assert_eq!(name(u(1000, 0.5), u(1000, 0.5)).as_deref(), Some("project_token_budget"));
+        assert_eq!(name(u(10, 1.5), u(10, 1.5)).as_deref(), Some("project_cost_budget"));
+        assert_eq!(name(u(10, 0.1), u(6000, 0.1)).as_deref(), Some("run_token_budget"));
+        assert_eq!(name(u(10, 0.1), u(10, 2.0)).as_deref(), Some("run_cost_budget"));
+        let detail = budget_hit(&bp, "alpha", u(1200, 0.0), u(1200, 0.0)).map(|h| h.1).unwrap_or_default();
+        assert_eq!(detail, "project alpha used 1200 tokens, its budget is 1000");
     }
 }
