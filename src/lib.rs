@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod log_cmd;
 pub mod orch_cmd;
 pub mod render;

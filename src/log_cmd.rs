@@ -9,6 +9,7 @@ use orch_actors::journal::{EventFilter, Journal};
 use orch_actors::{Event, JournalError};
 
 use crate::cli::{self, Failure, EXIT_INTERNAL, EXIT_OK};
+use crate::control::{self, Query};
 use crate::render;
 
 /// Inspect the history orch recorded.
@@ -115,78 +116,28 @@ fn events(
     since: Option<String>,
     json: bool,
 ) -> Result<u8, Failure> {
-    let j = cli::open_journal(path)?;
-    let task = match task {
-        Some(t) => Some(j.state().resolve(&t).map_err(Failure::usage)?),
-        None => None,
-    };
-    if let Some(p) = &project {
-        if !j.state().projects.contains_key(p) {
-            return Err(Failure::usage(format!("unknown project `{p}`")));
-        }
-    }
-    let filter = EventFilter {
+    let query = Query::Events {
         project,
         task,
         kinds: kind_codes(&kinds)?,
         since_ms: since.as_deref().map(parse_since).transpose()?,
-        after_seq: 0,
+        json,
     };
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut damaged = 0;
-    for r in j.scan(filter) {
-        match r {
-            Ok(rec) => {
-                let line = if json { rec.to_json().to_string() } else { render::event_line(&rec) };
-                if writeln!(out, "{line}").is_err() {
-                    return Ok(EXIT_OK); // the reader went away (e.g. `| head`)
-                }
-            }
-            Err(e) => {
-                damaged += 1;
-                eprintln!("warning: {e}");
-            }
-        }
-    }
-    let _ = out.flush();
-    Ok(if damaged > 0 { EXIT_INTERNAL } else { EXIT_OK })
+    control::dispatch(path, query, false)
 }
 
 fn show(path: &Path, id: &str) -> Result<u8, Failure> {
-    let j = cli::open_journal(path)?;
-    let key = j.state().resolve(id).map_err(Failure::usage)?;
-    let filter = EventFilter { task: Some(key.clone()), ..EventFilter::default() };
-    let mut records = Vec::new();
-    for r in j.scan(filter) {
-        match r {
-            Ok(rec) => records.push(rec),
-            Err(e) => eprintln!("warning: {e}"),
-        }
-    }
-    print!("{}", render::timeline(&j.state().tasks[&key], &records));
-    Ok(EXIT_OK)
+    control::dispatch(path, Query::Show { id: id.to_string() }, false)
 }
 
 fn stats(path: &Path, json: bool) -> Result<u8, Failure> {
-    let j = cli::open_journal(path)?;
-    let records = j.scan(EventFilter::default()).filter_map(|r| match r {
-        Ok(rec) => Some(rec),
-        Err(e) => {
-            eprintln!("warning: {e}");
-            None
-        }
-    });
-    let s = render::stats(j.state(), records);
-    if json {
-        println!("{}", render::stats_json(&s));
-    } else {
-        print!("{}", render::stats_text(&s));
-    }
-    Ok(EXIT_OK)
+    control::dispatch(path, Query::Stats { json }, false)
 }
 
 fn verify(path: &Path) -> Result<u8, Failure> {
+    if let Some(reply) = control::ask(path, &Query::Verify) {
+        return reply?.print();
+    }
     let j = Journal::open(path, false)?;
     let report = j.verify()?;
     for p in &report.problems {
@@ -203,28 +154,32 @@ fn verify(path: &Path) -> Result<u8, Failure> {
     Ok(if report.is_whole() { EXIT_OK } else { EXIT_INTERNAL })
 }
 
-/// Prints new events as they are written. The journal is opened between polls, so this works between runs and
-/// while `orch` commands write; while a run holds the journal, it waits and says so once.
+/// Prints new events as they are written: streamed live from the run holding the journal, and between runs read
+/// from the journal itself (polled), without a gap or a repeat when a run starts or ends.
 fn follow(path: &Path, json: bool) -> Result<u8, Failure> {
-    let mut after = 0u64;
+    let mut after: Option<u64> = None;
     let mut told = false;
-    let mut first = true;
     loop {
+        if let Some(last) = control::follow_live(path, json, after.unwrap_or(0)) {
+            // The run ended: catch up from the journal with what came after the last event streamed (the run's
+            // last events may have been appended after the stream closed).
+            if last > 0 {
+                after = Some(after.unwrap_or(0).max(last));
+            }
+            told = false;
+        }
         match Journal::open(path, false) {
             Ok(j) => {
                 told = false;
-                if first {
-                    // Start from the end: only new events.
-                    after = j.next_seq().saturating_sub(1);
-                    first = false;
-                }
-                let filter = EventFilter { after_seq: after, ..EventFilter::default() };
+                // Start from the end: only new events.
+                let from = *after.get_or_insert(j.next_seq().saturating_sub(1));
+                let filter = EventFilter { after_seq: from, ..EventFilter::default() };
                 let stdout = std::io::stdout();
                 let mut out = stdout.lock();
                 for r in j.scan(filter) {
                     match r {
                         Ok(rec) => {
-                            after = rec.seq;
+                            after = Some(rec.seq);
                             let line = if json { rec.to_json().to_string() } else { render::event_line(&rec) };
                             if writeln!(out, "{line}").is_err() {
                                 return Ok(EXIT_OK);
@@ -236,13 +191,14 @@ fn follow(path: &Path, json: bool) -> Result<u8, Failure> {
                 let _ = out.flush();
             }
             Err(JournalError::Locked { .. }) => {
+                // A run is starting (its socket is not up yet) or has no socket: wait.
                 if !told {
-                    eprintln!("a run holds the journal; waiting for it to release it");
+                    eprintln!("a run holds the journal; waiting for its control socket");
                     told = true;
                 }
             }
             Err(e) => return Err(e.into()),
         }
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_millis(250));
     }
 }

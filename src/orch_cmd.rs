@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 use orch_actors::journal::event::{Event, TaskAdded};
-use orch_actors::ops::{self, HumanRequest};
+use orch_actors::ops;
 use orch_actors::{Journal, Orchestrator, Selection, TaskSpec, TaskState};
 
 use crate::cli::{self, Failure, EXIT_NEEDS_HUMAN, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM};
 use crate::config::{self, Overrides};
-use crate::render;
+use crate::control::{self, Query, Verdict};
 
 /// Supervises AI coding agents on queues of tasks across many projects.
 #[derive(Debug, Parser)]
@@ -160,10 +160,10 @@ impl Cli {
                 };
                 task_add(config, spec)
             }
-            Command::Answer { id, text } => human(config, &id, HumanRequest::Answer(text)),
-            Command::Approve { id } => human(config, &id, HumanRequest::Approve),
-            Command::Reject { id, reason } => human(config, &id, HumanRequest::Reject(reason)),
-            Command::Cancel { id } => human(config, &id, HumanRequest::Cancel),
+            Command::Answer { id, text } => human(config, &id, Verdict::Answer { text }),
+            Command::Approve { id } => human(config, &id, Verdict::Approve),
+            Command::Reject { id, reason } => human(config, &id, Verdict::Reject { reason }),
+            Command::Cancel { id } => human(config, &id, Verdict::Cancel),
             Command::Rollback { id, attempt, force } => rollback(config, &id, attempt, force),
         }
     }
@@ -191,23 +191,18 @@ fn open_from_config(config: Option<&Path>) -> Result<Journal, Failure> {
     cli::open_journal(&path)
 }
 
+/// Runs a query on the configured journal: through the run that holds it, or directly.
+fn query(config: Option<&Path>, q: Query) -> Result<u8, Failure> {
+    let path = cli::journal_path(config, None)?;
+    control::dispatch(&path, q, false)
+}
+
 fn status(config: Option<&Path>, json: bool) -> Result<u8, Failure> {
-    let j = open_from_config(config)?;
-    let out = if json { render::status_json(j.state()).to_string() + "\n" } else { render::status_text(j.state()) };
-    print!("{out}");
-    Ok(EXIT_OK)
+    query(config, Query::Status { json })
 }
 
 fn task_show(config: Option<&Path>, id: &str, json: bool) -> Result<u8, Failure> {
-    let j = open_from_config(config)?;
-    let key = j.state().resolve(id).map_err(Failure::usage)?;
-    let view = &j.state().tasks[&key];
-    if json {
-        println!("{}", render::task_json(view));
-    } else {
-        print!("{}", render::task_text(view));
-    }
-    Ok(EXIT_OK)
+    query(config, Query::TaskShow { id: id.to_string(), json })
 }
 
 fn task_add(config_flag: Option<&Path>, spec: TaskSpec) -> Result<u8, Failure> {
@@ -215,6 +210,10 @@ fn task_add(config_flag: Option<&Path>, spec: TaskSpec) -> Result<u8, Failure> {
         return Err(Failure::usage(format!("`{}` is not a valid task id (letters, digits, `-`, `_`, `.`)", spec.id)));
     }
     let cfg = cli::load_config(config_flag, &Overrides::default(), false)?;
+    // A run holds the journal: it takes the task in (and runs it, when the run covers its project).
+    if let Some(reply) = control::ask(&cfg.settings.journal.path, &Query::TaskAdd { spec: spec.clone() }) {
+        return reply?.print();
+    }
     let mut j = Journal::open(&cfg.settings.journal.path, true)?;
     // A project known to the config but not yet to the journal is registered first.
     if !j.state().projects.contains_key(&spec.project) {
@@ -230,14 +229,8 @@ fn task_add(config_flag: Option<&Path>, spec: TaskSpec) -> Result<u8, Failure> {
     Ok(EXIT_OK)
 }
 
-fn human(config: Option<&Path>, id: &str, request: HumanRequest) -> Result<u8, Failure> {
-    let mut j = open_from_config(config)?;
-    let (key, events) = ops::human_events(j.state(), id, &request)?;
-    j.append(events)?;
-    j.flush()?;
-    let state = j.state().tasks[&key].state;
-    println!("{key}: now {state}");
-    Ok(EXIT_OK)
+fn human(config: Option<&Path>, id: &str, verdict: Verdict) -> Result<u8, Failure> {
+    query(config, Query::Human { id: id.to_string(), verdict })
 }
 
 fn rollback(config: Option<&Path>, id: &str, attempt: Option<u32>, force: bool) -> Result<u8, Failure> {
@@ -340,6 +333,15 @@ fn is_executable(p: &Path) -> bool {
 fn run(config_flag: Option<&Path>, args: RunArgs) -> Result<u8, Failure> {
     let overrides = Overrides { max_sessions: args.max_sessions, durability: args.durability };
     let cfg = cli::load_config(config_flag, &overrides, true)?;
+    let journal = &cfg.settings.journal.path;
+    if let Some(Ok(reply)) = control::ask(journal, &Query::Ping) {
+        let pid = reply.stdout.trim().to_string();
+        return Err(Failure::usage(format!(
+            "another `orch run` (pid {pid}) is supervising the journal at {}; watch it with `orch status` or \
+             `orch-log follow`, or stop it first (Ctrl-C in its terminal, or `kill -TERM {pid}`)",
+            journal.display()
+        )));
+    }
     check_agents(&cfg.settings)?;
     let selection = Selection { projects: args.projects, tasks: args.tasks };
     let system = actix::System::new();
@@ -348,6 +350,14 @@ fn run(config_flag: Option<&Path>, args: RunArgs) -> Result<u8, Failure> {
 
 async fn supervise(settings: orch_actors::settings::Settings, selection: Selection) -> Result<u8, Failure> {
     let (orch, report) = Orchestrator::start(settings).await?;
+    // Live control: other commands reach this run through the socket while it holds the journal.
+    let control = match control::serve(orch.journal_path(), orch.controller()) {
+        Ok(guard) => Some(guard),
+        Err(f) => {
+            eprintln!("warning: {}; `orch status` and the like will wait for this run to end", f.message);
+            None
+        }
+    };
     for p in orch.damaged_records() {
         eprintln!("warning: journal: {} is damaged: {} (run `orch-log verify`)", p.about, p.what);
     }
@@ -409,6 +419,7 @@ async fn supervise(settings: orch_actors::settings::Settings, selection: Selecti
         });
     }
     let result = orch.run(selection).await;
+    drop(control);
     let _ = done_tx.send(());
     let _ = printer.await;
     let summary = result?;

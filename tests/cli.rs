@@ -419,7 +419,7 @@ fn sigint_stops_the_run_gracefully() -> TestResult {
     // While it runs, a second run on the same journal refuses, saying why.
     let second = orch(&["run"], root);
     assert_eq!(second.status.code(), Some(2), "{}", err(&second));
-    assert!(err(&second).contains("in use by another orch process"), "{}", err(&second));
+    assert!(err(&second).contains("another `orch run` (pid"), "{}", err(&second));
     Command::new("kill").args(["-INT", &child.id().to_string()]).status()?;
     let out = child.wait_with_output()?;
     assert_eq!(out.status.code(), Some(130), "{}{}", text(&out), err(&out));
@@ -473,5 +473,112 @@ fn an_unreachable_llm_is_a_warning_unless_it_is_required() -> TestResult {
     let out = orch(&["run"], root);
     assert_eq!(out.status.code(), Some(2), "{}", err(&out));
     assert!(err(&out).contains("the LLM is required but not usable"), "{}", err(&out));
+    Ok(())
+}
+
+/// A task's state in `orch status --json`, or "".
+fn task_state(status: &Value, id: &str) -> String {
+    status["projects"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p["tasks"].as_array().cloned().unwrap_or_default())
+        .find(|t| t["id"] == id)
+        .and_then(|t| t["state"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Waits up to 30 s for `cond`.
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(30), "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn while_a_run_holds_the_journal_other_commands_work_through_its_socket() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("ws"))?;
+    std::fs::create_dir_all(root.join("ws2"))?;
+    // `slow` holds the run open until the test lets it go; `ask` asks a question on its first attempt.
+    std::fs::write(
+        root.join("agent.sh"),
+        "case $ORCH_TASK_ID in\n\
+         slow) while [ ! -f ../release ]; do sleep 0.05; done; echo done > slow.txt; echo 'Wrote slow.txt.';;\n\
+         ask) if [ \"$ORCH_ATTEMPT\" = 1 ]; then echo 'Which greeting should it print?'; else echo hi > ask.txt; echo 'Wrote ask.txt.'; fi;;\n\
+         *) echo x > \"$ORCH_TASK_ID.txt\"; echo \"Wrote $ORCH_TASK_ID.txt.\";;\n\
+         esac\n",
+    )?;
+    std::fs::write(
+        root.join("orch.toml"),
+        "[agent]\nkind = \"command\"\nprogram = \"sh\"\nargs = [\"../agent.sh\"]\n\n[orchestration]\nmax_sessions = 2\n\n\
+         [[projects]]\nname = \"p\"\nworkspace = \"ws\"\n\n[[projects.tasks]]\nid = \"slow\"\ntitle = \"Slow\"\n\n\
+         [[projects]]\nname = \"q\"\nworkspace = \"ws2\"\n\n[[projects.tasks]]\nid = \"ask\"\ntitle = \"Ask\"\n",
+    )?;
+    let mut cmd = Command::new(ORCH);
+    cmd.arg("run").current_dir(root).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ORCH_") || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    let run = cmd.spawn()?;
+    let socket = root.join(".orch/journal/control.sock");
+    wait_for("the control socket", || socket.exists());
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&socket)?.permissions().mode() & 0o777, 0o600);
+    }
+    // A follower streams events live.
+    let follower = Command::new(ORCH_LOG)
+        .args(["follow", "--json"])
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    // The question is asked; the task waits for an answer while the run goes on.
+    wait_for("ask to wait for an answer", || {
+        let s: Value = serde_json::from_slice(&orch(&["status", "--json"], root).stdout).unwrap_or(Value::Null);
+        task_state(&s, "ask") == "escalated"
+    });
+    let second = orch(&["run"], root);
+    assert_eq!(second.status.code(), Some(2), "{}", text(&second));
+    assert!(err(&second).contains("another `orch run` (pid"), "{}", err(&second));
+    let answered = orch(&["answer", "ask", "Print hi."], root);
+    assert_eq!(answered.status.code(), Some(0), "{}", text(&answered));
+    assert!(text(&answered).contains("q/ask: now pending"), "{}", text(&answered));
+    let added = orch(&["task", "add", "--project", "q", "--id", "extra", "--title", "Extra"], root);
+    assert_eq!(added.status.code(), Some(0), "{}", text(&added));
+    let unknown = orch(&["approve", "nope"], root);
+    assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown));
+    assert!(err(&unknown).contains("nope"), "{}", err(&unknown));
+    // The answered task and the added one run in this same run.
+    wait_for("ask and extra to complete", || {
+        let s: Value = serde_json::from_slice(&orch(&["status", "--json"], root).stdout).unwrap_or(Value::Null);
+        task_state(&s, "ask") == "completed" && task_state(&s, "extra") == "completed"
+    });
+    let events = orch_log(&["events", "--task", "ask", "--json"], root);
+    assert_eq!(events.status.code(), Some(0), "{}", text(&events));
+    assert!(String::from_utf8_lossy(&events.stdout).contains("\"kind\":\"human_answered\""));
+    assert_eq!(orch_log(&["verify"], root).status.code(), Some(0));
+    std::fs::write(root.join("release"), "")?;
+    let out = run.wait_with_output()?;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!socket.exists(), "the socket is removed when the run ends");
+    // The follower saw the run's events live, then keeps following the journal between runs.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut follower = follower;
+    let _ = follower.kill();
+    let followed = follower.wait_with_output()?;
+    let lines: Vec<Value> =
+        String::from_utf8_lossy(&followed.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert!(lines.iter().any(|e| e["kind"] == "task_added" && e["task"] == "extra"), "{lines:?}");
+    assert!(lines.iter().any(|e| e["kind"] == "run_finished"), "{lines:?}");
+    let seqs: Vec<u64> = lines.iter().filter_map(|e| e["seq"].as_u64()).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "no gap, no repeat: {seqs:?}");
     Ok(())
 }

@@ -13,8 +13,8 @@ use crate::actors::decision::DecisionEngine;
 use crate::actors::file_monitor::FileMonitor;
 use crate::actors::llm_gateway::{CheckLlm, LlmGateway};
 use crate::actors::quality::QualityController;
-use crate::actors::scheduler::{Run, RunSummary, Scheduler, Selection, StopRun};
-use crate::actors::state_journal::{AddTask, Close, Flush, GetState, Human, Import, StateJournal, Subscribe};
+use crate::actors::scheduler::{Refresh, Run, RunSummary, Scheduler, Selection, StopRun};
+use crate::actors::state_journal::{Close, Control, Flush, GetState, Import, StateJournal, Subscribe};
 use crate::actors::validator::Validator;
 use crate::error::EngineError;
 use crate::journal::{EventRecord, Journal, Problem, State, TaskView};
@@ -22,6 +22,33 @@ use crate::ops::{HumanRequest, ImportReport};
 use crate::redact::Redactor;
 use crate::settings::Settings;
 use crate::types::{TaskKey, TaskSpec};
+
+/// A handle on a running engine for control requests from outside the run (a control socket, say); see
+/// [`Orchestrator::controller`].
+#[derive(Clone)]
+pub struct Controller {
+    journal: Addr<StateJournal>,
+    scheduler: Addr<Scheduler>,
+}
+
+impl Controller {
+    /// See [`Orchestrator::control`].
+    pub async fn control<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Journal) -> Result<(R, Vec<crate::journal::Event>), EngineError> + Send + 'static,
+    ) -> Result<R, EngineError> {
+        let (answer, changed) = self.journal.send(Control(Box::new(f))).await??;
+        if !changed.is_empty() {
+            self.scheduler.do_send(Refresh(changed));
+        }
+        Ok(answer)
+    }
+
+    /// Every event appended from now on.
+    pub async fn subscribe(&self) -> Result<broadcast::Receiver<Arc<EventRecord>>, EngineError> {
+        Ok(self.journal.send(Subscribe).await?)
+    }
+}
 
 /// Stops a run under way; see [`Orchestrator::stopper`].
 #[derive(Clone)]
@@ -186,11 +213,18 @@ impl Orchestrator {
         &self.damaged
     }
 
-    /// Adds a task to the journal; a later [`Orchestrator::run`] picks it up.
+    /// Adds a task to the journal; a run under way over its project takes it in, else a later
+    /// [`Orchestrator::run`] picks it up.
     pub async fn submit(&self, spec: TaskSpec) -> Result<TaskKey, EngineError> {
-        let key = spec.key();
-        self.journal.send(AddTask { spec, source: "api".into() }).await??;
-        Ok(key)
+        self.control(move |j| {
+            crate::ops::check_new_task(j.state(), &spec)?;
+            let key = spec.key();
+            Ok((
+                key,
+                vec![crate::journal::Event::TaskAdded(crate::journal::event::TaskAdded { spec, source: "api".into() })],
+            ))
+        })
+        .await
     }
 
     /// Runs the selected tasks until each is completed, escalated, failed, blocked or cancelled.
@@ -222,7 +256,27 @@ impl Orchestrator {
 
     /// A human's answer or verdict on a task.
     pub async fn human(&self, id: &str, request: HumanRequest) -> Result<TaskKey, EngineError> {
-        self.journal.send(Human { id: id.to_string(), request }).await?
+        let id = id.to_string();
+        self.control(move |j| crate::ops::human_events(j.state(), &id, &request)).await
+    }
+
+    /// A control request from outside the run (see [`Control`]): runs `f` on the journal's actor, appends the events
+    /// it returns, and lets a run under way take in the changed tasks.
+    pub async fn control<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Journal) -> Result<(R, Vec<crate::journal::Event>), EngineError> + Send + 'static,
+    ) -> Result<R, EngineError> {
+        self.controller().control(f).await
+    }
+
+    /// A cloneable handle for control requests.
+    pub fn controller(&self) -> Controller {
+        Controller { journal: self.journal.clone(), scheduler: self.scheduler.clone() }
+    }
+
+    /// The journal's directory.
+    pub fn journal_path(&self) -> &std::path::Path {
+        &self.path
     }
 
     /// Every event appended from now on.

@@ -61,6 +61,12 @@ impl RunSummary {
 #[rtype(result = "Result<RunSummary, EngineError>")]
 pub struct Run(pub Selection);
 
+/// Task views changed from outside the run (a human's answer, verdict or cancel; a task added): the run takes them
+/// in — an answered task is scheduled again, a cancelled one is stopped, a new one in the run's projects joins it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Refresh(pub Vec<TaskView>);
+
 /// Stop the run gracefully: agents are stopped and their attempts journaled as interrupted.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -182,6 +188,8 @@ pub fn budget_hit(
 }
 
 struct RunState {
+    /// Projects whose new tasks join the run (`None`: the run has an explicit task list).
+    open_to: Option<BTreeSet<String>>,
     /// What each project's tasks used, over the journal's history.
     usage: HashMap<String, Usage>,
     /// What this run's attempts used.
@@ -679,7 +687,15 @@ impl Handler<Run> for Scheduler {
                 for v in views.values() {
                     usage.entry(v.spec.project.clone()).or_default().add(Usage::of(v), 1);
                 }
+                let open_to = sel.tasks.is_empty().then(|| {
+                    act.projects
+                        .keys()
+                        .filter(|p| sel.projects.is_empty() || sel.projects.contains(*p))
+                        .cloned()
+                        .collect::<BTreeSet<String>>()
+                });
                 let mut run = RunState {
+                    open_to,
                     usage,
                     run_usage: Usage::default(),
                     selected,
@@ -727,6 +743,30 @@ impl Handler<Run> for Scheduler {
     }
 }
 
+impl Handler<Refresh> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, msg: Refresh, ctx: &mut Self::Context) {
+        let Some(run) = self.run.as_mut() else { return };
+        for v in msg.0 {
+            let key = v.spec.key();
+            let usage = run.usage.entry(key.project.clone()).or_default();
+            usage.add(run.views.get(&key).map(Usage::of).unwrap_or_default(), -1);
+            usage.add(Usage::of(&v), 1);
+            if !run.selected.contains(&key) && run.open_to.as_ref().is_some_and(|p| p.contains(&key.project)) {
+                run.selected.insert(key.clone());
+            }
+            if v.state == TaskState::Cancelled {
+                if let Some(Some(session)) = run.running.get(&key) {
+                    session.do_send(StopSession);
+                }
+            }
+            run.views.insert(key, v);
+        }
+        self.schedule(ctx);
+    }
+}
+
 impl Handler<StopRun> for Scheduler {
     type Result = ();
 
@@ -748,7 +788,19 @@ impl Handler<SessionEnded> for Scheduler {
         let key = msg.attempt.key.clone();
         let Some(run) = self.run.as_mut() else { return };
         let mut events = Vec::new();
+        let cancelled = run.views.get(&key).is_some_and(|v| v.state == TaskState::Cancelled);
         match (&msg.error, msg.interrupted) {
+            // Cancelled by a human while it ran: it stays cancelled.
+            (_, true) if cancelled => {
+                if msg.error.is_some() {
+                    events.push(Event::AttemptInterrupted(AttemptInterrupted {
+                        project: key.project.clone(),
+                        task: key.task.clone(),
+                        attempt: msg.attempt.attempt,
+                        reason: "stopped: the task was cancelled by a human".into(),
+                    }));
+                }
+            }
             (_, true) => {
                 if msg.error.is_some() {
                     events.push(Event::AttemptInterrupted(AttemptInterrupted {
@@ -795,6 +847,11 @@ impl Handler<Concluded> for Scheduler {
     fn handle(&mut self, msg: Concluded, ctx: &mut Self::Context) {
         let key = msg.report.attempt.key.clone();
         let Some(run) = self.run.as_mut() else { return };
+        if run.views.get(&key).is_some_and(|v| v.state == TaskState::Cancelled) {
+            // A human cancelled it while its attempt was judged: the decision is on record, the task stays cancelled.
+            run.running.remove(&key);
+            return self.schedule(ctx);
+        }
         let c = msg.conclusion;
         let (to, reason) = match c.decision {
             Decision::Proceed => (TaskState::Completed, c.reason),

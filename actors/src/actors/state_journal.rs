@@ -14,9 +14,9 @@ use tokio::sync::{broadcast, oneshot};
 
 use crate::error::{EngineError, JournalError};
 use crate::journal::{Durability, Event, EventRecord, Flusher, Journal, State, TaskView};
-use crate::ops::{self, HumanRequest, ImportReport};
+use crate::ops::{self, ImportReport};
 use crate::settings::ProjectSettings;
-use crate::types::{ContentHash, TaskKey, TaskSpec};
+use crate::types::{ContentHash, TaskKey};
 
 /// Appends events; resolves once they are as durable as configured.
 #[derive(Message)]
@@ -56,26 +56,6 @@ pub struct Subscribe;
 #[derive(Message)]
 #[rtype(result = "Result<ImportReport, EngineError>")]
 pub struct Import(pub Vec<ProjectSettings>);
-
-/// Adds a task.
-#[derive(Message)]
-#[rtype(result = "Result<(), EngineError>")]
-pub struct AddTask {
-    /// The task.
-    pub spec: TaskSpec,
-    /// `cli`, `api`, …
-    pub source: String,
-}
-
-/// A human's answer or verdict.
-#[derive(Message)]
-#[rtype(result = "Result<TaskKey, EngineError>")]
-pub struct Human {
-    /// `ID` or `project/ID`.
-    pub id: String,
-    /// What is asked.
-    pub request: HumanRequest,
-}
 
 /// Flushes everything; resolves when it is on disk.
 #[derive(Message)]
@@ -284,6 +264,45 @@ impl Handler<PutBlobs> for StateJournal {
     }
 }
 
+/// What a control request does with the journal: reads it, and returns its answer with the events to append (none
+/// for a read). Run on the journal's actor, so that what it read is still true when its events are appended.
+pub type ControlFn<R> = Box<dyn FnOnce(&Journal) -> Result<(R, Vec<Event>), EngineError> + Send>;
+
+/// A request from outside a run (`orch status`, `orch answer`, `orch-log events` while `orch run` holds the
+/// journal): a [`ControlFn`]. Answers its result and the task views its events changed.
+#[derive(Message)]
+#[rtype(result = "Result<(R, Vec<TaskView>), EngineError>")]
+pub struct Control<R: Send + 'static>(pub ControlFn<R>);
+
+impl<R: Send + 'static> Handler<Control<R>> for StateJournal {
+    type Result = ResponseFuture<Result<(R, Vec<TaskView>), EngineError>>;
+
+    fn handle(&mut self, msg: Control<R>, ctx: &mut Self::Context) -> Self::Result {
+        // What was appended so far must be readable (in `batch`, appends may be staged).
+        if self.journal.has_staged() {
+            if let Err(e) = self.journal.commit() {
+                return Box::pin(async move { Err(e.into()) });
+            }
+        }
+        let (answer, events) = match (msg.0)(&self.journal) {
+            Ok(r) => r,
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
+        if events.is_empty() {
+            return Box::pin(async move { Ok((answer, Vec::new())) });
+        }
+        let appended = match self.append(events) {
+            Ok(a) => a,
+            Err(e) => return Box::pin(async move { Err(e.into()) }),
+        };
+        let durable = self.durable(ctx);
+        Box::pin(async move {
+            durable.await?;
+            Ok((answer, appended.tasks))
+        })
+    }
+}
+
 /// Undo one attempt's changes (`on_retry = "rollback"`): every file it created, changed or deleted is restored from
 /// its pre-image; a file changed since by someone else is a conflict, left alone. Journaled as `rolled_back`.
 #[derive(Message)]
@@ -356,41 +375,6 @@ impl Handler<Import> for StateJournal {
         Box::pin(async move {
             durable.await?;
             Ok(report)
-        })
-    }
-}
-
-impl Handler<AddTask> for StateJournal {
-    type Result = ResponseFuture<Result<(), EngineError>>;
-
-    fn handle(&mut self, msg: AddTask, ctx: &mut Self::Context) -> Self::Result {
-        if let Err(e) = ops::check_new_task(self.journal.state(), &msg.spec) {
-            return Box::pin(async move { Err(e) });
-        }
-        let event = Event::TaskAdded(crate::journal::event::TaskAdded { spec: msg.spec, source: msg.source });
-        if let Err(e) = self.append(vec![event]) {
-            return Box::pin(async move { Err(e.into()) });
-        }
-        let durable = self.durable(ctx);
-        Box::pin(async move { Ok(durable.await?) })
-    }
-}
-
-impl Handler<Human> for StateJournal {
-    type Result = ResponseFuture<Result<TaskKey, EngineError>>;
-
-    fn handle(&mut self, msg: Human, ctx: &mut Self::Context) -> Self::Result {
-        let (key, events) = match ops::human_events(self.journal.state(), &msg.id, &msg.request) {
-            Ok(x) => x,
-            Err(e) => return Box::pin(async move { Err(e) }),
-        };
-        if let Err(e) = self.append(events) {
-            return Box::pin(async move { Err(e.into()) });
-        }
-        let durable = self.durable(ctx);
-        Box::pin(async move {
-            durable.await?;
-            Ok(key)
         })
     }
 }

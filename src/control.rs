@@ -1,0 +1,407 @@
+//! Live control. While `orch run` holds the journal (sled locks it), the other commands reach the run through a Unix
+//! socket in the journal directory, `control.sock` (mode 0600): `orch status`, `orch task show|add`, `orch answer`,
+//! `orch approve`, `orch reject`, `orch cancel` and every `orch-log` command. With no run, they open the journal
+//! themselves. Both paths execute the same [`Query`] against a [`Journal`], so they print the same.
+//!
+//! The protocol: one JSON line, the query; then JSON lines back — one [`Reply`], or for `follow`, one line per event
+//! (`{"seq": N, "line": "…"}`) until the run ends.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use orch_actors::journal::{EventFilter, Journal};
+use orch_actors::ops::{self, HumanRequest};
+use orch_actors::{Event, TaskSpec};
+use serde::{Deserialize, Serialize};
+
+use crate::cli::{Failure, EXIT_INTERNAL, EXIT_OK};
+use crate::render;
+
+/// The socket's file name in the journal directory.
+pub const SOCKET: &str = "control.sock";
+
+/// The socket of the journal at `journal`.
+pub fn socket_path(journal: &Path) -> PathBuf {
+    journal.join(SOCKET)
+}
+
+/// A human's request on a task, as it travels.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Verdict {
+    /// `orch answer`.
+    Answer {
+        /// The answer.
+        text: String,
+    },
+    /// `orch approve`.
+    Approve,
+    /// `orch reject`.
+    Reject {
+        /// Why.
+        reason: String,
+    },
+    /// `orch cancel`.
+    Cancel,
+}
+
+impl From<Verdict> for HumanRequest {
+    fn from(v: Verdict) -> Self {
+        match v {
+            Verdict::Answer { text } => HumanRequest::Answer(text),
+            Verdict::Approve => HumanRequest::Approve,
+            Verdict::Reject { reason } => HumanRequest::Reject(reason),
+            Verdict::Cancel => HumanRequest::Cancel,
+        }
+    }
+}
+
+/// What a command asks of the journal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "query", rename_all = "snake_case")]
+pub enum Query {
+    /// Is a run there? Answers its pid.
+    Ping,
+    /// `orch status`.
+    Status {
+        /// JSON.
+        json: bool,
+    },
+    /// `orch task show`.
+    TaskShow {
+        /// `ID` or `project/ID`.
+        id: String,
+        /// JSON.
+        json: bool,
+    },
+    /// `orch task add`.
+    TaskAdd {
+        /// The task.
+        spec: TaskSpec,
+    },
+    /// `orch answer|approve|reject|cancel`.
+    Human {
+        /// `ID` or `project/ID`.
+        id: String,
+        /// What the human says.
+        verdict: Verdict,
+    },
+    /// `orch-log events`.
+    Events {
+        /// Only this project.
+        project: Option<String>,
+        /// Only this task.
+        task: Option<String>,
+        /// Only these kinds.
+        kinds: Vec<u16>,
+        /// Only at or after (ms since the epoch).
+        since_ms: Option<i64>,
+        /// JSON lines.
+        json: bool,
+    },
+    /// `orch-log show`.
+    Show {
+        /// `ID` or `project/ID`.
+        id: String,
+    },
+    /// `orch-log stats`.
+    Stats {
+        /// JSON.
+        json: bool,
+    },
+    /// `orch-log verify`.
+    Verify,
+    /// `orch-log follow`: new events as they are written.
+    Follow {
+        /// JSON lines.
+        json: bool,
+    },
+}
+
+/// What a query printed and how it ended.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Reply {
+    /// The exit code.
+    pub code: u8,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error (warnings).
+    pub stderr: String,
+    /// An error message, printed as `orch: …` (the code is then the error's).
+    pub error: Option<String>,
+}
+
+impl Reply {
+    fn failure(f: Failure) -> Reply {
+        Reply { code: f.code, error: Some(f.message), ..Reply::default() }
+    }
+
+    /// Prints it as the command would have, and returns its exit code.
+    pub fn print(self) -> Result<u8, Failure> {
+        print!("{}", self.stdout);
+        eprint!("{}", self.stderr);
+        let _ = std::io::stdout().flush();
+        match self.error {
+            Some(message) => Err(Failure { code: self.code, message }),
+            None => Ok(self.code),
+        }
+    }
+}
+
+/// Executes a query on a journal: what it prints, and the events it appends (for the caller to append).
+pub fn execute(query: &Query, j: &Journal) -> (Reply, Vec<Event>) {
+    match run_query(query, j) {
+        Ok(r) => r,
+        Err(f) => (Reply::failure(f), Vec::new()),
+    }
+}
+
+fn run_query(query: &Query, j: &Journal) -> Result<(Reply, Vec<Event>), Failure> {
+    let mut r = Reply::default();
+    let mut events = Vec::new();
+    match query {
+        Query::Ping => r.stdout = format!("{}\n", std::process::id()),
+        Query::Follow { .. } => return Err(Failure::usage("follow is streamed, not executed")),
+        Query::Status { json } => {
+            r.stdout =
+                if *json { render::status_json(j.state()).to_string() + "\n" } else { render::status_text(j.state()) };
+        }
+        Query::TaskShow { id, json } => {
+            let key = j.state().resolve(id).map_err(Failure::usage)?;
+            let view = &j.state().tasks[&key];
+            r.stdout = if *json { format!("{}\n", render::task_json(view)) } else { render::task_text(view) };
+        }
+        Query::TaskAdd { spec } => {
+            ops::check_new_task(j.state(), spec)?;
+            r.stdout = format!("added {}\n", spec.key());
+            events.push(Event::TaskAdded(orch_actors::journal::event::TaskAdded {
+                spec: spec.clone(),
+                source: "cli".into(),
+            }));
+        }
+        Query::Human { id, verdict } => {
+            let (key, evs) = ops::human_events(j.state(), id, &HumanRequest::from(verdict.clone()))?;
+            let to = evs.iter().rev().find_map(|e| match e {
+                Event::TaskStateChanged(c) => Some(c.to),
+                _ => None,
+            });
+            r.stdout = format!("{key}: now {}\n", to.map(|s| s.as_str()).unwrap_or("unchanged"));
+            events = evs;
+        }
+        Query::Events { project, task, kinds, since_ms, json } => {
+            let task = match task {
+                Some(t) => Some(j.state().resolve(t).map_err(Failure::usage)?),
+                None => None,
+            };
+            if let Some(p) = project {
+                if !j.state().projects.contains_key(p) {
+                    return Err(Failure::usage(format!("unknown project `{p}`")));
+                }
+            }
+            let filter =
+                EventFilter { project: project.clone(), task, kinds: kinds.clone(), since_ms: *since_ms, after_seq: 0 };
+            for rec in j.scan(filter) {
+                match rec {
+                    Ok(rec) => {
+                        r.stdout.push_str(&if *json { rec.to_json().to_string() } else { render::event_line(&rec) });
+                        r.stdout.push('\n');
+                    }
+                    Err(e) => {
+                        r.code = EXIT_INTERNAL;
+                        r.stderr.push_str(&format!("warning: {e}\n"));
+                    }
+                }
+            }
+        }
+        Query::Show { id } => {
+            let key = j.state().resolve(id).map_err(Failure::usage)?;
+            let mut records = Vec::new();
+            for rec in j.scan(EventFilter { task: Some(key.clone()), ..EventFilter::default() }) {
+                match rec {
+                    Ok(rec) => records.push(rec),
+                    Err(e) => r.stderr.push_str(&format!("warning: {e}\n")),
+                }
+            }
+            r.stdout = render::timeline(&j.state().tasks[&key], &records);
+        }
+        Query::Stats { json } => {
+            let mut warnings = String::new();
+            let records = j.scan(EventFilter::default()).filter_map(|rec| match rec {
+                Ok(rec) => Some(rec),
+                Err(e) => {
+                    warnings.push_str(&format!("warning: {e}\n"));
+                    None
+                }
+            });
+            let s = render::stats(j.state(), records);
+            r.stdout = if *json { format!("{}\n", render::stats_json(&s)) } else { render::stats_text(&s) };
+            r.stderr = warnings;
+        }
+        Query::Verify => {
+            let report = j.verify()?;
+            for p in &report.problems {
+                r.stdout.push_str(&format!("damaged: {}: {}\n", p.about, p.what));
+            }
+            r.stdout.push_str(&format!(
+                "{}: {} events, {} projections, {} blobs checked{}\n",
+                j.path().display(),
+                report.events,
+                report.projections,
+                report.blobs,
+                if report.is_whole() {
+                    ", all whole".to_string()
+                } else {
+                    format!(", {} problem(s)", report.problems.len())
+                }
+            ));
+            r.code = if report.is_whole() { EXIT_OK } else { EXIT_INTERNAL };
+        }
+    }
+    Ok((r, events))
+}
+
+/// A connection to the run holding the journal at `journal`, if one is there.
+pub fn connect(journal: &Path) -> Option<UnixStream> {
+    UnixStream::connect(socket_path(journal)).ok()
+}
+
+/// Sends `query` to the run holding the journal and returns its reply; `None` when no run is there.
+pub fn ask(journal: &Path, query: &Query) -> Option<Result<Reply, Failure>> {
+    let stream = connect(journal)?;
+    Some(exchange(stream, query))
+}
+
+fn exchange(mut stream: UnixStream, query: &Query) -> Result<Reply, Failure> {
+    let lost = |e: std::io::Error| Failure::internal(format!("the run's control socket: {e}"));
+    let line = serde_json::to_string(query).map_err(|e| Failure::internal(e.to_string()))?;
+    stream.write_all(format!("{line}\n").as_bytes()).map_err(lost)?;
+    let mut reader = BufReader::new(stream);
+    let mut answer = String::new();
+    reader.read_line(&mut answer).map_err(lost)?;
+    if answer.trim().is_empty() {
+        return Err(Failure::internal("the run closed its control socket without answering (it may be ending)"));
+    }
+    serde_json::from_str(&answer).map_err(|e| Failure::internal(format!("the run's answer is not understood: {e}")))
+}
+
+/// Runs `query` on the journal at `journal`: through the run that holds it, or by opening it (`create`: make it
+/// when missing). Appends what the query appends. Prints, and returns the exit code.
+pub fn dispatch(journal: &Path, query: Query, create: bool) -> Result<u8, Failure> {
+    if let Some(reply) = ask(journal, &query) {
+        return reply?.print();
+    }
+    let mut j = if create { Journal::open(journal, true)? } else { crate::cli::open_journal(journal)? };
+    let (reply, events) = execute(&query, &j);
+    if !events.is_empty() {
+        j.append(events)?;
+        j.flush()?;
+    }
+    reply.print()
+}
+
+/// Streams new events from the run holding the journal, printing each; returns the last sequence number seen when
+/// the run goes away, or `None` when no run is there.
+pub fn follow_live(journal: &Path, json: bool, mut after: u64) -> Option<u64> {
+    let mut stream = connect(journal)?;
+    let line = serde_json::to_string(&Query::Follow { json }).ok()?;
+    stream.write_all(format!("{line}\n").as_bytes()).ok()?;
+    let reader = BufReader::new(stream);
+    let stdout = std::io::stdout();
+    for l in reader.lines() {
+        let Ok(l) = l else { break };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&l) else { continue };
+        // Sequence 0: a notice, not an event.
+        let seq = v["seq"].as_u64().unwrap_or(0);
+        if seq != 0 && seq <= after {
+            continue;
+        }
+        after = after.max(seq);
+        let mut out = stdout.lock();
+        if writeln!(out, "{}", v["line"].as_str().unwrap_or("")).is_err() {
+            std::process::exit(0); // the reader went away (e.g. `| head`)
+        }
+        let _ = out.flush();
+    }
+    Some(after)
+}
+
+/// Serves the control socket of a run until the returned guard is dropped. Queries run on the journal's actor
+/// through `controller`, so what they read and append is ordered with the run's own events.
+pub fn serve(journal: &Path, controller: orch_actors::system::Controller) -> Result<ServeGuard, Failure> {
+    let path = socket_path(journal);
+    // A socket file left by a run that died: nobody answers on it (the journal lock is ours now).
+    if path.exists() && connect(journal).is_none() {
+        let _ = std::fs::remove_file(&path);
+    }
+    let listener = tokio::net::UnixListener::bind(&path)
+        .map_err(|e| Failure::internal(format!("cannot listen on {}: {e}", path.display())))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| Failure::internal(format!("cannot restrict {}: {e}", path.display())))?;
+    }
+    let task = actix::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { break };
+            let controller = controller.clone();
+            actix::spawn(async move {
+                if let Err(e) = handle(stream, controller).await {
+                    tracing::debug!("control connection: {e}");
+                }
+            });
+        }
+    });
+    Ok(ServeGuard { path, task })
+}
+
+/// Stops serving and removes the socket when dropped.
+pub struct ServeGuard {
+    path: PathBuf,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ServeGuard {
+    fn drop(&mut self) {
+        self.task.abort();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+async fn handle(stream: tokio::net::UnixStream, controller: orch_actors::system::Controller) -> std::io::Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let (read, mut write) = stream.into_split();
+    let mut lines = tokio::io::BufReader::new(read).lines();
+    let Some(line) = lines.next_line().await? else { return Ok(()) };
+    let reply = match serde_json::from_str::<Query>(&line) {
+        Err(e) => Reply::failure(Failure::usage(format!("not a query: {e}"))),
+        Ok(Query::Follow { json }) => {
+            let Ok(mut events) = controller.subscribe().await else { return Ok(()) };
+            loop {
+                match events.recv().await {
+                    Ok(rec) => {
+                        let line = if json { rec.to_json().to_string() } else { render::event_line(&rec) };
+                        let msg = serde_json::json!({"seq": rec.seq, "line": line}).to_string() + "\n";
+                        if write.write_all(msg.as_bytes()).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        let msg = serde_json::json!({"seq": 0, "line": format!("… {n} events not shown (see `orch-log events`)")});
+                        if write.write_all((msg.to_string() + "\n").as_bytes()).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    Err(_) => return Ok(()),
+                }
+            }
+        }
+        Ok(query) => match controller.control(move |j| Ok(execute(&query, j))).await {
+            Ok(reply) => reply,
+            Err(e) => Reply::failure(e.into()),
+        },
+    };
+    let text = serde_json::to_string(&reply).unwrap_or_default() + "\n";
+    write.write_all(text.as_bytes()).await?;
+    write.shutdown().await
+}
