@@ -187,7 +187,92 @@ pub fn budget_hit(
     None
 }
 
+/// The tasks ready to start (pending, dependencies completed), in the order they should start: highest priority
+/// first, then oldest (the order they were added). Kept per project, with each project's best task in a second
+/// ordered set, so that a pick looks at one candidate per project and skips only projects that cannot take a
+/// session now.
+#[derive(Debug, Default)]
+pub struct ReadyQueue {
+    by_project: HashMap<String, BTreeSet<(std::cmp::Reverse<u8>, u64, String)>>,
+    heads: BTreeSet<(std::cmp::Reverse<u8>, u64, String)>,
+    index: HashMap<TaskKey, (u8, u64)>,
+}
+
+impl ReadyQueue {
+    /// Queues a task (again, with this priority and age, if it was queued).
+    pub fn insert(&mut self, key: TaskKey, priority: u8, seq: u64) {
+        if self.index.get(&key) == Some(&(priority, seq)) {
+            return;
+        }
+        self.remove(&key);
+        let queue = self.by_project.entry(key.project.clone()).or_default();
+        let old_head = queue.first().map(|(p, s, _)| (*p, *s));
+        queue.insert((std::cmp::Reverse(priority), seq, key.task.clone()));
+        let new_head = queue.first().map(|(p, s, _)| (*p, *s));
+        if old_head != new_head {
+            if let Some((p, s)) = old_head {
+                self.heads.remove(&(p, s, key.project.clone()));
+            }
+            if let Some((p, s)) = new_head {
+                self.heads.insert((p, s, key.project.clone()));
+            }
+        }
+        self.index.insert(key, (priority, seq));
+    }
+
+    /// Takes a task out of the queue; false when it was not in it.
+    pub fn remove(&mut self, key: &TaskKey) -> bool {
+        let Some((priority, seq)) = self.index.remove(key) else { return false };
+        let Some(queue) = self.by_project.get_mut(&key.project) else { return true };
+        let old_head = queue.first().map(|(p, s, _)| (*p, *s));
+        queue.remove(&(std::cmp::Reverse(priority), seq, key.task.clone()));
+        let new_head = queue.first().map(|(p, s, _)| (*p, *s));
+        if old_head != new_head {
+            if let Some((p, s)) = old_head {
+                self.heads.remove(&(p, s, key.project.clone()));
+            }
+            if let Some((p, s)) = new_head {
+                self.heads.insert((p, s, key.project.clone()));
+            }
+        }
+        if queue.is_empty() {
+            self.by_project.remove(&key.project);
+        }
+        true
+    }
+
+    /// Takes out the best task of the best project for which `available(project)` says yes.
+    pub fn pick(&mut self, mut available: impl FnMut(&str) -> bool) -> Option<TaskKey> {
+        let project = self.heads.iter().find(|(_, _, p)| available(p)).map(|(_, _, p)| p.clone())?;
+        let task = self.by_project.get(&project)?.first()?.2.clone();
+        let key = TaskKey::new(&project, &task);
+        self.remove(&key);
+        Some(key)
+    }
+
+    /// How many tasks are queued.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Whether `key` is queued.
+    pub fn contains(&self, key: &TaskKey) -> bool {
+        self.index.contains_key(key)
+    }
+}
+
 struct RunState {
+    /// Ready tasks, in start order.
+    ready: ReadyQueue,
+    /// Who depends on whom, among the selected tasks.
+    dependants: HashMap<TaskKey, Vec<TaskKey>>,
+    /// Tasks to look at again on the next scheduling pass (their state or their dependencies' changed).
+    dirty: Vec<TaskKey>,
     /// Projects whose new tasks join the run (`None`: the run has an explicit task list).
     open_to: Option<BTreeSet<String>>,
     /// What each project's tasks used, over the journal's history.
@@ -292,6 +377,7 @@ impl Scheduler {
                             project.add(after, 1);
                             run.run_usage.add(before, -1);
                             run.run_usage.add(after, 1);
+                            run.dirty.push(v.spec.key());
                             run.views.insert(v.spec.key(), v.clone());
                         }
                     }
@@ -395,43 +481,63 @@ impl Scheduler {
             return self.maybe_finish(ctx);
         }
         let mut events = Vec::new();
-        // Blocking propagates along chains: repeat until nothing changes.
-        loop {
-            let mut changed = false;
-            let keys: Vec<TaskKey> = run.selected.iter().cloned().collect();
-            for k in keys {
-                if run.views.get(&k).map(|v| v.state) != Some(TaskState::Pending) {
-                    continue;
-                }
+        // Tasks whose state or whose dependencies' states changed: blocked now, ready now, or neither. Blocking
+        // propagates along chains; a dependency that completed may make its dependants ready.
+        let mut work: Vec<(TaskKey, bool)> = std::mem::take(&mut run.dirty).into_iter().map(|k| (k, true)).collect();
+        while let Some((k, changed)) = work.pop() {
+            if !run.selected.contains(&k) {
+                continue;
+            }
+            let Some(state) = run.views.get(&k).map(|v| v.state) else { continue };
+            if state == TaskState::Pending {
                 if let Some(reason) = Self::blocked_reason(run, &k) {
                     events.push(Self::change(&k, TaskState::Pending, TaskState::Blocked, reason.clone()));
                     if let Some(v) = run.views.get_mut(&k) {
                         v.state = TaskState::Blocked;
                         v.reason = Some(reason);
                     }
-                    changed = true;
+                    run.ready.remove(&k);
+                    work.extend(run.dependants.get(&k).into_iter().flatten().map(|d| (d.clone(), true)));
+                    continue;
+                }
+                match run.views.get(&k) {
+                    Some(v) if !run.running.contains_key(&k) && Self::deps_completed(run, &k) => {
+                        let (priority, seq) = (v.spec.priority, v.added_seq);
+                        run.ready.insert(k.clone(), priority, seq);
+                    }
+                    _ => {
+                        run.ready.remove(&k);
+                    }
+                }
+            } else {
+                run.ready.remove(&k);
+                if changed && (state == TaskState::Completed || state.blocks_dependants()) {
+                    work.extend(run.dependants.get(&k).into_iter().flatten().map(|d| (d.clone(), false)));
                 }
             }
-            if !changed {
-                break;
+        }
+        // Start the best ready tasks — highest priority first, then oldest — whose project has a free slot and whose
+        // workspace is free (one session per workspace: the FileMonitor attributes changes to the one attempt).
+        let mut per_project: HashMap<&str, usize> = HashMap::new();
+        let mut workspaces: std::collections::HashSet<&std::path::Path> = std::collections::HashSet::new();
+        for k in run.running.keys() {
+            *per_project.entry(k.project.as_str()).or_default() += 1;
+            if let Some(p) = self.projects.get(&k.project) {
+                workspaces.insert(p.workspace.as_path());
             }
         }
-        // Ready tasks: pending, dependencies completed; highest priority first, then oldest.
-        let mut ready: Vec<(u8, u64, TaskKey)> = run
-            .selected
-            .iter()
-            .filter(|k| !run.running.contains_key(*k))
-            .filter_map(|k| run.views.get(k).map(|v| (k, v)))
-            .filter(|(k, v)| v.state == TaskState::Pending && Self::deps_completed(run, k))
-            .map(|(k, v)| (v.spec.priority, v.added_seq, k.clone()))
-            .collect();
-        ready.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        let mut starting = Vec::new();
-        for (_, _, key) in ready {
-            if run.running.len() >= self.orchestration.max_sessions {
+        let projects = &self.projects;
+        let mut starting: Vec<TaskKey> = Vec::new();
+        let mut escalated: Vec<TaskKey> = Vec::new();
+        while run.running.len() + starting.len() < self.orchestration.max_sessions {
+            let Some(key) = run.ready.pick(|name| {
+                projects.get(name).is_some_and(|p| {
+                    per_project.get(name).copied().unwrap_or(0) < p.max_sessions
+                        && !workspaces.contains(p.workspace.as_path())
+                })
+            }) else {
                 break;
-            }
-            let Some(project) = self.projects.get(&key.project) else { continue };
+            };
             // A project or run budget reached: no new attempt; the task goes to a human, saying which budget.
             let in_project = run.usage.get(&key.project).copied().unwrap_or_default();
             if let Some((name, detail)) =
@@ -451,27 +557,25 @@ impl Scheduler {
                     TaskState::Escalated,
                     format!("breakpoint {name}: {detail}"),
                 ));
-                if let Some(v) = run.views.get_mut(&key) {
-                    v.state = TaskState::Escalated;
-                }
+                escalated.push(key);
                 continue;
             }
-            let in_project = run.running.keys().filter(|k| k.project == key.project).count();
-            let in_workspace = run
-                .running
-                .keys()
-                .filter(|k| self.projects.get(&k.project).is_some_and(|p| p.workspace == project.workspace))
-                .count();
-            // One session per workspace: the FileMonitor attributes changes to the one active attempt.
-            if in_project >= project.max_sessions || in_workspace >= 1 {
-                continue;
-            }
-            run.running.insert(key.clone(), None);
-            if let Some(v) = run.views.get_mut(&key) {
-                v.state = TaskState::Running;
-            }
+            let Some(project) = projects.get(&key.project) else { continue };
+            *per_project.entry(project.name.as_str()).or_default() += 1;
+            workspaces.insert(project.workspace.as_path());
             events.push(Self::change(&key, TaskState::Pending, TaskState::Running, "an attempt is starting"));
             starting.push(key);
+        }
+        for key in escalated {
+            if let Some(v) = run.views.get_mut(&key) {
+                v.state = TaskState::Escalated;
+            }
+        }
+        for key in &starting {
+            run.running.insert(key.clone(), None);
+            if let Some(v) = run.views.get_mut(key) {
+                v.state = TaskState::Running;
+            }
         }
         if events.is_empty() {
             return self.maybe_finish(ctx);
@@ -694,7 +798,19 @@ impl Handler<Run> for Scheduler {
                         .cloned()
                         .collect::<BTreeSet<String>>()
                 });
+                let mut dependants: HashMap<TaskKey, Vec<TaskKey>> = HashMap::new();
+                for k in &selected {
+                    if let Some(v) = views.get(k) {
+                        for d in v.spec.dependency_keys() {
+                            dependants.entry(d).or_default().push(k.clone());
+                        }
+                    }
+                }
+                let dirty: Vec<TaskKey> = selected.iter().cloned().collect();
                 let mut run = RunState {
+                    ready: ReadyQueue::default(),
+                    dependants,
+                    dirty,
                     open_to,
                     usage,
                     run_usage: Usage::default(),
@@ -755,7 +871,11 @@ impl Handler<Refresh> for Scheduler {
             usage.add(Usage::of(&v), 1);
             if !run.selected.contains(&key) && run.open_to.as_ref().is_some_and(|p| p.contains(&key.project)) {
                 run.selected.insert(key.clone());
+                for d in v.spec.dependency_keys() {
+                    run.dependants.entry(d).or_default().push(key.clone());
+                }
             }
+            run.dirty.push(key.clone());
             if v.state == TaskState::Cancelled {
                 if let Some(Some(session)) = run.running.get(&key) {
                     session.do_send(StopSession);
@@ -900,6 +1020,30 @@ impl Handler<Concluded> for Scheduler {
 mod tests {
     use super::*;
     use crate::settings::Breakpoints;
+
+    #[test]
+    fn the_ready_queue_gives_priority_then_age_skipping_busy_projects() {
+        let k = |p: &str, t: &str| TaskKey::new(p, t);
+        let mut q = ReadyQueue::default();
+        q.insert(k("a", "old-low"), 3, 1);
+        q.insert(k("b", "high"), 9, 5);
+        q.insert(k("a", "high-older"), 9, 2);
+        q.insert(k("c", "mid"), 5, 3);
+        assert_eq!(q.len(), 4);
+        // Same priority: the older goes first.
+        assert_eq!(q.pick(|_| true), Some(k("a", "high-older")));
+        // `b` is busy: the best of the others.
+        assert_eq!(q.pick(|p| p != "b"), Some(k("c", "mid")));
+        assert_eq!(q.pick(|p| p != "b"), Some(k("a", "old-low")));
+        assert_eq!(q.pick(|p| p != "b"), None);
+        // Re-queued with a new priority; removed ones are gone.
+        q.insert(k("b", "high"), 1, 5);
+        q.insert(k("c", "new"), 2, 6);
+        assert!(q.remove(&k("c", "new")) && !q.remove(&k("c", "new")));
+        assert!(q.contains(&k("b", "high")));
+        assert_eq!(q.pick(|_| true), Some(k("b", "high")));
+        assert!(q.is_empty());
+    }
 
     #[test]
     fn project_and_run_budgets_are_reached_at_their_limit() {

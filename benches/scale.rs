@@ -1,0 +1,115 @@
+//! Scale benchmarks (`cargo bench --bench scale`):
+//! - 10,000 tasks over 100 projects, an agent that exits at once, no checks, `durability = "batch"`: attempts per
+//!   second end to end (from `run` to its summary) and the process's peak RSS (VmHWM);
+//! - picking the next task with 10,000 queued over 100 projects (the scheduler's ready queue), per pick.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use orch_actors::settings::*;
+use orch_actors::{Orchestrator, Selection, TaskSpec};
+
+const PROJECTS: usize = 100;
+const TASKS_PER_PROJECT: usize = 100;
+
+fn settings(dir: &std::path::Path) -> Settings {
+    Settings {
+        notify: Default::default(),
+        journal: JournalSettings { path: dir.join("journal"), durability: Durability::Batch },
+        llm: LlmSettings::default(),
+        orchestration: OrchestrationSettings { max_sessions: 16, ..OrchestrationSettings::default() },
+        projects: (0..PROJECTS)
+            .map(|p| ProjectSettings {
+                on_retry: Default::default(),
+                name: format!("p{p:03}"),
+                workspace: dir.join(format!("ws{p:03}")),
+                create_workspace: true,
+                checks: vec![],
+                check_timeout: Duration::from_secs(30),
+                max_sessions: 1,
+                agent: AgentSettings {
+                    kind: AgentKind::Command,
+                    program: "sh".into(),
+                    args: vec!["-c".into(), "echo \"$ORCH_TASK_ID\" > out.txt; echo done".into()],
+                    timeout: Duration::from_secs(60),
+                    idle_timeout: Duration::from_secs(60),
+                    env: BTreeMap::new(),
+                },
+                tasks: (0..TASKS_PER_PROJECT)
+                    .map(|i| TaskSpec {
+                        project: format!("p{p:03}"),
+                        id: format!("t{i:03}"),
+                        title: format!("Task {i}"),
+                        description: "Write out.txt.".into(),
+                        priority: 1 + (i % 10) as u8,
+                        depends_on: vec![],
+                        acceptance: vec![],
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kb / 1024.0
+}
+
+fn main() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let s = settings(dir.path());
+    let (attempts, wall) = actix::System::new().block_on(async move {
+        let (orch, report) = Orchestrator::start(s).await.expect("start");
+        assert_eq!(report.added as usize, PROJECTS * TASKS_PER_PROJECT);
+        let t = Instant::now();
+        let summary = orch.run(Selection::default()).await.expect("run");
+        let wall = t.elapsed();
+        let attempts: usize = orch.state().await.expect("state").tasks.values().map(|v| v.attempts.len()).sum();
+        assert_eq!(summary.tasks.len(), PROJECTS * TASKS_PER_PROJECT);
+        assert!(summary.all_completed(), "every task completes");
+        orch.shutdown().await.expect("shutdown");
+        (attempts, wall)
+    });
+    println!(
+        "{} tasks over {PROJECTS} projects: {attempts} attempts in {:.2} s = {:.0} attempts/s end to end; peak RSS {:.0} MiB",
+        PROJECTS * TASKS_PER_PROJECT,
+        wall.as_secs_f64(),
+        attempts as f64 / wall.as_secs_f64(),
+        peak_rss_mib()
+    );
+    pick_bench();
+}
+
+fn pick_bench() {
+    use orch_actors::actors::scheduler::ReadyQueue;
+    let mut q = ReadyQueue::default();
+    let mut seq = 0u64;
+    for p in 0..PROJECTS {
+        for i in 0..TASKS_PER_PROJECT {
+            seq += 1;
+            q.insert(orch_actors::TaskKey::new(format!("p{p:03}"), format!("t{i:03}")), 1 + (i % 10) as u8, seq);
+        }
+    }
+    // Half the projects are busy (their slot is taken): a pick skips them.
+    let busy: std::collections::HashSet<String> = (0..PROJECTS / 2).map(|p| format!("p{:03}", p * 2)).collect();
+    let n = 20_000;
+    let mut picked = Vec::with_capacity(n);
+    let t = Instant::now();
+    for _ in 0..n {
+        let k = q.pick(|project| !busy.contains(project)).expect("a ready task");
+        picked.push(k);
+        // Put it back at the end of its priority, as if a new task of that priority arrived.
+        let k = picked.last().cloned().expect("picked");
+        seq += 1;
+        q.insert(k, 5, seq);
+    }
+    let per = t.elapsed() / n as u32;
+    println!("picking the next task with {} queued over {PROJECTS} projects, half of them busy: {:.2} µs per pick (pick + re-queue)", PROJECTS * TASKS_PER_PROJECT, per.as_secs_f64() * 1e6);
+}
