@@ -1,7 +1,9 @@
 //! Scale benchmarks (`cargo bench --bench scale`):
 //! - 10,000 tasks over 100 projects, an agent that exits at once, no checks, `durability = "batch"`: attempts per
 //!   second end to end (from `run` to its summary) and the process's peak RSS (VmHWM);
-//! - picking the next task with 10,000 queued over 100 projects (the scheduler's ready queue), per pick.
+//! - picking the next task with 10,000 queued over 100 projects (the scheduler's ready queue), per pick;
+//! - `orch rollback` of an attempt that changed 1,000 files (by a shell command: 500 modified, 250 created, 250
+//!   deleted), through `ops::rollback` on the journal the run left.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -85,6 +87,44 @@ fn main() {
         peak_rss_mib()
     );
     pick_bench();
+    rollback_bench();
+}
+
+fn rollback_bench() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let ws = dir.path().join("ws");
+    std::fs::create_dir_all(ws.join("src")).expect("ws");
+    for i in 0..750 {
+        std::fs::write(ws.join(format!("src/f{i:04}.txt")), format!("original {i}\n").repeat(40)).expect("file");
+    }
+    let script = "for i in $(seq -w 0 499); do echo changed >> src/f0$i.txt; done; \
+                  for i in $(seq 500 749); do rm src/f0$i.txt; done; \
+                  for i in $(seq 1000 1249); do echo new > src/n$i.txt; done; echo done";
+    let mut s = settings(dir.path());
+    s.projects.truncate(1);
+    s.projects[0].workspace = ws.clone();
+    s.projects[0].tasks.truncate(1);
+    s.projects[0].agent.args = vec!["-c".into(), script.into()];
+    s.orchestration.breakpoints.max_changed_files = 5000;
+    s.orchestration.breakpoints.max_deleted_files = 5000;
+    let journal = s.journal.path.clone();
+    actix::System::new().block_on(async move {
+        let (orch, _) = Orchestrator::start(s).await.expect("start");
+        orch.run(Selection::default()).await.expect("run");
+        orch.shutdown().await.expect("shutdown");
+    });
+    let mut j = orch_actors::Journal::open(&journal, false).expect("journal");
+    let t = Instant::now();
+    let report = orch_actors::ops::rollback(&mut j, "p000/t000", Some(1), false).expect("rollback");
+    let took = t.elapsed();
+    assert_eq!(report.restored.len(), 1000, "{} conflicts", report.conflicts.len());
+    assert!(report.conflicts.is_empty());
+    assert_eq!(std::fs::read_to_string(ws.join("src/f0000.txt")).expect("restored"), "original 0\n".repeat(40));
+    assert!(!ws.join("src/n1000.txt").exists());
+    println!(
+        "rollback of an attempt that changed 1000 files (500 modified, 250 created, 250 deleted): {:.0} ms",
+        took.as_secs_f64() * 1000.0
+    );
 }
 
 fn pick_bench() {
