@@ -3,7 +3,9 @@
 //!   second end to end (from `run` to its summary) and the process's peak RSS (VmHWM);
 //! - picking the next task with 10,000 queued over 100 projects (the scheduler's ready queue), per pick;
 //! - `orch rollback` of an attempt that changed 1,000 files (by a shell command: 500 modified, 250 created, 250
-//!   deleted), through `ops::rollback` on the journal the run left.
+//!   deleted), through `ops::rollback` on the journal the run left;
+//! - a file change seen by the FileMonitor and journaled (`file_touched`, `durability = "batch"`): from just after
+//!   the agent's write returns to the event's append, for 300 files written 10 ms apart by a Python agent.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -88,6 +90,64 @@ fn main() {
     );
     pick_bench();
     rollback_bench();
+    live_change_bench();
+}
+
+fn live_change_bench() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let log = dir.path().join("writes.log");
+    let script = format!(
+        "import time\nlog = open({log:?}, 'w')\nfor i in range(300):\n    with open(f'f{{i:03}}.txt', 'w') as f:\n        f.write('x' * 100)\n    log.write(f'f{{i:03}}.txt {{time.time_ns()}}\\n')\n    time.sleep(0.01)\nlog.close()\nprint('done')\n",
+        log = log.display().to_string()
+    );
+    let mut s = settings(dir.path());
+    s.projects.truncate(1);
+    s.projects[0].tasks.truncate(1);
+    s.projects[0].agent.program = "python3".into();
+    s.projects[0].agent.args = vec!["-c".into(), script];
+    s.orchestration.breakpoints.max_changed_files = 5000;
+    let arrivals = actix::System::new().block_on(async move {
+        let (orch, _) = Orchestrator::start(s).await.expect("start");
+        let mut rx = orch.subscribe().await.expect("subscribe");
+        let collector = actix::spawn(async move {
+            let mut seen = std::collections::HashMap::new();
+            while let Ok(r) = rx.recv().await {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos();
+                match &r.event {
+                    orch_actors::Event::FileTouched(c) => {
+                        seen.entry(c.path.clone()).or_insert(now);
+                    }
+                    orch_actors::Event::RunFinished(_) => break,
+                    _ => {}
+                }
+            }
+            seen
+        });
+        orch.run(Selection::default()).await.expect("run");
+        let seen = collector.await.expect("collector");
+        orch.shutdown().await.expect("shutdown");
+        seen
+    });
+    let mut lat: Vec<f64> = std::fs::read_to_string(&log)
+        .expect("writes.log")
+        .lines()
+        .filter_map(|l| {
+            let (name, t) = l.split_once(' ')?;
+            let written: u128 = t.parse().ok()?;
+            let seen = *arrivals.get(name)?;
+            Some(seen.saturating_sub(written) as f64 / 1e6)
+        })
+        .collect();
+    assert!(lat.len() >= 290, "only {} of 300 writes were seen live", lat.len());
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let p = |q: f64| lat[((lat.len() - 1) as f64 * q) as usize];
+    println!(
+        "a file change seen and journaled live ({} of 300 writes): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms after the write",
+        lat.len(),
+        p(0.5),
+        p(0.99),
+        lat[lat.len() - 1]
+    );
 }
 
 fn rollback_bench() {

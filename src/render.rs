@@ -265,6 +265,12 @@ pub fn event_summary(e: &Event) -> String {
                 x.stdout_bytes
             )
         }
+        Event::FileTouched(f) => format!(
+            "seen: file {} {}{}",
+            f.change.as_str(),
+            f.path,
+            f.after.map(|h| format!(" ({} B, {})", f.size, &h.to_hex()[..12])).unwrap_or_default()
+        ),
         Event::FileChanged(f) => format!(
             "file {} {}{}",
             f.change.as_str(),

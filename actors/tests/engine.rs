@@ -651,3 +651,42 @@ async fn escalations_and_the_run_end_are_notified_and_a_failed_delivery_is_journ
     assert!(failed.iter().any(|n| n.channel == "webhook" && n.error.contains("POST http://")), "{failed:?}");
     Ok(())
 }
+
+#[actix::test]
+async fn file_changes_are_journaled_live_while_the_agent_runs_ignored_paths_not() -> TestResult {
+    let f = Fixture::new();
+    std::fs::create_dir_all(f.path("ws"))?;
+    std::fs::write(f.path("ws/.gitignore"), "build/\n")?;
+    std::fs::write(f.path("ws/old.txt"), "old\n")?;
+    let script = "echo one > a.txt; mkdir -p build; echo junk > build/out.o; sleep 0.4; \
+                  echo two >> old.txt; rm a.txt; sleep 0.4; echo done";
+    let (orch, _) = Orchestrator::start(f.settings(script, &[], vec![task("t", 5, &[])])).await?;
+    orch.run(Selection::default()).await?;
+    orch.shutdown().await?;
+    let ev = events(&f.path("journal"));
+    let exited = ev.iter().position(|e| matches!(e, Event::AgentExited(_))).ok_or("no agent_exited")?;
+    let live: Vec<(usize, String, orch_actors::types::ChangeKind)> = ev
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| match e {
+            Event::FileTouched(c) => Some((i, c.path.clone(), c.change)),
+            _ => None,
+        })
+        .collect();
+    use orch_actors::types::ChangeKind::*;
+    let seen = |path: &str, kind| live.iter().any(|(i, p, k)| *i < exited && p == path && *k == kind);
+    assert!(seen("a.txt", Created), "{live:?}");
+    assert!(seen("a.txt", Deleted), "{live:?}");
+    assert!(seen("old.txt", Modified), "{live:?}");
+    assert!(!live.iter().any(|(_, p, _)| p.starts_with("build/")), "ignored paths are not journaled: {live:?}");
+    // The authoritative list at the end: a.txt came and went, so only old.txt changed.
+    let changed: Vec<String> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Event::FileChanged(c) => Some(c.path.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(changed, vec!["old.txt".to_string()]);
+    Ok(())
+}

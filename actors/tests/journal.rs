@@ -133,21 +133,19 @@ fn event_about(project: String, task: String) -> impl Strategy<Value = Event> {
             prop::sample::select(vec![ChangeKind::Created, ChangeKind::Modified, ChangeKind::Deleted]),
             prop::option::of(hash()),
             prop::option::of(hash()),
-            any::<u64>()
+            any::<u64>(),
+            any::<bool>()
         )
             .prop_map({
                 let (p, t) = (p.clone(), t.clone());
-                move |(attempt, path, change, before, after, size)| {
-                    Event::FileChanged(FileChanged {
-                        project: p.clone(),
-                        task: t.clone(),
-                        attempt,
-                        path,
-                        change,
-                        before,
-                        after,
-                        size,
-                    })
+                move |(attempt, path, change, before, after, size, live)| {
+                    let c =
+                        FileChanged { project: p.clone(), task: t.clone(), attempt, path, change, before, after, size };
+                    if live {
+                        Event::FileTouched(c)
+                    } else {
+                        Event::FileChanged(c)
+                    }
                 }
             }),
         (a.clone(), any::<bool>(), prop::collection::vec((text(), text()), 0..3)).prop_map({

@@ -89,7 +89,16 @@ pub struct FileMonitor {
     touched: HashSet<String>,
     watcher: Option<notify::RecommendedWatcher>,
     rules: IgnoreRules,
+    /// Paths the watcher reported during the attempt, not yet looked at for a live `file_touched`.
+    pending: HashSet<String>,
+    /// A look at `pending` is scheduled.
+    flush_scheduled: bool,
+    /// What the last `file_touched` of each path said (its content hash; `None`: absent).
+    live: HashMap<String, Option<ContentHash>>,
 }
+
+/// How long the watcher's reports are gathered before they are looked at: one write is often several reports.
+const LIVE_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(3);
 
 impl FileMonitor {
     /// A monitor for `workspace`; paths under `ignore` (the journal, say) are not watched. `.git` never is.
@@ -111,6 +120,9 @@ impl FileMonitor {
             touched: HashSet::new(),
             watcher: None,
             rules: IgnoreRules::default(),
+            pending: HashSet::new(),
+            flush_scheduled: false,
+            live: HashMap::new(),
         }
     }
 
@@ -149,16 +161,135 @@ impl Actor for FileMonitor {
 impl Handler<Notified> for FileMonitor {
     type Result = ();
 
-    fn handle(&mut self, msg: Notified, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Notified, ctx: &mut Self::Context) {
         if self.active.is_none() {
             return;
         }
         for p in msg.0 {
             if let Some(rel) = self.relative(&p) {
-                self.touched.insert(rel);
+                self.touched.insert(rel.clone());
+                self.pending.insert(rel);
             }
         }
+        if !self.pending.is_empty() && !self.flush_scheduled {
+            self.flush_scheduled = true;
+            ctx.run_later(LIVE_DEBOUNCE, |act, ctx| act.flush_live(ctx));
+        }
     }
+}
+
+impl FileMonitor {
+    /// Journals what the watcher's reports show changed since the attempt began (or since the last look): a
+    /// `file_touched` per path, in the background, never blocking the attempt. Ignored paths are skipped like in
+    /// snapshots.
+    fn flush_live(&mut self, ctx: &mut Context<Self>) {
+        self.flush_scheduled = false;
+        let Some(attempt) = self.active.clone() else {
+            self.pending.clear();
+            return;
+        };
+        let paths: Vec<String> = self.pending.drain().collect();
+        let known: Vec<(String, Option<ContentHash>, Option<ContentHash>)> = paths
+            .into_iter()
+            .map(|p| {
+                let before = self.before.get(&p).map(|e| e.hash);
+                let last = self.live.get(&p).copied().unwrap_or(before);
+                (p, before, last)
+            })
+            .collect();
+        let (ws, ignore, rules) = (self.workspace.clone(), self.ignore.clone(), self.rules.clone());
+        let look = tokio::task::spawn_blocking(move || {
+            let mut seen = Vec::new();
+            for (rel, before, last) in known {
+                let path = ws.join(&rel);
+                if live_ignored(&ws, &rules, &ignore, &path) {
+                    continue;
+                }
+                let now = match std::fs::symlink_metadata(&path) {
+                    Ok(m) if m.is_file() => match std::fs::read(&path) {
+                        Ok(data) => Some((ContentHash::of(&data), data.len() as u64)),
+                        Err(_) => continue,
+                    },
+                    Ok(_) => continue, // a directory or a link: its files are reported on their own
+                    Err(_) => None,
+                };
+                let hash = now.map(|(h, _)| h);
+                if hash == last {
+                    continue;
+                }
+                let change = match (before, hash) {
+                    (None, Some(_)) => ChangeKind::Created,
+                    (Some(_), None) | (None, None) => ChangeKind::Deleted,
+                    (Some(_), Some(_)) => ChangeKind::Modified,
+                };
+                seen.push((rel, change, before, hash, now.map(|(_, n)| n).unwrap_or(0)));
+            }
+            seen
+        });
+        let journal = self.journal.clone();
+        ctx.spawn(look.into_actor(self).map(move |res, act, _| {
+            let Ok(seen) = res else { return };
+            if act.active.as_ref() != Some(&attempt) || seen.is_empty() {
+                return;
+            }
+            let mut events = Vec::new();
+            for (path, change, before, after, size) in seen {
+                act.live.insert(path.clone(), after);
+                events.push(Event::FileTouched(FileChanged {
+                    project: attempt.key.project.clone(),
+                    task: attempt.key.task.clone(),
+                    attempt: attempt.attempt,
+                    path,
+                    change,
+                    before,
+                    after,
+                    size,
+                }));
+            }
+            let send = journal.send(Append(events));
+            actix::spawn(async move {
+                if let Ok(Err(e)) = send.await {
+                    tracing::warn!("a live file change could not be journaled: {e}");
+                }
+            });
+        }));
+    }
+}
+
+/// Whether a path the watcher reported is outside what snapshots look at: under `.git`, under `skip`, or excluded by
+/// the ignore rules of a directory on its way (an ignored directory hides everything below it).
+fn live_ignored(ws: &Path, rules: &IgnoreRules, skip: &[PathBuf], path: &Path) -> bool {
+    if skip.iter().any(|s| path.starts_with(s)) {
+        return true;
+    }
+    let Ok(rel) = path.strip_prefix(ws) else { return true };
+    let parts: Vec<_> = rel.components().collect();
+    let mut active = Vec::new();
+    let mut dir = ws.to_path_buf();
+    for (i, part) in parts.iter().enumerate() {
+        if part.as_os_str() == ".git" {
+            return true;
+        }
+        let mut files = Vec::new();
+        if dir == ws {
+            files.push(ws.join(".git/info/exclude"));
+        }
+        for name in [".gitignore", ".ignore"] {
+            let f = dir.join(name);
+            if f.exists() {
+                files.push(f);
+            }
+        }
+        if let Some(r) = rules.for_dir(&dir, &files) {
+            active.push(r);
+        }
+        let next = dir.join(part);
+        if ignored(&active, &next, i + 1 < parts.len()) {
+            return true;
+        }
+        dir = next;
+    }
+    false
 }
 
 impl Handler<BeginAttempt> for FileMonitor {
@@ -196,6 +327,8 @@ impl Handler<BeginAttempt> for FileMonitor {
                     act.cache = snap.iter().map(|(k, v)| (k.clone(), *v)).collect();
                     act.before = snap;
                     act.touched.clear();
+                    act.pending.clear();
+                    act.live.clear();
                     act.active = Some(msg.0);
                     Ok(())
                 }),
@@ -226,6 +359,7 @@ impl Handler<EndAttempt> for FileMonitor {
                     let changes = diff(&act.before, &after);
                     act.cache = after.iter().map(|(k, v)| (k.clone(), *v)).collect();
                     act.active = None;
+                    act.pending.clear();
                     Ok::<_, EngineError>(changes)
                 })
                 .then(move |res, act, _| {

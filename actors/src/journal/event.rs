@@ -445,6 +445,10 @@ pub enum Event {
     LlmAnswered(LlmAnswered),
     /// See [`Notified`].
     Notified(Notified),
+    /// A file change seen while the attempt ran (live, from the file watcher), before the authoritative
+    /// `file_changed` list its end journals: what `orch-log follow` shows as it happens, and what a crash leaves on
+    /// record about an attempt that never ended.
+    FileTouched(FileChanged),
 }
 
 /// The project, task and attempt an event is about, where it is about one.
@@ -472,7 +476,7 @@ macro_rules! task_scope {
 
 impl Event {
     /// Every kind name, in declaration order; the index is the kind's code on disk.
-    pub const KINDS: [&'static str; 23] = [
+    pub const KINDS: [&'static str; 24] = [
         "project_registered",
         "task_added",
         "task_updated",
@@ -496,6 +500,7 @@ impl Event {
         "breakpoint_hit",
         "llm_answered",
         "notified",
+        "file_touched",
     ];
 
     /// The kind's code: its index in [`Event::KINDS`].
@@ -524,6 +529,7 @@ impl Event {
             Event::BreakpointHit(_) => 20,
             Event::LlmAnswered(_) => 21,
             Event::Notified(_) => 22,
+            Event::FileTouched(_) => 23,
         }
     }
 
@@ -542,7 +548,7 @@ impl Event {
             Event::AttemptStarted(e) => attempt_scope!(e),
             Event::AgentOutput(e) => attempt_scope!(e),
             Event::AgentExited(e) => attempt_scope!(e),
-            Event::FileChanged(e) => attempt_scope!(e),
+            Event::FileChanged(e) | Event::FileTouched(e) => attempt_scope!(e),
             Event::Validated(e) => attempt_scope!(e),
             Event::CheckFinished(e) => attempt_scope!(e),
             Event::Scored(e) => attempt_scope!(e),

@@ -198,7 +198,8 @@ impl State {
             | Event::LlmCalled(_)
             | Event::Reviewed(_)
             | Event::BreakpointHit(_)
-            | Event::Notified(_) => {}
+            | Event::Notified(_)
+            | Event::FileTouched(_) => {}
             Event::AttemptStarted(e) => {
                 let key = TaskKey::new(&e.project, &e.task);
                 if let Some(v) = self.tasks.get_mut(&key) {
