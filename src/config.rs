@@ -188,6 +188,8 @@ struct FileOrchestration {
     decision: FileDecision,
     breakpoints: FileBreakpoints,
     confidence: FileConfidence,
+    provider_max_sessions: BTreeMap<String, Spanned<usize>>,
+    rate_limit_pause_secs: u64,
 }
 
 impl Default for FileOrchestration {
@@ -200,6 +202,8 @@ impl Default for FileOrchestration {
             decision: FileDecision::default(),
             breakpoints: FileBreakpoints::default(),
             confidence: FileConfidence::default(),
+            provider_max_sessions: BTreeMap::new(),
+            rate_limit_pause_secs: 60,
         }
     }
 }
@@ -899,6 +903,25 @@ fn resolve(file: FileConfig, text: &str, source: &str, base: &Path) -> Result<Se
     if file.notify.timeout_secs == 0 {
         return Err(plain("notify.timeout_secs", "must be at least 1".into()));
     }
+    let mut provider_max_sessions = BTreeMap::new();
+    for (provider, n) in &o.provider_max_sessions {
+        if agent_kind(provider).is_none() {
+            return Err(at(
+                source,
+                text,
+                n,
+                "orchestration.provider_max_sessions",
+                format!("`{provider}` is not an agent provider: use \"claude-code\", \"aider\" or \"command\""),
+            ));
+        }
+        if *n.get_ref() == 0 {
+            return Err(at(source, text, n, "orchestration.provider_max_sessions", "must be at least 1".into()));
+        }
+        provider_max_sessions.insert(provider.clone(), *n.get_ref());
+    }
+    if o.rate_limit_pause_secs == 0 {
+        return Err(plain("orchestration.rate_limit_pause_secs", "must be at least 1".into()));
+    }
     let notify = orch_actors::settings::NotifySettings {
         command: file.notify.command.clone(),
         webhook: webhook.clone(),
@@ -918,6 +941,8 @@ fn resolve(file: FileConfig, text: &str, source: &str, base: &Path) -> Result<Se
             prompts,
             prompt_token_budget: o.prompt_token_budget,
             output_tail_bytes: o.output_tail_bytes.max(256),
+            provider_max_sessions,
+            rate_limit_pause: Duration::from_secs(o.rate_limit_pause_secs),
         },
         projects,
     })

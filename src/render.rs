@@ -265,6 +265,15 @@ pub fn event_summary(e: &Event) -> String {
                 x.stdout_bytes
             )
         }
+        Event::ProviderPaused(p) => format!(
+            "provider {} paused until {}: {}",
+            p.provider,
+            humantime::format_rfc3339_millis(
+                std::time::UNIX_EPOCH + std::time::Duration::from_millis(p.until_ms.max(0) as u64)
+            ),
+            p.reason
+        ),
+        Event::ProviderResumed(p) => format!("provider {} resumed", p.provider),
         Event::FileTouched(f) => format!(
             "seen: file {} {}{}",
             f.change.as_str(),

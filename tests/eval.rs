@@ -67,6 +67,9 @@ struct Expect {
     /// Finding codes that must be journaled.
     #[serde(default)]
     findings: Vec<String>,
+    /// Event kinds that must be journaled.
+    #[serde(default)]
+    events: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,6 +90,9 @@ struct Setup {
     /// `[orchestration.breakpoints]` keys.
     #[serde(default)]
     breakpoints: toml::Table,
+    /// More `[orchestration]` keys.
+    #[serde(default)]
+    orchestration: toml::Table,
     /// Files in the workspace before the run (path → content); `check.sh` defaults to [`CHECK`].
     #[serde(default)]
     files: BTreeMap<String, String>,
@@ -101,6 +107,7 @@ impl Default for Setup {
             checks: default_checks(),
             args: default_args(),
             breakpoints: toml::Table::new(),
+            orchestration: toml::Table::new(),
             files: BTreeMap::new(),
         }
     }
@@ -219,6 +226,7 @@ HOME = "{home}"
 
 [orchestration]
 max_attempts = {max}
+{orchestration}
 
 [orchestration.breakpoints]
 {breakpoints}
@@ -237,6 +245,7 @@ id = "add"
         home = home.display(),
         max = s.max_attempts,
         breakpoints = toml::to_string(&s.breakpoints).expect("breakpoints"),
+        orchestration = toml::to_string(&s.orchestration).expect("orchestration"),
         checks = toml::Value::from(s.checks.clone()),
         check_timeout = s.check_timeout_secs,
     )
@@ -273,8 +282,16 @@ fn play(name: &str, case: &Case, claude: &Path, llm: Option<&str>) -> Outcome {
     let events: Vec<Value> =
         String::from_utf8_lossy(&log.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     // The evidence a decision must rest on; with the LLM the decisions may differ, so only the protocol is held.
-    let expected_evidence =
-        if llm.is_none() { (case.expect.breakpoint.as_ref(), &case.expect.findings[..]) } else { (None, &[][..]) };
+    let expected_evidence = if llm.is_none() {
+        (case.expect.breakpoint.as_ref(), &case.expect.findings[..], &case.expect.events[..])
+    } else {
+        (None, &[][..], &[][..])
+    };
+    for kind in expected_evidence.2 {
+        if !events.iter().any(|e| e["kind"] == kind.as_str()) {
+            problems.push(format!("no {kind} event was journaled"));
+        }
+    }
     if let Some(bp) = expected_evidence.0 {
         if !events.iter().any(|e| e["kind"] == "breakpoint_hit" && e["breakpoint"] == bp.as_str()) {
             problems.push(format!("breakpoint {bp} was not hit"));

@@ -220,6 +220,11 @@ pub struct OrchestrationSettings {
     pub prompt_token_budget: usize,
     /// Bytes of check output kept (the tail).
     pub output_tail_bytes: usize,
+    /// Sessions at once per agent provider (`claude-code`, `aider`, `command`); absent: only `max_sessions`.
+    pub provider_max_sessions: BTreeMap<String, usize>,
+    /// How long a provider that reported a rate limit is paused when it did not say until when; doubled for each
+    /// rate limit in a row, up to 15 minutes.
+    pub rate_limit_pause: Duration,
 }
 
 impl Default for OrchestrationSettings {
@@ -242,6 +247,8 @@ impl Default for OrchestrationSettings {
             prompts: PromptTemplates::default(),
             prompt_token_budget: 8000,
             output_tail_bytes: 4096,
+            provider_max_sessions: BTreeMap::new(),
+            rate_limit_pause: Duration::from_secs(60),
         }
     }
 }
@@ -271,7 +278,8 @@ pub struct Breakpoints {
     pub run_token_budget: u64,
     /// Cost one `orch run` may run up, USD (0: no limit).
     pub run_cost_budget_usd: f64,
-    /// A rate limit the agent could not get past is a breakpoint rather than a retry.
+    /// A rate limit the agent could not get past is a breakpoint (the task escalates) rather than a pause of its
+    /// provider and a retry.
     pub on_rate_limit: bool,
 }
 
@@ -288,7 +296,7 @@ impl Default for Breakpoints {
             project_cost_budget_usd: 0.0,
             run_token_budget: 0,
             run_cost_budget_usd: 0.0,
-            on_rate_limit: true,
+            on_rate_limit: false,
         }
     }
 }

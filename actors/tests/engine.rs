@@ -690,3 +690,30 @@ async fn file_changes_are_journaled_live_while_the_agent_runs_ignored_paths_not(
     assert_eq!(changed, vec!["old.txt".to_string()]);
     Ok(())
 }
+
+#[actix::test]
+async fn a_provider_limit_holds_across_projects() -> TestResult {
+    let f = Fixture::new();
+    let log = f.path("log.txt");
+    // Each agent notes when it starts and ends, in ns, in a log outside the workspaces.
+    let script = format!(
+        "echo \"start $(date +%s%N)\" >> {log}; sleep 0.2; echo $ORCH_TASK_ID > out.txt; echo \"end $(date +%s%N)\" >> {log}; echo done",
+        log = log.display()
+    );
+    let mut settings = f.settings(&script, &[], vec![task("a", 5, &[]), task("b", 5, &[])]);
+    let mut second = settings.projects[0].clone();
+    second.name = "q".into();
+    second.workspace = f.path("ws2");
+    second.tasks = vec![TaskSpec { project: "q".into(), ..task("c", 5, &[]) }];
+    settings.projects.push(second);
+    settings.orchestration.max_sessions = 4;
+    settings.orchestration.provider_max_sessions = BTreeMap::from([("command".to_string(), 1)]);
+    let (orch, _) = Orchestrator::start(settings).await?;
+    let summary = orch.run(Selection::default()).await?;
+    assert!(summary.all_completed(), "{:?}", summary.tasks);
+    orch.shutdown().await?;
+    let text = std::fs::read_to_string(&log)?;
+    let marks: Vec<&str> = text.lines().map(|l| l.split(' ').next().unwrap_or("")).collect();
+    assert_eq!(marks, ["start", "end", "start", "end", "start", "end"], "one command session at a time:\n{text}");
+    Ok(())
+}

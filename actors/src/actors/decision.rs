@@ -281,6 +281,17 @@ pub fn decide(
     }
     // Proceeding needs a well-formed outcome, passing checks and a change: an attempt that changed nothing is never
     // accepted, whatever it says.
+    // A rate limit the agent could not get past (and no breakpoint for it): the scheduler pauses the provider; the
+    // task is retried once it resumes, whatever the attempt count — the work was not tried, only refused.
+    if let Some(f) = report.findings.iter().find(|f| f.code == "rate_limited") {
+        return Conclusion {
+            answered: false,
+            breakpoint: None,
+            decision: Decision::Retry,
+            reason: format!("{}; its provider is paused, the task will be tried again", f.message),
+            feedback: String::new(),
+        };
+    }
     let ok = report.valid() && report.checks_passed() && !report.changes.is_empty();
     if ok && score >= t.high_confidence {
         if score < breakpoint {
@@ -519,8 +530,8 @@ mod breakpoint_tests {
             message: "429".into(),
         };
         let r = report(0, 0.0, History::default(), vec![rl]);
-        assert_eq!(breakpoint_hit(&r, &Breakpoints::default(), None).map(|h| h.0), Some("rate_limit".to_string()));
-        let off = Breakpoints { on_rate_limit: false, ..Breakpoints::default() };
-        assert_eq!(breakpoint_hit(&r, &off, None), None);
+        let on = Breakpoints { on_rate_limit: true, ..Breakpoints::default() };
+        assert_eq!(breakpoint_hit(&r, &on, None).map(|h| h.0), Some("rate_limit".to_string()));
+        assert_eq!(breakpoint_hit(&r, &Breakpoints::default(), None), None);
     }
 }

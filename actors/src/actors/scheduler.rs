@@ -266,7 +266,44 @@ impl ReadyQueue {
     }
 }
 
+/// When a rate-limited provider may be used again, if its agent's answer says: a Unix time after a `|` (Claude
+/// Code's "usage limit reached|1767225600"), or "try again in N seconds|minutes|hours" / "retry after N seconds".
+pub fn rate_limit_reset(text: &str, now_ms: i64) -> Option<i64> {
+    if let Some((_, tail)) = text.rsplit_once('|') {
+        let digits: String = tail.trim().chars().take_while(|c| c.is_ascii_digit()).collect();
+        if let Ok(secs) = digits.parse::<i64>() {
+            if digits.len() >= 9 && secs * 1000 > now_ms {
+                return Some(secs * 1000);
+            }
+        }
+    }
+    let lower = text.to_lowercase();
+    for lead in ["try again in ", "retry after ", "retry in ", "resets in "] {
+        if let Some(at) = lower.find(lead) {
+            let rest = &lower[at + lead.len()..];
+            let n: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+            let Ok(n) = n.parse::<i64>() else { continue };
+            let unit = rest[n.to_string().len()..].trim_start();
+            let secs = if unit.starts_with("ms") || unit.starts_with("millisecond") {
+                n / 1000
+            } else if unit.starts_with('h') {
+                n * 3600
+            } else if unit.starts_with('m') {
+                n * 60
+            } else {
+                n
+            };
+            return Some(now_ms + secs.max(1) * 1000);
+        }
+    }
+    None
+}
+
 struct RunState {
+    /// Providers paused after a rate limit: until when (ms since the epoch).
+    paused: HashMap<String, i64>,
+    /// Rate limits in a row per provider (reset by an attempt of it that was not rate limited).
+    rate_streak: HashMap<String, u32>,
     /// Ready tasks, in start order.
     ready: ReadyQueue,
     /// Who depends on whom, among the selected tasks.
@@ -398,6 +435,49 @@ impl Scheduler {
         }));
     }
 
+    /// Pauses the provider of a rate-limited attempt until the reset time its agent gave, else for a backoff that
+    /// doubles with each rate limit in a row; a timer resumes it. Returns the event saying so.
+    fn pause_provider(&mut self, ctx: &mut Context<Self>, report: &AttemptReport) -> Event {
+        let provider = report.project.agent.kind.as_str().to_string();
+        let now = crate::journal::now_us() / 1000;
+        let base = self.orchestration.rate_limit_pause.as_millis() as i64;
+        let streak = self.run.as_ref().and_then(|r| r.rate_streak.get(&provider)).copied().unwrap_or(0);
+        let text = report.outcome.result.as_deref().unwrap_or("");
+        let (until, why) = match rate_limit_reset(text, now) {
+            Some(t) => (t, "until the reset time the agent gave".to_string()),
+            None => {
+                let cap = (15 * 60 * 1000).max(base);
+                let wait = base.saturating_mul(1i64 << streak.min(20)).min(cap);
+                (now + wait, format!("for {} s (rate limit {} in a row)", wait / 1000, streak + 1))
+            }
+        };
+        if let Some(run) = self.run.as_mut() {
+            run.rate_streak.insert(provider.clone(), streak + 1);
+            let entry = run.paused.entry(provider.clone()).or_insert(until);
+            *entry = (*entry).max(until);
+        }
+        let delay = std::time::Duration::from_millis((until - now).max(0) as u64);
+        let p = provider.clone();
+        ctx.run_later(delay, move |act, ctx| act.resume_provider(ctx, &p));
+        Event::ProviderPaused(crate::journal::event::ProviderPaused {
+            provider,
+            until_ms: until,
+            reason: format!("{}: rate limited {why}", report.attempt),
+        })
+    }
+
+    fn resume_provider(&mut self, ctx: &mut Context<Self>, provider: &str) {
+        let Some(run) = self.run.as_mut() else { return };
+        let now = crate::journal::now_us() / 1000;
+        match run.paused.get(provider) {
+            Some(until) if *until <= now + 5 => {}
+            _ => return, // extended since: a later timer resumes it
+        }
+        run.paused.remove(provider);
+        let ev = Event::ProviderResumed(crate::journal::event::ProviderResumed { provider: provider.to_string() });
+        self.append_then(ctx, vec![ev], |act, ctx, _| act.schedule(ctx));
+    }
+
     /// Delivers a notification in the background; the run does not end before it is delivered and journaled.
     fn announce(&mut self, ctx: &mut Context<Self>, notice: crate::notify::Notice) {
         if !self.notify.enabled() {
@@ -519,21 +599,30 @@ impl Scheduler {
         // Start the best ready tasks — highest priority first, then oldest — whose project has a free slot and whose
         // workspace is free (one session per workspace: the FileMonitor attributes changes to the one attempt).
         let mut per_project: HashMap<&str, usize> = HashMap::new();
+        let mut per_provider: HashMap<&'static str, usize> = HashMap::new();
         let mut workspaces: std::collections::HashSet<&std::path::Path> = std::collections::HashSet::new();
         for k in run.running.keys() {
             *per_project.entry(k.project.as_str()).or_default() += 1;
             if let Some(p) = self.projects.get(&k.project) {
                 workspaces.insert(p.workspace.as_path());
+                *per_provider.entry(p.agent.kind.as_str()).or_default() += 1;
             }
         }
         let projects = &self.projects;
+        let provider_limits = &self.orchestration.provider_max_sessions;
+        let paused = &run.paused;
         let mut starting: Vec<TaskKey> = Vec::new();
         let mut escalated: Vec<TaskKey> = Vec::new();
         while run.running.len() + starting.len() < self.orchestration.max_sessions {
             let Some(key) = run.ready.pick(|name| {
                 projects.get(name).is_some_and(|p| {
+                    let provider = p.agent.kind.as_str();
                     per_project.get(name).copied().unwrap_or(0) < p.max_sessions
                         && !workspaces.contains(p.workspace.as_path())
+                        && !paused.contains_key(provider)
+                        && provider_limits
+                            .get(provider)
+                            .is_none_or(|limit| per_provider.get(provider).copied().unwrap_or(0) < *limit)
                 })
             }) else {
                 break;
@@ -562,6 +651,7 @@ impl Scheduler {
             }
             let Some(project) = projects.get(&key.project) else { continue };
             *per_project.entry(project.name.as_str()).or_default() += 1;
+            *per_provider.entry(project.agent.kind.as_str()).or_default() += 1;
             workspaces.insert(project.workspace.as_path());
             events.push(Self::change(&key, TaskState::Pending, TaskState::Running, "an attempt is starting"));
             starting.push(key);
@@ -627,6 +717,10 @@ impl Scheduler {
     fn maybe_finish(&mut self, ctx: &mut Context<Self>) {
         let Some(run) = self.run.as_mut() else { return };
         if !run.running.is_empty() || run.appends_in_flight > 0 || run.notices_in_flight > 0 {
+            return;
+        }
+        // Tasks wait for a paused provider: its resume schedules them.
+        if !run.stopping && run.failed.is_none() && !run.paused.is_empty() && !run.ready.is_empty() {
             return;
         }
         if !run.stopping && run.failed.is_none() {
@@ -808,6 +902,8 @@ impl Handler<Run> for Scheduler {
                 }
                 let dirty: Vec<TaskKey> = selected.iter().cloned().collect();
                 let mut run = RunState {
+                    paused: HashMap::new(),
+                    rate_streak: HashMap::new(),
                     ready: ReadyQueue::default(),
                     dependants,
                     dirty,
@@ -980,12 +1076,21 @@ impl Handler<Concluded> for Scheduler {
             Decision::Clarify => (TaskState::Escalated, format!("{WAITING_FOR_AN_ANSWER}: {}", c.reason)),
             Decision::Escalate => (TaskState::Escalated, c.reason),
         };
+        let rate_limited =
+            c.decision == Decision::Retry && msg.report.findings.iter().any(|f| f.code == "rate_limited");
         let rollback = c.decision == Decision::Retry
+            && !rate_limited
             && self.projects.get(&key.project).is_some_and(|p| p.on_retry == crate::settings::OnRetry::Rollback);
+        if !rate_limited {
+            run.rate_streak.remove(msg.report.project.agent.kind.as_str());
+        }
         if !rollback {
-            let ev = Self::change(&key, TaskState::Running, to, reason);
+            let mut events = vec![Self::change(&key, TaskState::Running, to, reason)];
             run.running.remove(&key);
-            return self.append_then(ctx, vec![ev], |act, ctx, _| act.schedule(ctx));
+            if rate_limited {
+                events.push(self.pause_provider(ctx, &msg.report));
+            }
+            return self.append_then(ctx, events, |act, ctx, _| act.schedule(ctx));
         }
         // on_retry = "rollback": the retry starts from the workspace as it was before this attempt. The task stays
         // running (nothing else may start on it) until its files are restored.
@@ -1065,5 +1170,22 @@ mod tests {
         assert_eq!(name(u(10, 0.1), u(10, 2.0)).as_deref(), Some("run_cost_budget"));
         let detail = budget_hit(&bp, "alpha", u(1200, 0.0), u(1200, 0.0)).map(|h| h.1).unwrap_or_default();
         assert_eq!(detail, "project alpha used 1200 tokens, its budget is 1000");
+    }
+}
+
+#[cfg(test)]
+mod rate_limit_tests {
+    use super::rate_limit_reset;
+
+    #[test]
+    fn the_reset_time_an_agent_gives_is_read() {
+        let now = 1_767_225_000_000;
+        assert_eq!(rate_limit_reset("Claude AI usage limit reached|1767225600", now), Some(1_767_225_600_000));
+        assert_eq!(rate_limit_reset("Rate limited. Try again in 30 seconds.", now), Some(now + 30_000));
+        assert_eq!(rate_limit_reset("429: retry after 2 minutes", now), Some(now + 120_000));
+        assert_eq!(rate_limit_reset("limit hit; resets in 1 hour", now), Some(now + 3_600_000));
+        assert_eq!(rate_limit_reset("API Error: 429 rate_limit_error", now), None);
+        // A time in the past is no reset time.
+        assert_eq!(rate_limit_reset("usage limit reached|1000000000", now), None);
     }
 }

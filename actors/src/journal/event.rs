@@ -395,6 +395,24 @@ pub struct Notified {
     pub error: String,
 }
 
+/// An agent provider was paused after a rate limit: no session of it starts until `until`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProviderPaused {
+    /// The provider (agent kind).
+    pub provider: String,
+    /// Until when, ms since the epoch.
+    pub until_ms: i64,
+    /// Why, and where the time comes from.
+    pub reason: String,
+}
+
+/// A paused provider resumed by itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProviderResumed {
+    /// The provider (agent kind).
+    pub provider: String,
+}
+
 /// Everything the journal records. Closed: readers match exhaustively.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -449,6 +467,10 @@ pub enum Event {
     /// `file_changed` list its end journals: what `orch-log follow` shows as it happens, and what a crash leaves on
     /// record about an attempt that never ended.
     FileTouched(FileChanged),
+    /// See [`ProviderPaused`].
+    ProviderPaused(ProviderPaused),
+    /// See [`ProviderResumed`].
+    ProviderResumed(ProviderResumed),
 }
 
 /// The project, task and attempt an event is about, where it is about one.
@@ -476,7 +498,7 @@ macro_rules! task_scope {
 
 impl Event {
     /// Every kind name, in declaration order; the index is the kind's code on disk.
-    pub const KINDS: [&'static str; 24] = [
+    pub const KINDS: [&'static str; 26] = [
         "project_registered",
         "task_added",
         "task_updated",
@@ -501,6 +523,8 @@ impl Event {
         "llm_answered",
         "notified",
         "file_touched",
+        "provider_paused",
+        "provider_resumed",
     ];
 
     /// The kind's code: its index in [`Event::KINDS`].
@@ -530,6 +554,8 @@ impl Event {
             Event::LlmAnswered(_) => 21,
             Event::Notified(_) => 22,
             Event::FileTouched(_) => 23,
+            Event::ProviderPaused(_) => 24,
+            Event::ProviderResumed(_) => 25,
         }
     }
 
@@ -544,7 +570,9 @@ impl Event {
             Event::ProjectRegistered(e) => Scope { project: Some(&e.project), task: None, attempt: None },
             Event::TaskAdded(e) => Scope { project: Some(&e.spec.project), task: Some(&e.spec.id), attempt: None },
             Event::TaskUpdated(e) => Scope { project: Some(&e.spec.project), task: Some(&e.spec.id), attempt: None },
-            Event::RunStarted(_) | Event::RunFinished(_) => Scope::default(),
+            Event::RunStarted(_) | Event::RunFinished(_) | Event::ProviderPaused(_) | Event::ProviderResumed(_) => {
+                Scope::default()
+            }
             Event::AttemptStarted(e) => attempt_scope!(e),
             Event::AgentOutput(e) => attempt_scope!(e),
             Event::AgentExited(e) => attempt_scope!(e),

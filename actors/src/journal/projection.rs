@@ -199,7 +199,9 @@ impl State {
             | Event::Reviewed(_)
             | Event::BreakpointHit(_)
             | Event::Notified(_)
-            | Event::FileTouched(_) => {}
+            | Event::FileTouched(_)
+            | Event::ProviderPaused(_)
+            | Event::ProviderResumed(_) => {}
             Event::AttemptStarted(e) => {
                 let key = TaskKey::new(&e.project, &e.task);
                 if let Some(v) = self.tasks.get_mut(&key) {
