@@ -395,7 +395,8 @@ pub fn timeline(view: &TaskView, records: &[EventRecord]) -> String {
         let _ = writeln!(out, "why: {r}");
     }
     let mut attempt = None;
-    for r in records {
+    // Live sightings of file changes are in `orch-log events`; the timeline lists the authoritative changes.
+    for r in records.iter().filter(|r| !matches!(r.event, Event::FileTouched(_))) {
         let a = r.event.scope().attempt;
         if a.is_some() && a != attempt {
             attempt = a;
