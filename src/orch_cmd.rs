@@ -1,7 +1,6 @@
 //! The `orch` command line: one `run` function per subcommand.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
@@ -378,26 +377,27 @@ async fn supervise(settings: orch_actors::settings::Settings, selection: Selecti
         );
     }
     let mut events = orch.subscribe().await?;
+    let mut progress = crate::live::Progress::new(orch.state().await?);
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
     let printer = actix::spawn(async move {
-        let mut out = std::io::stdout();
         loop {
             tokio::select! {
                 ev = events.recv() => match ev {
-                    Ok(r) => print_progress(&mut out, &r.event),
+                    Ok(r) => progress.event(&r.event),
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        let _ = writeln!(out, "… {n} events not shown (see `orch-log events`)");
+                        progress.note(&format!("… {n} events not shown (see `orch-log events`)"));
                     }
                     Err(_) => break,
                 },
                 _ = &mut done_rx => {
                     while let Ok(r) = events.try_recv() {
-                        print_progress(&mut out, &r.event);
+                        progress.event(&r.event);
                     }
                     break;
                 }
             }
         }
+        progress.finish();
     });
     let signal = std::rc::Rc::new(std::cell::Cell::new(0u8));
     {
@@ -445,36 +445,4 @@ async fn supervise(settings: orch_actors::settings::Settings, selection: Selecti
         });
     }
     Ok(if summary.all_completed() { EXIT_OK } else { EXIT_NEEDS_HUMAN })
-}
-
-/// Plain progress lines while a run goes on.
-fn print_progress(out: &mut impl Write, e: &Event) {
-    let line = match e {
-        Event::AttemptStarted(a) => Some(format!("▶ {}/{}  attempt {} started", a.project, a.task, a.attempt)),
-        Event::CheckFinished(c) if !c.passed => Some(format!(
-            "  {}/{}  check `{}` failed{}",
-            c.project,
-            c.task,
-            c.command,
-            c.exit_code.map(|x| format!(" (exit {x})")).unwrap_or_default()
-        )),
-        Event::Decided(d) => {
-            Some(format!("  {}/{}  attempt {}: {} — {}", d.project, d.task, d.attempt, d.decision, d.reason))
-        }
-        Event::TaskStateChanged(c) => match c.to {
-            TaskState::Completed => Some(format!("✓ {}/{}  completed", c.project, c.task)),
-            TaskState::Escalated => Some(format!("! {}/{}  escalated: {}", c.project, c.task, c.reason)),
-            TaskState::Blocked => Some(format!("✗ {}/{}  blocked: {}", c.project, c.task, c.reason)),
-            TaskState::Failed => Some(format!("✗ {}/{}  failed: {}", c.project, c.task, c.reason)),
-            _ => None,
-        },
-        Event::AttemptInterrupted(i) => {
-            Some(format!("  {}/{}  attempt {} interrupted: {}", i.project, i.task, i.attempt, i.reason))
-        }
-        _ => None,
-    };
-    if let Some(l) = line {
-        let _ = writeln!(out, "{l}");
-        let _ = out.flush();
-    }
 }

@@ -582,3 +582,31 @@ fn while_a_run_holds_the_journal_other_commands_work_through_its_socket() -> Tes
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "no gap, no repeat: {seqs:?}");
     Ok(())
 }
+
+#[test]
+fn on_a_terminal_the_run_shows_a_live_view() -> TestResult {
+    // `script` gives `orch run` a pseudo-terminal, as a user's shell would.
+    let (_dir, demo) = demo_copy();
+    let cmd = format!("{ORCH} run --config orch.toml");
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .current_dir(&demo)
+        .stdin(Stdio::null())
+        .env("COLUMNS", "120")
+        .env("TERM", "xterm")
+        .output()
+        .expect("script (util-linux) runs");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let screen = String::from_utf8_lossy(&out.stdout);
+    // A bar per project with its count, and the progress lines above them.
+    assert!(screen.contains("greeter") && screen.contains("wordcount"), "{screen}");
+    assert!(screen.contains("2/2") || screen.contains("1/1"), "{screen}");
+    assert!(screen.contains("[===="), "{screen}");
+    assert!(screen.contains("attempt 1: retry"), "{screen}");
+    assert!(screen.contains("run finished: 3 completed"), "{screen}");
+    // Not on a terminal: plain lines, no bar.
+    let (_dir2, demo2) = demo_copy();
+    let plain = run_demo(&demo2);
+    assert!(!text(&plain).contains("[===="), "{}", text(&plain));
+    Ok(())
+}
