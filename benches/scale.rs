@@ -25,6 +25,8 @@ fn settings(dir: &std::path::Path) -> Settings {
         projects: (0..PROJECTS)
             .map(|p| ProjectSettings {
                 on_retry: Default::default(),
+                isolation: Default::default(),
+                merge: Default::default(),
                 name: format!("p{p:03}"),
                 workspace: dir.join(format!("ws{p:03}")),
                 create_workspace: true,

@@ -20,6 +20,8 @@ fn settings(dir: &std::path::Path, durability: Durability, tasks: usize) -> Sett
         orchestration: OrchestrationSettings { max_sessions: 1, ..OrchestrationSettings::default() },
         projects: vec![ProjectSettings {
             on_retry: Default::default(),
+            isolation: Default::default(),
+            merge: Default::default(),
             name: "bench".into(),
             workspace: dir.join("ws"),
             create_workspace: true,

@@ -303,10 +303,18 @@ struct FileProject {
     enabled: bool,
     #[serde(default)]
     on_retry: orch_actors::settings::OnRetry,
+    #[serde(default = "default_spanned")]
+    isolation: Spanned<orch_actors::settings::Isolation>,
+    #[serde(default = "default_spanned")]
+    merge: Spanned<orch_actors::settings::MergeMode>,
 }
 
 fn default_check_timeout() -> u64 {
     600
+}
+
+fn default_spanned<T: Default>() -> Spanned<T> {
+    Spanned::new(0..0, T::default())
 }
 
 fn default_one() -> Spanned<usize> {
@@ -776,6 +784,28 @@ fn resolve(file: FileConfig, text: &str, source: &str, base: &Path) -> Result<Se
                 ),
             ));
         }
+        use orch_actors::settings::{Isolation, MergeMode};
+        if *p.isolation.get_ref() == Isolation::Worktree && !orch_actors::git::is_repository(&workspace) {
+            return Err(at(
+                source,
+                text,
+                &p.isolation,
+                "projects.isolation",
+                format!(
+                    "`worktree` needs a git repository with a commit, and {} is not one (git init, commit, or use \"none\")",
+                    workspace.display()
+                ),
+            ));
+        }
+        if *p.merge.get_ref() != MergeMode::None && *p.isolation.get_ref() != Isolation::Worktree {
+            return Err(at(
+                source,
+                text,
+                &p.merge,
+                "projects.merge",
+                "merge applies to isolation = \"worktree\" only".into(),
+            ));
+        }
         let mut tasks = Vec::new();
         let mut ids = HashSet::new();
         for t in &p.tasks {
@@ -828,6 +858,8 @@ fn resolve(file: FileConfig, text: &str, source: &str, base: &Path) -> Result<Se
             agent,
             tasks,
             on_retry: p.on_retry,
+            isolation: *p.isolation.get_ref(),
+            merge: *p.merge.get_ref(),
         });
     }
     // Dependencies name tasks that exist in the config (the journal may know more: checked again at run time).
@@ -1128,6 +1160,20 @@ mod tests {
         let err = load_text("[notify]\nwebhook = \"hooks.example/x\"\n", &[]).expect_err("must fail");
         assert_eq!((err.line, err.key.as_deref()), (Some(2), Some("notify.webhook")));
         assert!(err.message.contains("not an http:// or https:// URL"), "{}", err.message);
+    }
+
+    #[test]
+    fn worktree_isolation_needs_a_repository_and_merge_needs_worktrees() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ws = dir.path().display().to_string();
+        let project = format!("[[projects]]\nname = \"p\"\nworkspace = \"{ws}\"\n");
+        let err = load_text(&format!("{project}isolation = \"worktree\"\n"), &[]).expect_err("not a repository");
+        assert_eq!((err.line, err.key.as_deref()), (Some(4), Some("projects.isolation")));
+        assert!(err.message.contains("needs a git repository"), "{}", err.message);
+        let err = load_text(&format!("{project}merge = \"fast-forward\"\n"), &[]).expect_err("merge without worktree");
+        assert_eq!(err.key.as_deref(), Some("projects.merge"));
+        let err = load_text(&format!("{project}isolation = \"chroot\"\n"), &[]).expect_err("unknown");
+        assert!(err.message.contains("unknown variant `chroot`"), "{}", err.message);
     }
 
     #[test]

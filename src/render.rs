@@ -274,6 +274,15 @@ pub fn event_summary(e: &Event) -> String {
             p.reason
         ),
         Event::ProviderResumed(p) => format!("provider {} resumed", p.provider),
+        Event::Committed(c) => format!(
+            "committed on {}{}: {}",
+            c.branch,
+            c.commit
+                .as_deref()
+                .map(|h| format!(" as {}", &h[..h.len().min(12)]))
+                .unwrap_or_else(|| " (nothing new)".into()),
+            c.merge
+        ),
         Event::FileTouched(f) => format!(
             "seen: file {} {}{}",
             f.change.as_str(),

@@ -236,6 +236,8 @@ fn project_settings(dir: &std::path::Path, llm: LlmSettings, check: &str) -> Set
     let mut s = settings(dir, llm);
     s.projects = vec![ProjectSettings {
         on_retry: Default::default(),
+        isolation: Default::default(),
+        merge: Default::default(),
         name: "p".into(),
         workspace: dir.join("ws"),
         create_workspace: true,

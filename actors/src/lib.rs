@@ -32,6 +32,8 @@
 //!     orchestration: OrchestrationSettings { max_attempts: 2, ..OrchestrationSettings::default() },
 //!     projects: vec![ProjectSettings {
 //!         on_retry: Default::default(),
+//!         isolation: Default::default(),
+//!         merge: Default::default(),
 //!         name: "hello".into(),
 //!         workspace: dir.path().join("ws"),
 //!         create_workspace: true,
@@ -74,6 +76,7 @@ pub mod agent;
 pub mod claims;
 pub mod diff;
 pub mod error;
+pub mod git;
 pub mod journal;
 pub mod llm;
 pub mod notify;

@@ -244,11 +244,16 @@ pub fn rollback_files(
 ) -> Result<(RollbackReport, Event), EngineError> {
     let state = journal.state();
     let key = state.resolve(id).map_err(EngineError::UnknownTask)?;
-    let workspace = state
+    let mut workspace = state
         .projects
         .get(&key.project)
         .map(|p| PathBuf::from(&p.workspace))
         .ok_or_else(|| EngineError::UnknownProject(key.project.clone()))?;
+    // A task that works in a worktree of its own changed files there.
+    let worktree = crate::git::worktree_path(journal.path(), &key);
+    if worktree.join(".git").exists() {
+        workspace = worktree;
+    }
     let from = from_attempt.unwrap_or(1);
     if let Some(n) = from_attempt {
         let attempts = state.tasks[&key].attempts.len() as u32;

@@ -322,6 +322,35 @@ pub struct ProjectSettings {
     pub tasks: Vec<TaskSpec>,
     /// What a retry starts from.
     pub on_retry: OnRetry,
+    /// Where each task works.
+    pub isolation: Isolation,
+    /// With worktrees: what happens to the workspace's branch when a task's work is accepted.
+    pub merge: MergeMode,
+}
+
+/// Where each task of a project works.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Isolation {
+    /// In the workspace itself, one session at a time.
+    #[default]
+    None,
+    /// In a git worktree of its own (branch `orch/<task>`), so several tasks of the project run at once.
+    Worktree,
+}
+
+/// With worktrees: what happens to the branch checked out in the workspace when a task's work is accepted (it is
+/// always committed on the task's branch first).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MergeMode {
+    /// Nothing: the work waits on its branch for a human.
+    #[default]
+    None,
+    /// The task's branch is rebased onto it, then it is fast-forwarded: a linear history.
+    FastForward,
+    /// A merge commit.
+    Merge,
 }
 
 /// What a retry starts from.

@@ -466,6 +466,8 @@ mod breakpoint_tests {
             attempt: AttemptRef { key: TaskKey::new("p", "t"), attempt: 2 },
             project: Arc::new(ProjectSettings {
                 on_retry: Default::default(),
+                isolation: Default::default(),
+                merge: Default::default(),
                 name: "p".into(),
                 workspace: "/w".into(),
                 create_workspace: false,

@@ -530,7 +530,8 @@ fn walk(
     for e in entries {
         let Ok(ft) = e.file_type() else { continue };
         let path = e.path();
-        if ft.is_symlink() || skip.iter().any(|s| path.starts_with(s)) || (ft.is_dir() && e.file_name() == ".git") {
+        // `.git` is a directory in a repository and a file in a worktree: neither is the agent's work.
+        if ft.is_symlink() || skip.iter().any(|s| path.starts_with(s)) || e.file_name() == ".git" {
             continue;
         }
         if ignored(active, &path, ft.is_dir()) {

@@ -300,6 +300,8 @@ pub fn rate_limit_reset(text: &str, now_ms: i64) -> Option<i64> {
 }
 
 struct RunState {
+    /// The FileMonitor of each task working in a worktree of its own.
+    task_monitors: HashMap<TaskKey, Addr<FileMonitor>>,
     /// Providers paused after a rate limit: until when (ms since the epoch).
     paused: HashMap<String, i64>,
     /// Rate limits in a row per provider (reset by an attempt of it that was not rate limited).
@@ -342,6 +344,9 @@ pub struct Scheduler {
     /// Who hears of escalations and of the run's end.
     notify: crate::settings::NotifySettings,
     http: reqwest::Client,
+    /// One git operation on a repository's shared state at a time — adding or removing a worktree, merging: git
+    /// locks its refs and worktree records, and two at once fail.
+    merge_locks: HashMap<std::path::PathBuf, Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl Scheduler {
@@ -360,6 +365,7 @@ impl Scheduler {
             journal_path,
             notify: crate::settings::NotifySettings::default(),
             http: reqwest::Client::new(),
+            merge_locks: HashMap::new(),
             orchestration,
             projects: projects.into_iter().map(|p| (p.name.clone(), Arc::new(p))).collect(),
             journal,
@@ -432,6 +438,71 @@ impl Scheduler {
                 Ok(Err(e)) => act.fail(ctx, EngineError::Journal(e)),
                 Err(e) => act.fail(ctx, EngineError::from(e)),
             }
+        }));
+    }
+
+    /// Worktree isolation: an accepted attempt's work is committed on the task's branch, then merged as the project
+    /// says; the task completes when that worked, else it is escalated with what git said (the work stays on its
+    /// branch). A completed task's worktree is removed (its branch stays).
+    fn commit_and_merge(
+        &mut self,
+        ctx: &mut Context<Self>,
+        project: &ProjectSettings,
+        report: &AttemptReport,
+        reason: String,
+    ) {
+        let key = report.attempt.key.clone();
+        let attempt = report.attempt.attempt;
+        let path = crate::git::worktree_path(&self.journal_path, &key);
+        let repo = project.workspace.clone();
+        let mode = project.merge;
+        let title = report.task.as_ref().map(|t| t.title.clone()).unwrap_or_else(|| key.task.clone());
+        let message = format!("orch: {title}\n\nTask {key}, attempt {attempt}: {reason}\n");
+        let k = key.clone();
+        let lock = self.merge_locks.entry(repo.clone()).or_default().clone();
+        let work = async move {
+            let commit = crate::git::commit_all(&path, &message).await;
+            let merged = match &commit {
+                Ok(_) => {
+                    let _one_at_a_time = lock.lock().await;
+                    let merged = crate::git::merge(&repo, &path, &k, mode).await;
+                    // Done with: the worktree goes (its branch stays); kept when a human has to look.
+                    if merged.is_ok() {
+                        if let Err(e) = crate::git::remove_worktree(&repo, &path).await {
+                            tracing::warn!("{e}");
+                        }
+                    }
+                    merged
+                }
+                Err(e) => Err(format!("committing its work failed: {e}")),
+            };
+            (commit.ok().flatten(), merged)
+        };
+        ctx.spawn(work.into_actor(self).map(move |(commit, merged), act, ctx| {
+            let ok = merged.is_ok();
+            let (to, why, detail) = match merged {
+                Ok(d) => (TaskState::Completed, format!("{reason}; {d}"), d),
+                Err(e) => (TaskState::Escalated, format!("accepted, but {e}"), e),
+            };
+            let events = vec![
+                Event::Committed(crate::journal::event::Committed {
+                    project: key.project.clone(),
+                    task: key.task.clone(),
+                    attempt,
+                    branch: crate::git::branch(&key),
+                    commit,
+                    merge: detail,
+                    merged: ok,
+                }),
+                Self::change(&key, TaskState::Running, to, why),
+            ];
+            if let Some(run) = act.run.as_mut() {
+                run.running.remove(&key);
+                if ok {
+                    run.task_monitors.remove(&key);
+                }
+            }
+            act.append_then(ctx, events, |act, ctx, _| act.schedule(ctx));
         }));
     }
 
@@ -604,7 +675,9 @@ impl Scheduler {
         for k in run.running.keys() {
             *per_project.entry(k.project.as_str()).or_default() += 1;
             if let Some(p) = self.projects.get(&k.project) {
-                workspaces.insert(p.workspace.as_path());
+                if p.isolation == crate::settings::Isolation::None {
+                    workspaces.insert(p.workspace.as_path());
+                }
                 *per_provider.entry(p.agent.kind.as_str()).or_default() += 1;
             }
         }
@@ -618,7 +691,8 @@ impl Scheduler {
                 projects.get(name).is_some_and(|p| {
                     let provider = p.agent.kind.as_str();
                     per_project.get(name).copied().unwrap_or(0) < p.max_sessions
-                        && !workspaces.contains(p.workspace.as_path())
+                        && (p.isolation == crate::settings::Isolation::Worktree
+                            || !workspaces.contains(p.workspace.as_path()))
                         && !paused.contains_key(provider)
                         && provider_limits
                             .get(provider)
@@ -652,7 +726,9 @@ impl Scheduler {
             let Some(project) = projects.get(&key.project) else { continue };
             *per_project.entry(project.name.as_str()).or_default() += 1;
             *per_provider.entry(project.agent.kind.as_str()).or_default() += 1;
-            workspaces.insert(project.workspace.as_path());
+            if project.isolation == crate::settings::Isolation::None {
+                workspaces.insert(project.workspace.as_path());
+            }
             events.push(Self::change(&key, TaskState::Pending, TaskState::Running, "an attempt is starting"));
             starting.push(key);
         }
@@ -686,11 +762,60 @@ impl Scheduler {
             let ev = Self::change(&key, TaskState::Running, TaskState::Pending, "the run stopped before it started");
             return self.append_then(ctx, vec![ev], |act, ctx, _| act.maybe_finish(ctx));
         }
-        let (Some(project), Some(view)) = (self.projects.get(&key.project).cloned(), run.views.get(&key).cloned())
+        let Some(project) = self.projects.get(&key.project).cloned() else { return };
+        if project.isolation == crate::settings::Isolation::Worktree {
+            // The task's own worktree, made (or found) before its agent starts.
+            let path = crate::git::worktree_path(&self.journal_path, &key);
+            let (repo, k) = (project.workspace.clone(), key.clone());
+            let lock = self.merge_locks.entry(repo.clone()).or_default().clone();
+            let fut = async move {
+                let _one_at_a_time = lock.lock().await;
+                crate::git::ensure_worktree(&repo, &path, &k).await.map(|_| path)
+            };
+            ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
+                Ok(path) => act.launch(ctx, key, Some(path)),
+                Err(e) => {
+                    if let Some(run) = act.run.as_mut() {
+                        run.running.remove(&key);
+                    }
+                    let ev = Self::change(
+                        &key,
+                        TaskState::Running,
+                        TaskState::Escalated,
+                        format!("its worktree could not be prepared: {e}"),
+                    );
+                    act.append_then(ctx, vec![ev], |act, ctx, _| act.schedule(ctx));
+                }
+            }));
+            return;
+        }
+        self.launch(ctx, key, None);
+    }
+
+    /// Starts the attempt's session, in `worktree` when the task has one.
+    fn launch(&mut self, ctx: &mut Context<Self>, key: TaskKey, worktree: Option<std::path::PathBuf>) {
+        let Some(run) = self.run.as_mut() else { return };
+        let (Some(mut project), Some(view)) = (self.projects.get(&key.project).cloned(), run.views.get(&key).cloned())
         else {
             return;
         };
-        let Some(monitor) = self.monitors.get(&key.project).cloned() else { return };
+        let monitor = match worktree {
+            Some(path) => {
+                project = Arc::new(ProjectSettings { workspace: path.clone(), ..(*project).clone() });
+                // The worktree lies inside the journal directory: nothing in it is to be skipped.
+                let (journal, skip) = (self.journal.clone(), Vec::new());
+                run.task_monitors
+                    .entry(key.clone())
+                    .or_insert_with(|| {
+                        FileMonitor::new(path, skip, journal.clone().recipient(), journal.recipient()).start()
+                    })
+                    .clone()
+            }
+            None => match self.monitors.get(&key.project).cloned() {
+                Some(m) => m,
+                None => return,
+            },
+        };
         let attempt = view.attempts.iter().map(|a| a.number).max().unwrap_or(0) + 1;
         let spec = SessionSpec {
             attempt: AttemptRef { key: key.clone(), attempt },
@@ -902,6 +1027,7 @@ impl Handler<Run> for Scheduler {
                 }
                 let dirty: Vec<TaskKey> = selected.iter().cloned().collect();
                 let mut run = RunState {
+                    task_monitors: HashMap::new(),
                     paused: HashMap::new(),
                     rate_streak: HashMap::new(),
                     ready: ReadyQueue::default(),
@@ -1083,6 +1209,12 @@ impl Handler<Concluded> for Scheduler {
             && self.projects.get(&key.project).is_some_and(|p| p.on_retry == crate::settings::OnRetry::Rollback);
         if !rate_limited {
             run.rate_streak.remove(msg.report.project.agent.kind.as_str());
+        }
+        let configured = self.projects.get(&key.project).cloned();
+        if let Some(project) = configured
+            .filter(|p| c.decision == Decision::Proceed && p.isolation == crate::settings::Isolation::Worktree)
+        {
+            return self.commit_and_merge(ctx, &project, &msg.report, reason);
         }
         if !rollback {
             let mut events = vec![Self::change(&key, TaskState::Running, to, reason)];

@@ -413,6 +413,25 @@ pub struct ProviderResumed {
     pub provider: String,
 }
 
+/// A task's accepted work was committed on its branch (worktree isolation) and merged as configured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Committed {
+    /// The project.
+    pub project: String,
+    /// The task.
+    pub task: String,
+    /// The accepted attempt.
+    pub attempt: u32,
+    /// The task's branch.
+    pub branch: String,
+    /// The commit made, when there was something to commit.
+    pub commit: Option<String>,
+    /// What happened to the workspace's branch, or why it could not.
+    pub merge: String,
+    /// The merge worked (or none was asked for).
+    pub merged: bool,
+}
+
 /// Everything the journal records. Closed: readers match exhaustively.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -471,6 +490,8 @@ pub enum Event {
     ProviderPaused(ProviderPaused),
     /// See [`ProviderResumed`].
     ProviderResumed(ProviderResumed),
+    /// See [`Committed`].
+    Committed(Committed),
 }
 
 /// The project, task and attempt an event is about, where it is about one.
@@ -498,7 +519,7 @@ macro_rules! task_scope {
 
 impl Event {
     /// Every kind name, in declaration order; the index is the kind's code on disk.
-    pub const KINDS: [&'static str; 26] = [
+    pub const KINDS: [&'static str; 27] = [
         "project_registered",
         "task_added",
         "task_updated",
@@ -525,6 +546,7 @@ impl Event {
         "file_touched",
         "provider_paused",
         "provider_resumed",
+        "committed",
     ];
 
     /// The kind's code: its index in [`Event::KINDS`].
@@ -556,6 +578,7 @@ impl Event {
             Event::FileTouched(_) => 23,
             Event::ProviderPaused(_) => 24,
             Event::ProviderResumed(_) => 25,
+            Event::Committed(_) => 26,
         }
     }
 
@@ -589,6 +612,7 @@ impl Event {
             Event::Reviewed(e) => attempt_scope!(e),
             Event::BreakpointHit(e) => attempt_scope!(e),
             Event::LlmAnswered(e) => attempt_scope!(e),
+            Event::Committed(e) => attempt_scope!(e),
             Event::LlmCalled(e) => Scope { project: e.project.as_deref(), task: e.task.as_deref(), attempt: e.attempt },
             Event::Notified(e) => Scope { project: e.project.as_deref(), task: e.task.as_deref(), attempt: None },
         }

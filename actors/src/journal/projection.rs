@@ -201,7 +201,8 @@ impl State {
             | Event::Notified(_)
             | Event::FileTouched(_)
             | Event::ProviderPaused(_)
-            | Event::ProviderResumed(_) => {}
+            | Event::ProviderResumed(_)
+            | Event::Committed(_) => {}
             Event::AttemptStarted(e) => {
                 let key = TaskKey::new(&e.project, &e.task);
                 if let Some(v) = self.tasks.get_mut(&key) {
