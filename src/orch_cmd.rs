@@ -185,11 +185,6 @@ fn init(dir: Option<&Path>) -> Result<u8, Failure> {
     Ok(EXIT_OK)
 }
 
-fn open_from_config(config: Option<&Path>) -> Result<Journal, Failure> {
-    let path = cli::journal_path(config, None)?;
-    cli::open_journal(&path)
-}
-
 /// Runs a query on the configured journal: through the run that holds it, or directly.
 fn query(config: Option<&Path>, q: Query) -> Result<u8, Failure> {
     let path = cli::journal_path(config, None)?;
@@ -233,7 +228,15 @@ fn human(config: Option<&Path>, id: &str, verdict: Verdict) -> Result<u8, Failur
 }
 
 fn rollback(config: Option<&Path>, id: &str, attempt: Option<u32>, force: bool) -> Result<u8, Failure> {
-    let mut j = open_from_config(config)?;
+    let path = cli::journal_path(config, None)?;
+    if let Some(Ok(reply)) = control::ask(&path, &Query::Ping) {
+        return Err(Failure::usage(format!(
+            "a run (pid {}) is supervising this journal: undoing files under running agents is not safe; stop it \
+             first, then roll back",
+            reply.stdout.trim()
+        )));
+    }
+    let mut j = cli::open_journal(&path)?;
     let report = ops::rollback(&mut j, id, attempt, force)?;
     for p in &report.restored {
         println!("restored {p}");

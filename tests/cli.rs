@@ -553,6 +553,9 @@ fn while_a_run_holds_the_journal_other_commands_work_through_its_socket() -> Tes
     assert!(text(&answered).contains("q/ask: now pending"), "{}", text(&answered));
     let added = orch(&["task", "add", "--project", "q", "--id", "extra", "--title", "Extra"], root);
     assert_eq!(added.status.code(), Some(0), "{}", text(&added));
+    let rollback = orch(&["rollback", "ask"], root);
+    assert_eq!(rollback.status.code(), Some(2), "{}", text(&rollback));
+    assert!(err(&rollback).contains("stop it first"), "{}", err(&rollback));
     let unknown = orch(&["approve", "nope"], root);
     assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown));
     assert!(err(&unknown).contains("nope"), "{}", err(&unknown));
