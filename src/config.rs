@@ -190,6 +190,7 @@ struct FileOrchestration {
     confidence: FileConfidence,
     provider_max_sessions: BTreeMap<String, Spanned<usize>>,
     rate_limit_pause_secs: u64,
+    max_wait_secs: f64,
 }
 
 impl Default for FileOrchestration {
@@ -204,6 +205,7 @@ impl Default for FileOrchestration {
             confidence: FileConfidence::default(),
             provider_max_sessions: BTreeMap::new(),
             rate_limit_pause_secs: 60,
+            max_wait_secs: 600.0,
         }
     }
 }
@@ -951,6 +953,9 @@ fn resolve(file: FileConfig, text: &str, source: &str, base: &Path) -> Result<Se
         }
         provider_max_sessions.insert(provider.clone(), *n.get_ref());
     }
+    if !(o.max_wait_secs.is_finite() && o.max_wait_secs > 0.0) {
+        return Err(plain("orchestration.max_wait_secs", "must be a positive number of seconds".into()));
+    }
     if o.rate_limit_pause_secs == 0 {
         return Err(plain("orchestration.rate_limit_pause_secs", "must be at least 1".into()));
     }
@@ -975,6 +980,7 @@ fn resolve(file: FileConfig, text: &str, source: &str, base: &Path) -> Result<Se
             output_tail_bytes: o.output_tail_bytes.max(256),
             provider_max_sessions,
             rate_limit_pause: Duration::from_secs(o.rate_limit_pause_secs),
+            max_wait: Duration::from_secs_f64(o.max_wait_secs),
         },
         projects,
     })

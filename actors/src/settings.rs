@@ -222,6 +222,9 @@ pub struct OrchestrationSettings {
     pub output_tail_bytes: usize,
     /// Sessions at once per agent provider (`claude-code`, `aider`, `command`); absent: only `max_sessions`.
     pub provider_max_sessions: BTreeMap<String, usize>,
+    /// A project whose ready tasks have waited this long without a session goes first, whatever the priorities of
+    /// the others: no project is starved.
+    pub max_wait: Duration,
     /// How long a provider that reported a rate limit is paused when it did not say until when; doubled for each
     /// rate limit in a row, up to 15 minutes.
     pub rate_limit_pause: Duration,
@@ -249,6 +252,7 @@ impl Default for OrchestrationSettings {
             output_tail_bytes: 4096,
             provider_max_sessions: BTreeMap::new(),
             rate_limit_pause: Duration::from_secs(60),
+            max_wait: Duration::from_secs(600),
         }
     }
 }

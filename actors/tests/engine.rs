@@ -804,7 +804,7 @@ async fn a_merge_that_conflicts_escalates_and_keeps_the_work_on_its_branch() -> 
     settings.projects[0].isolation = Isolation::Worktree;
     settings.projects[0].merge = MergeMode::Merge;
     settings.projects[0].max_sessions = 2;
-    let (orch, _) = Orchestrator::start(settings).await?;
+    let (orch, _) = Orchestrator::start(settings.clone()).await?;
     let summary = orch.run(Selection::default()).await?;
     orch.shutdown().await?;
     assert_eq!(summary.count(TaskState::Completed), 1, "{:?}", summary.tasks);
@@ -816,5 +816,38 @@ async fn a_merge_that_conflicts_escalates_and_keeps_the_work_on_its_branch() -> 
     let loser = &escalated.0.task;
     assert!(git(&ws, &["show", &format!("orch/{loser}:README.md")]).contains(&format!("{loser} was here")));
     assert!(f.path(&format!("journal/worktrees/p/{loser}")).exists());
+    // Once a human cancels it, the next run removes its worktree; the branch stays.
+    let (orch, _) = Orchestrator::start(settings).await?;
+    orch.human(loser, HumanRequest::Cancel).await?;
+    orch.run(Selection::default()).await?;
+    orch.shutdown().await?;
+    assert!(!f.path(&format!("journal/worktrees/p/{loser}")).exists());
+    assert!(git(&ws, &["branch", "--list", "orch/*"]).contains(&format!("orch/{loser}")));
+    Ok(())
+}
+
+#[actix::test]
+async fn a_project_that_waited_past_max_wait_goes_before_higher_priorities() -> TestResult {
+    let f = Fixture::new();
+    let log = f.path("log.txt");
+    let script = format!(
+        "echo \"$ORCH_PROJECT/$ORCH_TASK_ID\" >> {log}; sleep 0.4; echo \"$ORCH_TASK_ID\" > out.txt; echo done",
+        log = log.display()
+    );
+    // One session for everyone; p's three tasks outrank q's one.
+    let mut settings = f.settings(&script, &[], vec![task("a1", 9, &[]), task("a2", 9, &[]), task("a3", 9, &[])]);
+    let mut q = settings.projects[0].clone();
+    q.name = "q".into();
+    q.workspace = f.path("ws2");
+    q.tasks = vec![TaskSpec { project: "q".into(), ..task("b", 1, &[]) }];
+    settings.projects.push(q);
+    settings.orchestration.max_sessions = 1;
+    settings.orchestration.max_wait = Duration::from_millis(600);
+    let (orch, _) = Orchestrator::start(settings).await?;
+    assert!(orch.run(Selection::default()).await?.all_completed());
+    orch.shutdown().await?;
+    let order = std::fs::read_to_string(&log)?;
+    // q/b waited 0.4 s after p/a1 (not yet past 0.6 s), 0.8 s after p/a2: it goes next.
+    assert_eq!(order.lines().collect::<Vec<_>>(), ["p/a1", "p/a2", "q/b", "p/a3"], "{order}");
     Ok(())
 }

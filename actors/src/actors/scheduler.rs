@@ -241,6 +241,19 @@ impl ReadyQueue {
         true
     }
 
+    /// Takes out the best task of `project`, if it has one ready.
+    pub fn pick_in(&mut self, project: &str) -> Option<TaskKey> {
+        let task = self.by_project.get(project)?.first()?.2.clone();
+        let key = TaskKey::new(project, &task);
+        self.remove(&key);
+        Some(key)
+    }
+
+    /// The projects with a task ready.
+    pub fn projects(&self) -> impl Iterator<Item = &str> {
+        self.by_project.keys().map(String::as_str)
+    }
+
     /// Takes out the best task of the best project for which `available(project)` says yes.
     pub fn pick(&mut self, mut available: impl FnMut(&str) -> bool) -> Option<TaskKey> {
         let project = self.heads.iter().find(|(_, _, p)| available(p)).map(|(_, _, p)| p.clone())?;
@@ -300,6 +313,10 @@ pub fn rate_limit_reset(text: &str, now_ms: i64) -> Option<i64> {
 }
 
 struct RunState {
+    /// Since when each project with ready tasks has been waiting for a session.
+    waiting_since: HashMap<String, std::time::Instant>,
+    /// When the pending starvation timer fires.
+    wake_at: Option<std::time::Instant>,
     /// The FileMonitor of each task working in a worktree of its own.
     task_monitors: HashMap<TaskKey, Addr<FileMonitor>>,
     /// Providers paused after a rate limit: until when (ms since the epoch).
@@ -686,8 +703,21 @@ impl Scheduler {
         let paused = &run.paused;
         let mut starting: Vec<TaskKey> = Vec::new();
         let mut escalated: Vec<TaskKey> = Vec::new();
+        // Projects that have waited past max_wait go first, the longest-waiting first.
+        let now = std::time::Instant::now();
+        let mut starved: Vec<(std::time::Instant, String)> = run
+            .waiting_since
+            .iter()
+            .filter(|(_, since)| now.duration_since(**since) >= self.orchestration.max_wait)
+            .map(|(p, since)| (*since, p.clone()))
+            .collect();
+        starved.sort();
+        let mut starved = starved.into_iter().map(|(_, p)| p).collect::<std::collections::VecDeque<_>>();
         while run.running.len() + starting.len() < self.orchestration.max_sessions {
-            let Some(key) = run.ready.pick(|name| {
+            let available = |name: &str,
+                             per_project: &HashMap<&str, usize>,
+                             per_provider: &HashMap<&'static str, usize>,
+                             workspaces: &std::collections::HashSet<&std::path::Path>| {
                 projects.get(name).is_some_and(|p| {
                     let provider = p.agent.kind.as_str();
                     per_project.get(name).copied().unwrap_or(0) < p.max_sessions
@@ -698,7 +728,21 @@ impl Scheduler {
                             .get(provider)
                             .is_none_or(|limit| per_provider.get(provider).copied().unwrap_or(0) < *limit)
                 })
-            }) else {
+            };
+            let mut picked = None;
+            while let Some(p) = starved.pop_front() {
+                if available(&p, &per_project, &per_provider, &workspaces) {
+                    picked = run.ready.pick_in(&p);
+                    if picked.is_some() {
+                        break;
+                    }
+                }
+            }
+            let picked = match picked {
+                Some(k) => Some(k),
+                None => run.ready.pick(|name| available(name, &per_project, &per_provider, &workspaces)),
+            };
+            let Some(key) = picked else {
                 break;
             };
             // A project or run budget reached: no new attempt; the task goes to a human, saying which budget.
@@ -735,6 +779,31 @@ impl Scheduler {
         for key in escalated {
             if let Some(v) = run.views.get_mut(&key) {
                 v.state = TaskState::Escalated;
+            }
+        }
+        // Who waits now, and since when: a project with ready tasks and no session. One that got a session starts
+        // waiting afresh when it has none again.
+        let waiting: Vec<String> = run
+            .ready
+            .projects()
+            .filter(|p| per_project.get(p).copied().unwrap_or(0) == 0)
+            .map(str::to_string)
+            .collect();
+        run.waiting_since.retain(|p, _| waiting.contains(p));
+        for p in waiting {
+            run.waiting_since.entry(p).or_insert(now);
+        }
+        // A pass when the oldest wait runs out, in case nothing else happens by then (one timer at a time).
+        if let Some(oldest) = run.waiting_since.values().min().copied() {
+            let due = oldest + self.orchestration.max_wait;
+            if run.wake_at.is_none_or(|w| w <= now || due < w) {
+                run.wake_at = Some(due);
+                ctx.run_later(due.saturating_duration_since(now) + std::time::Duration::from_millis(1), |act, ctx| {
+                    if let Some(run) = act.run.as_mut() {
+                        run.wake_at = None;
+                    }
+                    act.schedule(ctx);
+                });
             }
         }
         for key in &starting {
@@ -1027,6 +1096,8 @@ impl Handler<Run> for Scheduler {
                 }
                 let dirty: Vec<TaskKey> = selected.iter().cloned().collect();
                 let mut run = RunState {
+                    waiting_since: HashMap::new(),
+                    wake_at: None,
                     task_monitors: HashMap::new(),
                     paused: HashMap::new(),
                     rate_streak: HashMap::new(),
@@ -1068,6 +1139,40 @@ impl Handler<Run> for Scheduler {
                     pid: std::process::id(),
                     selected: run.selected.iter().map(|k| k.to_string()).collect(),
                 }));
+                // Worktrees of tasks that are done with — cancelled, failed, or completed by a human — are removed
+                // (their branches stay); an escalated task keeps its worktree for a human to look at.
+                let mut leftovers: Vec<(std::path::PathBuf, std::path::PathBuf)> = Vec::new();
+                for (key, v) in &run.views {
+                    let Some(p) = act.projects.get(&key.project) else { continue };
+                    if p.isolation != crate::settings::Isolation::Worktree
+                        || !matches!(v.state, TaskState::Completed | TaskState::Cancelled | TaskState::Failed)
+                    {
+                        continue;
+                    }
+                    let path = crate::git::worktree_path(&act.journal_path, key);
+                    if path.exists() {
+                        leftovers.push((p.workspace.clone(), path));
+                    }
+                }
+                for (repo, path) in leftovers {
+                    let lock = act.merge_locks.entry(repo.clone()).or_default().clone();
+                    run.appends_in_flight += 1;
+                    ctx.spawn(
+                        async move {
+                            let _one_at_a_time = lock.lock().await;
+                            if let Err(e) = crate::git::remove_worktree(&repo, &path).await {
+                                tracing::warn!("{e}");
+                            }
+                        }
+                        .into_actor(act)
+                        .map(|_, act, ctx| {
+                            if let Some(run) = act.run.as_mut() {
+                                run.appends_in_flight -= 1;
+                            }
+                            act.maybe_finish(ctx);
+                        }),
+                    );
+                }
                 act.run = Some(run);
                 act.append_then(ctx, events, |act, ctx, _| act.schedule(ctx));
                 Ok(())
