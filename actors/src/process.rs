@@ -270,19 +270,25 @@ pub fn attempt_tag(journal: &Path, attempt: &crate::types::AttemptRef) -> String
 /// Kills every process that works for `attempt` (its tag starts with [`attempt_tag`]`/`), wherever it was started
 /// from: what an attempt left running when its supervisor died. Returns how many.
 pub fn kill_attempt(attempt: &str) -> u32 {
-    let needle = format!("{TAG_VAR}={attempt}/");
+    let prefix = format!("{TAG_VAR}={attempt}/");
+    kill_where(0, 3, |var| var.starts_with(prefix.as_bytes()))
+}
+
+/// Kills every process (ours excepted) with a pid above `floor` one of whose environment entries `matches`, in up
+/// to `passes` passes (processes may fork while one runs); returns how many.
+fn kill_where(floor: u32, passes: usize, matches: impl Fn(&[u8]) -> bool) -> u32 {
     let me = std::process::id();
     let mut killed = 0;
-    for _ in 0..3 {
+    for _ in 0..passes {
         let mut found = 0;
         let Ok(entries) = std::fs::read_dir("/proc") else { return killed };
         for e in entries.flatten() {
             let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-            if pid == me {
+            if pid == me || pid <= floor {
                 continue;
             }
             let Ok(environ) = std::fs::read(e.path().join("environ")) else { continue };
-            if environ.split(|b| *b == 0).any(|var| var.starts_with(needle.as_bytes())) {
+            if environ.split(|b| *b == 0).any(&matches) {
                 let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
                 found += 1;
             }
@@ -322,34 +328,12 @@ async fn terminate(
 /// are read; `first = 0` reads them all.
 pub fn kill_tagged(tag: &str, first: u32) -> u32 {
     let needle = format!("{TAG_VAR}={tag}");
-    let me = std::process::id();
     let last = std::fs::read_to_string("/proc/sys/kernel/ns_last_pid").ok().and_then(|s| s.trim().parse::<u32>().ok());
     let floor = match last {
         Some(l) if l >= first => first,
         _ => 0, // wrapped around (or unknown): any pid may be a descendant
     };
-    let mut killed = 0;
-    for _ in 0..2 {
-        let mut found = 0;
-        let Ok(entries) = std::fs::read_dir("/proc") else { return killed };
-        for e in entries.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-            if pid == me || pid <= floor {
-                continue;
-            }
-            let Ok(environ) = std::fs::read(e.path().join("environ")) else { continue };
-            if environ.split(|b| *b == 0).any(|var| var == needle.as_bytes()) {
-                let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-                found += 1;
-            }
-        }
-        killed += found;
-        if found == 0 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    killed
+    kill_where(floor, 2, |var| var == needle.as_bytes())
 }
 
 async fn pump<R: tokio::io::AsyncRead + Unpin>(r: R, stream: Stream, tx: mpsc::UnboundedSender<(Stream, Vec<u8>)>) {

@@ -205,40 +205,39 @@ impl ReadyQueue {
             return;
         }
         self.remove(&key);
-        let queue = self.by_project.entry(key.project.clone()).or_default();
-        let old_head = queue.first().map(|(p, s, _)| (*p, *s));
-        queue.insert((std::cmp::Reverse(priority), seq, key.task.clone()));
-        let new_head = queue.first().map(|(p, s, _)| (*p, *s));
-        if old_head != new_head {
-            if let Some((p, s)) = old_head {
-                self.heads.remove(&(p, s, key.project.clone()));
-            }
-            if let Some((p, s)) = new_head {
-                self.heads.insert((p, s, key.project.clone()));
-            }
-        }
+        self.change(&key.project, |queue| {
+            queue.insert((std::cmp::Reverse(priority), seq, key.task.clone()));
+        });
         self.index.insert(key, (priority, seq));
     }
 
     /// Takes a task out of the queue; false when it was not in it.
     pub fn remove(&mut self, key: &TaskKey) -> bool {
         let Some((priority, seq)) = self.index.remove(key) else { return false };
-        let Some(queue) = self.by_project.get_mut(&key.project) else { return true };
-        let old_head = queue.first().map(|(p, s, _)| (*p, *s));
-        queue.remove(&(std::cmp::Reverse(priority), seq, key.task.clone()));
-        let new_head = queue.first().map(|(p, s, _)| (*p, *s));
-        if old_head != new_head {
-            if let Some((p, s)) = old_head {
-                self.heads.remove(&(p, s, key.project.clone()));
-            }
-            if let Some((p, s)) = new_head {
-                self.heads.insert((p, s, key.project.clone()));
-            }
-        }
-        if queue.is_empty() {
-            self.by_project.remove(&key.project);
-        }
+        self.change(&key.project, |queue| {
+            queue.remove(&(std::cmp::Reverse(priority), seq, key.task.clone()));
+        });
         true
+    }
+
+    /// Changes a project's queue, keeping its entry among the heads (its best task) in step.
+    fn change(&mut self, project: &str, f: impl FnOnce(&mut BTreeSet<(std::cmp::Reverse<u8>, u64, String)>)) {
+        let queue = self.by_project.entry(project.to_string()).or_default();
+        let head = |q: &BTreeSet<(std::cmp::Reverse<u8>, u64, String)>| q.first().map(|(p, s, _)| (*p, *s));
+        let old = head(queue);
+        f(queue);
+        let new = head(queue);
+        if queue.is_empty() {
+            self.by_project.remove(project);
+        }
+        if old != new {
+            if let Some((p, s)) = old {
+                self.heads.remove(&(p, s, project.to_string()));
+            }
+            if let Some((p, s)) = new {
+                self.heads.insert((p, s, project.to_string()));
+            }
+        }
     }
 
     /// Takes out the best task of `project`, if it has one ready.
