@@ -56,6 +56,17 @@ impl Fixture {
     }
 }
 
+impl Fixture {
+    /// A second project `q`, like the first, in workspace `ws2`, with one task.
+    fn add_project_q(&self, settings: &mut Settings, t: TaskSpec) {
+        let mut q = settings.projects[0].clone();
+        q.name = "q".into();
+        q.workspace = self.path("ws2");
+        q.tasks = vec![TaskSpec { project: "q".into(), ..t }];
+        settings.projects.push(q);
+    }
+}
+
 fn task(id: &str, priority: u8, depends_on: &[&str]) -> TaskSpec {
     TaskSpec {
         project: "p".into(),
@@ -703,11 +714,7 @@ async fn a_provider_limit_holds_across_projects() -> TestResult {
         log = log.display()
     );
     let mut settings = f.settings(&script, &[], vec![task("a", 5, &[]), task("b", 5, &[])]);
-    let mut second = settings.projects[0].clone();
-    second.name = "q".into();
-    second.workspace = f.path("ws2");
-    second.tasks = vec![TaskSpec { project: "q".into(), ..task("c", 5, &[]) }];
-    settings.projects.push(second);
+    f.add_project_q(&mut settings, task("c", 5, &[]));
     settings.orchestration.max_sessions = 4;
     settings.orchestration.provider_max_sessions = BTreeMap::from([("command".to_string(), 1)]);
     let (orch, _) = Orchestrator::start(settings).await?;
@@ -836,11 +843,7 @@ async fn a_project_that_waited_past_max_wait_goes_before_higher_priorities() -> 
     );
     // One session for everyone; p's three tasks outrank q's one.
     let mut settings = f.settings(&script, &[], vec![task("a1", 9, &[]), task("a2", 9, &[]), task("a3", 9, &[])]);
-    let mut q = settings.projects[0].clone();
-    q.name = "q".into();
-    q.workspace = f.path("ws2");
-    q.tasks = vec![TaskSpec { project: "q".into(), ..task("b", 1, &[]) }];
-    settings.projects.push(q);
+    f.add_project_q(&mut settings, task("b", 1, &[]));
     settings.orchestration.max_sessions = 1;
     settings.orchestration.max_wait = Duration::from_millis(600);
     let (orch, _) = Orchestrator::start(settings).await?;
