@@ -2,7 +2,8 @@
 //! restart the journal must verify, no task may have run twice at once (the agent itself reports any overlap it
 //! sees), no completed task may run again; in the end every task completes and every attempt has an end.
 //!
-//! `CRASH_ITERATIONS=500` runs a longer soak than CI's 20; `CRASH_SEED=N` replays one sequence of kill moments.
+//! `CRASH_ITERATIONS=500` runs a longer soak than CI's 20 (with more tasks, so that the kills keep landing mid-run);
+//! `CRASH_SEED=N` replays one sequence of kill moments.
 
 mod support;
 
@@ -32,7 +33,10 @@ echo "Wrote $ORCH_TASK_ID.txt."
 "#;
 
 const PROJECTS: [&str; 4] = ["alpha", "beta", "gamma", "delta"];
-const TASKS: usize = 10;
+/// Tasks per project: enough work that kills keep landing mid-run in a longer soak.
+fn tasks_for(iterations: usize) -> usize {
+    (iterations / 2).max(10)
+}
 
 /// xorshift64*: the kill moments, reproducible from the seed.
 struct Rng(u64);
@@ -46,7 +50,7 @@ impl Rng {
     }
 }
 
-fn setup(root: &Path) {
+fn setup(root: &Path, tasks: usize) {
     std::fs::create_dir_all(root.join("crash/locks")).expect("crash dir");
     std::fs::write(root.join("agent.sh"), AGENT).expect("agent");
     let mut config = format!(
@@ -76,7 +80,7 @@ max_attempts = 50
             "\n[[projects]]\nname = \"{project}\"\nworkspace = \"ws-{project}\"\ncreate_workspace = true\n\
              checks = [\"grep -q 'done by attempt' \\\"$ORCH_TASK_ID.txt\\\"\"]\n"
         ));
-        for i in 1..=TASKS {
+        for i in 1..=tasks {
             let t = format!("{}{i}", &project[..1]);
             // A chain within each project, and dependencies across projects.
             let deps = match (project, i) {
@@ -139,7 +143,8 @@ fn killed_at_random_moments_it_resumes_without_losing_or_repeating_anything() {
     let mut rng = Rng(seed);
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
-    setup(root);
+    let tasks_per_project = tasks_for(iterations);
+    setup(root, tasks_per_project);
     let mut finished_early = 0;
     for round in 0..iterations {
         let mut child = Command::new(ORCH)
@@ -188,12 +193,12 @@ fn killed_at_random_moments_it_resumes_without_losing_or_repeating_anything() {
         .iter()
         .flat_map(|p| p["tasks"].as_array().expect("tasks"))
         .collect();
-    assert_eq!(tasks.len(), PROJECTS.len() * TASKS);
+    assert_eq!(tasks.len(), PROJECTS.len() * tasks_per_project);
     for t in tasks {
         assert_eq!(t["state"], "completed", "CRASH_SEED={seed}: {t}");
     }
     for project in PROJECTS {
-        for i in 1..=TASKS {
+        for i in 1..=tasks_per_project {
             let path = root.join(format!("ws-{project}")).join(format!("{}{i}.txt", &project[..1]));
             let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert!(text.starts_with("done by attempt "), "{text}");
