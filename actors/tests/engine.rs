@@ -854,3 +854,34 @@ async fn a_project_that_waited_past_max_wait_goes_before_higher_priorities() -> 
     assert_eq!(order.lines().collect::<Vec<_>>(), ["p/a1", "p/a2", "q/b", "p/a3"], "{order}");
     Ok(())
 }
+
+#[actix::test]
+async fn answering_a_dependency_during_the_run_unblocks_its_dependants_in_that_run() -> TestResult {
+    let f = Fixture::new();
+    // `a` asks on its first attempt; `b` waits for `a`; `q/slow` keeps the run going meanwhile.
+    let script = "case $ORCH_TASK_ID in \
+                  a) if [ \"$ORCH_ATTEMPT\" = 1 ]; then echo 'Which name should it use?'; else echo a > a.txt; echo done; fi;; \
+                  slow) sleep 1.5; echo s > s.txt; echo done;; \
+                  *) echo \"$ORCH_TASK_ID\" > \"$ORCH_TASK_ID.txt\"; echo done;; esac";
+    let mut settings = f.settings(script, &[], vec![task("a", 5, &[]), task("b", 5, &["a"])]);
+    f.add_project_q(&mut settings, task("slow", 5, &[]));
+    let (orch, _) = Orchestrator::start(settings).await?;
+    let human = async {
+        loop {
+            let a = orch.task("p/a").await.expect("task a");
+            if a.state == TaskState::Escalated {
+                let b = orch.task("p/b").await.expect("task b");
+                assert_eq!(b.state, TaskState::Blocked, "b waits for a: {:?}", b.reason);
+                orch.human("p/a", HumanRequest::Answer("Use orch.".into())).await.expect("answer");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let (summary, ()) = tokio::join!(orch.run(Selection::default()), human);
+    let summary = summary?;
+    orch.shutdown().await?;
+    assert!(summary.all_completed(), "{:?}", summary.tasks);
+    assert_eq!(std::fs::read_to_string(f.path("ws/b.txt"))?, "b\n");
+    Ok(())
+}

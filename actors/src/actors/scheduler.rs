@@ -676,6 +676,26 @@ impl Scheduler {
                         run.ready.remove(&k);
                     }
                 }
+                // Pending again (answered, approved…): dependants it blocked may go on.
+                if changed {
+                    work.extend(run.dependants.get(&k).into_iter().flatten().map(|d| (d.clone(), false)));
+                }
+            } else if state == TaskState::Blocked
+                && run.views.get(&k).and_then(|v| v.reason.as_deref()).is_some_and(|r| r.starts_with("depends on "))
+                && Self::blocked_reason(run, &k).is_none()
+            {
+                // What blocked it no longer does (a human answered or approved the dependency during the run).
+                events.push(Self::change(
+                    &k,
+                    TaskState::Blocked,
+                    TaskState::Pending,
+                    "its dependencies no longer block it",
+                ));
+                if let Some(v) = run.views.get_mut(&k) {
+                    v.state = TaskState::Pending;
+                    v.reason = None;
+                }
+                work.push((k, true));
             } else {
                 run.ready.remove(&k);
                 if changed && (state == TaskState::Completed || state.blocks_dependants()) {
