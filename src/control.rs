@@ -334,13 +334,27 @@ pub fn serve(journal: &Path, controller: orch_actors::system::Controller) -> Res
     if path.exists() && connect(journal).is_none() {
         let _ = std::fs::remove_file(&path);
     }
-    let listener = tokio::net::UnixListener::bind(&path)
-        .map_err(|e| Failure::internal(format!("cannot listen on {}: {e}", path.display())))?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| Failure::internal(format!("cannot restrict {}: {e}", path.display())))?;
-    }
+    // Made 0600 in a private (0700) directory, then moved into place: nobody else can connect in between.
+    let private = journal.join(format!(".control-{}", std::process::id()));
+    let listener = {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let _ = std::fs::remove_dir_all(&private);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&private)
+            .map_err(|e| Failure::internal(format!("cannot create {}: {e}", private.display())))?;
+        let staged = private.join(SOCKET);
+        let bound = tokio::net::UnixListener::bind(&staged)
+            .map_err(|e| Failure::internal(format!("cannot listen on {}: {e}", staged.display())))
+            .and_then(|l| {
+                std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))
+                    .and_then(|_| std::fs::rename(&staged, &path))
+                    .map_err(|e| Failure::internal(format!("cannot put the socket at {}: {e}", path.display())))
+                    .map(|_| l)
+            });
+        let _ = std::fs::remove_dir_all(&private);
+        bound?
+    };
     let task = actix::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else { break };
