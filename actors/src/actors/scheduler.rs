@@ -4,7 +4,7 @@
 //! members. It journals every state change before acting on it, starts one AgentSession per attempt, and applies
 //! the DecisionEngine's conclusions. The run ends when every selected task is settled.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -22,6 +22,9 @@ use crate::ops;
 use crate::redact::Redactor;
 use crate::settings::{OrchestrationSettings, ProjectSettings};
 use crate::types::{AttemptRef, Decision, TaskKey, TaskState};
+
+/// How the reason of a task blocked by a dependency begins (not one blocked in a cycle: that one stays blocked).
+const DEPENDS_ON: &str = "depends on ";
 
 /// How the reason of a task waiting for an answer to its agent's question begins.
 pub const WAITING_FOR_AN_ANSWER: &str = "waiting for an answer";
@@ -139,14 +142,40 @@ impl Usage {
         })
     }
 
-    fn add(&mut self, other: Usage, sign: i64) {
-        if sign >= 0 {
-            self.tokens = self.tokens.saturating_add(other.tokens);
-            self.cost_usd += other.cost_usd;
-        } else {
-            self.tokens = self.tokens.saturating_sub(other.tokens);
-            self.cost_usd -= other.cost_usd;
+    /// A total in which one task's share went from `from` to `to`.
+    fn shift(&mut self, from: Usage, to: Usage) {
+        self.tokens = self.tokens.saturating_sub(from.tokens).saturating_add(to.tokens);
+        self.cost_usd += to.cost_usd - from.cost_usd;
+    }
+}
+
+/// The sessions under way, as a pick sees them: per project, per provider, and the workspaces taken (a project
+/// without worktrees has one session at a time in its workspace: the FileMonitor attributes changes to the one
+/// attempt).
+#[derive(Default)]
+struct Slots<'a> {
+    per_project: HashMap<&'a str, usize>,
+    per_provider: HashMap<&'static str, usize>,
+    workspaces: std::collections::HashSet<&'a std::path::Path>,
+}
+
+impl<'a> Slots<'a> {
+    /// A session of `p` starts.
+    fn take(&mut self, p: &'a ProjectSettings) {
+        *self.per_project.entry(p.name.as_str()).or_default() += 1;
+        *self.per_provider.entry(p.agent.kind.as_str()).or_default() += 1;
+        if p.isolation == crate::settings::Isolation::None {
+            self.workspaces.insert(p.workspace.as_path());
         }
+    }
+
+    /// Whether a session of `p` may start now.
+    fn free(&self, p: &ProjectSettings, limits: &BTreeMap<String, usize>, paused: &HashMap<String, i64>) -> bool {
+        let provider = p.agent.kind.as_str();
+        self.per_project.get(p.name.as_str()).copied().unwrap_or(0) < p.max_sessions
+            && (p.isolation == crate::settings::Isolation::Worktree || !self.workspaces.contains(p.workspace.as_path()))
+            && !paused.contains_key(provider)
+            && limits.get(provider).is_none_or(|limit| self.per_provider.get(provider).copied().unwrap_or(0) < *limit)
     }
 }
 
@@ -256,10 +285,7 @@ impl ReadyQueue {
     /// Takes out the best task of the best project for which `available(project)` says yes.
     pub fn pick(&mut self, mut available: impl FnMut(&str) -> bool) -> Option<TaskKey> {
         let project = self.heads.iter().find(|(_, _, p)| available(p)).map(|(_, _, p)| p.clone())?;
-        let task = self.by_project.get(&project)?.first()?.2.clone();
-        let key = TaskKey::new(&project, &task);
-        self.remove(&key);
-        Some(key)
+        self.pick_in(&project)
     }
 
     /// How many tasks are queued.
@@ -338,9 +364,8 @@ struct RunState {
     views: HashMap<TaskKey, TaskView>,
     /// Tasks with an attempt under way; `None` while its start is being journaled.
     running: HashMap<TaskKey, Option<Addr<AgentSession>>>,
-    appends_in_flight: usize,
-    /// Notifications being delivered: the run ends after them.
-    notices_in_flight: usize,
+    /// Background work the run waits for before it ends: journal appends, notifications, worktree removals.
+    in_flight: usize,
     done: Option<oneshot::Sender<Result<RunSummary, EngineError>>>,
     stopping: bool,
     failed: Option<EngineError>,
@@ -406,7 +431,7 @@ impl Scheduler {
         then: impl FnOnce(&mut Self, &mut Context<Self>, Appended) + 'static,
     ) {
         if let Some(run) = self.run.as_mut() {
-            run.appends_in_flight += 1;
+            run.in_flight += 1;
         }
         // A task that now needs a human is announced once its state change is on record.
         let escalated: Vec<(TaskKey, bool, String)> = events
@@ -423,21 +448,13 @@ impl Scheduler {
         let fut = self.journal.send(Append(events));
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             if let Some(run) = act.run.as_mut() {
-                run.appends_in_flight -= 1;
+                run.in_flight -= 1;
             }
             match res {
                 Ok(Ok(appended)) => {
                     if let Some(run) = act.run.as_mut() {
                         for v in &appended.tasks {
-                            let before = run.views.get(&v.spec.key()).map(Usage::of).unwrap_or_default();
-                            let after = Usage::of(v);
-                            let project = run.usage.entry(v.spec.project.clone()).or_default();
-                            project.add(before, -1);
-                            project.add(after, 1);
-                            run.run_usage.add(before, -1);
-                            run.run_usage.add(after, 1);
-                            run.dirty.push(v.spec.key());
-                            run.views.insert(v.spec.key(), v.clone());
+                            run.take_view(v.clone());
                         }
                     }
                     for (key, waiting, reason) in escalated {
@@ -571,7 +588,7 @@ impl Scheduler {
             return;
         }
         let Some(run) = self.run.as_mut() else { return };
-        run.notices_in_flight += 1;
+        run.in_flight += 1;
         let (settings, http, journal) = (self.notify.clone(), self.http.clone(), self.journal.clone());
         ctx.spawn(
             async move {
@@ -588,7 +605,7 @@ impl Scheduler {
             .into_actor(self)
             .map(|_, act, ctx| {
                 if let Some(run) = act.run.as_mut() {
-                    run.notices_in_flight -= 1;
+                    run.in_flight -= 1;
                 }
                 act.maybe_finish(ctx);
             }),
@@ -625,9 +642,9 @@ impl Scheduler {
         let view = run.views.get(key)?;
         for d in view.spec.dependency_keys() {
             match run.views.get(&d) {
-                None => return Some(format!("depends on {d}, which does not exist")),
+                None => return Some(format!("{DEPENDS_ON}{d}, which does not exist")),
                 Some(dv) if dv.state.blocks_dependants() => {
-                    return Some(format!("depends on {d}, which is {}", dv.state));
+                    return Some(format!("{DEPENDS_ON}{d}, which is {}", dv.state));
                 }
                 Some(_) => {}
             }
@@ -681,7 +698,7 @@ impl Scheduler {
                     work.extend(run.dependants.get(&k).into_iter().flatten().map(|d| (d.clone(), false)));
                 }
             } else if state == TaskState::Blocked
-                && run.views.get(&k).and_then(|v| v.reason.as_deref()).is_some_and(|r| r.starts_with("depends on "))
+                && run.views.get(&k).and_then(|v| v.reason.as_deref()).is_some_and(|r| r.starts_with(DEPENDS_ON))
                 && Self::blocked_reason(run, &k).is_none()
             {
                 // What blocked it no longer does (a human answered or approved the dependency during the run).
@@ -705,21 +722,16 @@ impl Scheduler {
         }
         // Start the best ready tasks — highest priority first, then oldest — whose project has a free slot and whose
         // workspace is free (one session per workspace: the FileMonitor attributes changes to the one attempt).
-        let mut per_project: HashMap<&str, usize> = HashMap::new();
-        let mut per_provider: HashMap<&'static str, usize> = HashMap::new();
-        let mut workspaces: std::collections::HashSet<&std::path::Path> = std::collections::HashSet::new();
+        let projects = &self.projects;
+        let mut slots = Slots::default();
         for k in run.running.keys() {
-            *per_project.entry(k.project.as_str()).or_default() += 1;
-            if let Some(p) = self.projects.get(&k.project) {
-                if p.isolation == crate::settings::Isolation::None {
-                    workspaces.insert(p.workspace.as_path());
-                }
-                *per_provider.entry(p.agent.kind.as_str()).or_default() += 1;
+            if let Some(p) = projects.get(&k.project) {
+                slots.take(p);
             }
         }
-        let projects = &self.projects;
-        let provider_limits = &self.orchestration.provider_max_sessions;
-        let paused = &run.paused;
+        let free = |slots: &Slots, name: &str| {
+            projects.get(name).is_some_and(|p| slots.free(p, &self.orchestration.provider_max_sessions, &run.paused))
+        };
         let mut starting: Vec<TaskKey> = Vec::new();
         let mut escalated: Vec<TaskKey> = Vec::new();
         // Projects that have waited past max_wait go first, the longest-waiting first.
@@ -733,24 +745,9 @@ impl Scheduler {
         starved.sort();
         let mut starved = starved.into_iter().map(|(_, p)| p).collect::<std::collections::VecDeque<_>>();
         while run.running.len() + starting.len() < self.orchestration.max_sessions {
-            let available = |name: &str,
-                             per_project: &HashMap<&str, usize>,
-                             per_provider: &HashMap<&'static str, usize>,
-                             workspaces: &std::collections::HashSet<&std::path::Path>| {
-                projects.get(name).is_some_and(|p| {
-                    let provider = p.agent.kind.as_str();
-                    per_project.get(name).copied().unwrap_or(0) < p.max_sessions
-                        && (p.isolation == crate::settings::Isolation::Worktree
-                            || !workspaces.contains(p.workspace.as_path()))
-                        && !paused.contains_key(provider)
-                        && provider_limits
-                            .get(provider)
-                            .is_none_or(|limit| per_provider.get(provider).copied().unwrap_or(0) < *limit)
-                })
-            };
             let mut picked = None;
             while let Some(p) = starved.pop_front() {
-                if available(&p, &per_project, &per_provider, &workspaces) {
+                if free(&slots, &p) {
                     picked = run.ready.pick_in(&p);
                     if picked.is_some() {
                         break;
@@ -759,7 +756,7 @@ impl Scheduler {
             }
             let picked = match picked {
                 Some(k) => Some(k),
-                None => run.ready.pick(|name| available(name, &per_project, &per_provider, &workspaces)),
+                None => run.ready.pick(|name| free(&slots, name)),
             };
             let Some(key) = picked else {
                 break;
@@ -787,11 +784,7 @@ impl Scheduler {
                 continue;
             }
             let Some(project) = projects.get(&key.project) else { continue };
-            *per_project.entry(project.name.as_str()).or_default() += 1;
-            *per_provider.entry(project.agent.kind.as_str()).or_default() += 1;
-            if project.isolation == crate::settings::Isolation::None {
-                workspaces.insert(project.workspace.as_path());
-            }
+            slots.take(project);
             events.push(Self::change(&key, TaskState::Pending, TaskState::Running, "an attempt is starting"));
             starting.push(key);
         }
@@ -805,7 +798,7 @@ impl Scheduler {
         let waiting: Vec<String> = run
             .ready
             .projects()
-            .filter(|p| per_project.get(p).copied().unwrap_or(0) == 0)
+            .filter(|p| slots.per_project.get(p).copied().unwrap_or(0) == 0)
             .map(str::to_string)
             .collect();
         run.waiting_since.retain(|p, _| waiting.contains(p));
@@ -929,7 +922,7 @@ impl Scheduler {
     /// Ends the run when nothing is running or being journaled and no selected task can make progress.
     fn maybe_finish(&mut self, ctx: &mut Context<Self>) {
         let Some(run) = self.run.as_mut() else { return };
-        if !run.running.is_empty() || run.appends_in_flight > 0 || run.notices_in_flight > 0 {
+        if !run.running.is_empty() || run.in_flight > 0 {
             return;
         }
         // Tasks wait for a paused provider: its resume schedules them.
@@ -1096,7 +1089,7 @@ impl Handler<Run> for Scheduler {
                 }
                 let mut usage: HashMap<String, Usage> = HashMap::new();
                 for v in views.values() {
-                    usage.entry(v.spec.project.clone()).or_default().add(Usage::of(v), 1);
+                    usage.entry(v.spec.project.clone()).or_default().shift(Usage::default(), Usage::of(v));
                 }
                 let open_to = sel.tasks.is_empty().then(|| {
                     act.projects
@@ -1129,8 +1122,7 @@ impl Handler<Run> for Scheduler {
                     selected,
                     views,
                     running: HashMap::new(),
-                    appends_in_flight: 0,
-                    notices_in_flight: 0,
+                    in_flight: 0,
                     done: Some(tx),
                     stopping: false,
                     failed: None,
@@ -1175,7 +1167,7 @@ impl Handler<Run> for Scheduler {
                 }
                 for (repo, path) in leftovers {
                     let lock = act.merge_locks.entry(repo.clone()).or_default().clone();
-                    run.appends_in_flight += 1;
+                    run.in_flight += 1;
                     ctx.spawn(
                         async move {
                             let _one_at_a_time = lock.lock().await;
@@ -1186,7 +1178,7 @@ impl Handler<Run> for Scheduler {
                         .into_actor(act)
                         .map(|_, act, ctx| {
                             if let Some(run) = act.run.as_mut() {
-                                run.appends_in_flight -= 1;
+                                run.in_flight -= 1;
                             }
                             act.maybe_finish(ctx);
                         }),
@@ -1205,6 +1197,19 @@ impl Handler<Run> for Scheduler {
     }
 }
 
+impl RunState {
+    /// Takes in a task's view as the journal now has it: its usage counts toward its project's and the run's, and
+    /// the next scheduling pass looks at it again.
+    fn take_view(&mut self, v: TaskView) {
+        let key = v.spec.key();
+        let (before, after) = (self.views.get(&key).map(Usage::of).unwrap_or_default(), Usage::of(&v));
+        self.usage.entry(key.project.clone()).or_default().shift(before, after);
+        self.run_usage.shift(before, after);
+        self.dirty.push(key.clone());
+        self.views.insert(key, v);
+    }
+}
+
 impl Handler<Refresh> for Scheduler {
     type Result = ();
 
@@ -1212,22 +1217,18 @@ impl Handler<Refresh> for Scheduler {
         let Some(run) = self.run.as_mut() else { return };
         for v in msg.0 {
             let key = v.spec.key();
-            let usage = run.usage.entry(key.project.clone()).or_default();
-            usage.add(run.views.get(&key).map(Usage::of).unwrap_or_default(), -1);
-            usage.add(Usage::of(&v), 1);
             if !run.selected.contains(&key) && run.open_to.as_ref().is_some_and(|p| p.contains(&key.project)) {
                 run.selected.insert(key.clone());
                 for d in v.spec.dependency_keys() {
                     run.dependants.entry(d).or_default().push(key.clone());
                 }
             }
-            run.dirty.push(key.clone());
             if v.state == TaskState::Cancelled {
                 if let Some(Some(session)) = run.running.get(&key) {
                     session.do_send(StopSession);
                 }
             }
-            run.views.insert(key, v);
+            run.take_view(v);
         }
         self.schedule(ctx);
     }
