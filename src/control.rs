@@ -204,7 +204,7 @@ fn run_query(query: &Query, j: &Journal) -> Result<(Reply, Vec<Event>), Failure>
             for rec in j.scan(filter) {
                 match rec {
                     Ok(rec) => {
-                        r.stdout.push_str(&if *json { rec.to_json().to_string() } else { render::event_line(&rec) });
+                        r.stdout.push_str(&render::record_line(&rec, *json));
                         r.stdout.push('\n');
                     }
                     Err(e) => {
@@ -394,7 +394,7 @@ async fn handle(stream: tokio::net::UnixStream, controller: orch_actors::system:
             loop {
                 match events.recv().await {
                     Ok(rec) => {
-                        let line = if json { rec.to_json().to_string() } else { render::event_line(&rec) };
+                        let line = render::record_line(&rec, json);
                         let msg = serde_json::json!({"seq": rec.seq, "line": line}).to_string() + "\n";
                         if write.write_all(msg.as_bytes()).await.is_err() {
                             return Ok(());

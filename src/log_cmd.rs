@@ -180,7 +180,7 @@ fn follow(path: &Path, json: bool) -> Result<u8, Failure> {
                     match r {
                         Ok(rec) => {
                             after = Some(rec.seq);
-                            let line = if json { rec.to_json().to_string() } else { render::event_line(&rec) };
+                            let line = render::record_line(&rec, json);
                             if writeln!(out, "{line}").is_err() {
                                 return Ok(EXIT_OK);
                             }

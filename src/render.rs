@@ -384,7 +384,16 @@ pub fn event_summary(e: &Event) -> String {
     }
 }
 
-/// One line per event for `orch-log events`.
+/// One event as `orch-log events` prints it: a JSON object, or a line of text.
+pub fn record_line(r: &EventRecord, json: bool) -> String {
+    if json {
+        r.to_json().to_string()
+    } else {
+        event_line(r)
+    }
+}
+
+/// One event as a line of `orch-log events`.
 pub fn event_line(r: &EventRecord) -> String {
     format!(
         "{:>6}  {}  {:<19} {:<28} {}",

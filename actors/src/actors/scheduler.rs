@@ -589,26 +589,16 @@ impl Scheduler {
         }
         let Some(run) = self.run.as_mut() else { return };
         run.in_flight += 1;
-        let (settings, http, journal) = (self.notify.clone(), self.http.clone(), self.journal.clone());
+        let (settings, http, journal) = (self.notify.clone(), self.http.clone(), self.journal.clone().recipient());
         ctx.spawn(
-            async move {
-                let events = crate::notify::deliver(&settings, &http, &notice).await;
-                if let Err(e) = journal
-                    .send(Append(events))
-                    .await
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| r.map_err(|e| e.to_string()))
-                {
-                    tracing::error!("a notification could not be journaled: {e}");
-                }
-            }
-            .into_actor(self)
-            .map(|_, act, ctx| {
-                if let Some(run) = act.run.as_mut() {
-                    run.in_flight -= 1;
-                }
-                act.maybe_finish(ctx);
-            }),
+            async move { crate::notify::deliver_and_record(&settings, &http, &journal, &notice).await }
+                .into_actor(self)
+                .map(|_, act, ctx| {
+                    if let Some(run) = act.run.as_mut() {
+                        run.in_flight -= 1;
+                    }
+                    act.maybe_finish(ctx);
+                }),
         );
     }
 
@@ -996,10 +986,7 @@ impl Scheduler {
             async move {
                 let res = journal.send(Append(vec![ev])).await;
                 if let Some(notice) = notice {
-                    let events = crate::notify::deliver(&settings, &http, &notice).await;
-                    if let Err(e) = journal.send(Append(events)).await {
-                        tracing::error!("a notification could not be journaled: {e}");
-                    }
+                    crate::notify::deliver_and_record(&settings, &http, &journal.clone().recipient(), &notice).await;
                 }
                 let _ = done.send(match (failed, res) {
                     (Some(e), _) => Err(e),
