@@ -12,13 +12,7 @@ use support::messages_api::{Scenario, StandIn};
 const ORCH: &str = env!("CARGO_BIN_EXE_orch");
 const ORCH_LOG: &str = env!("CARGO_BIN_EXE_orch-log");
 
-const CHECK: &str = r#"#!/bin/sh
-# The project's check: calc.sh adds its two arguments.
-[ -f calc.sh ] || { echo "FAIL: calc.sh is missing"; exit 1; }
-got=$(sh calc.sh 2 3)
-[ "$got" = "5" ] || { echo "FAIL: sh calc.sh 2 3 printed '$got', expected 5"; exit 1; }
-echo "ok: 2 + 3 = 5"
-"#;
+const CHECK: &str = support::messages_api::CALC_CHECK;
 
 struct Project {
     _dir: tempfile::TempDir,
@@ -44,20 +38,7 @@ fn project(scenario: &str, max_attempts: u32, idle_timeout_secs: u64) -> Project
         r#"[journal]
 path = ".orch/journal"
 
-[agent]
-kind = "claude-code"
-program = "{claude}"
-args = ["--allowedTools", "Write", "Edit", "Bash", "Read"]
-timeout_secs = 120
-idle_timeout_secs = {idle_timeout_secs}
-
-[agent.env]
-ANTHROPIC_BASE_URL = "{url}"
-ANTHROPIC_API_KEY = "sk-ant-test-secret-key-0123456789"
-CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1"
-DISABLE_AUTOUPDATER = "1"
-HOME = "{home}"
-
+{agent}
 [orchestration]
 max_attempts = {max_attempts}
 
@@ -73,9 +54,13 @@ title = "Add two numbers"
 description = "Write calc.sh: `sh calc.sh A B` prints the sum of A and B."
 acceptance = ["sh calc.sh 2 3 prints 5"]
 "#,
-        claude = claude.display(),
-        url = standin.url(),
-        home = home.display(),
+        agent = support::messages_api::claude_agent_toml(
+            &claude,
+            &["--allowedTools", "Write", "Edit", "Bash", "Read"].map(String::from),
+            idle_timeout_secs,
+            &standin.url(),
+            &home
+        ),
     );
     std::fs::write(root.join("orch.toml"), config).expect("config");
     Project { _dir: dir, root, ws, standin }

@@ -29,12 +29,7 @@ const ORCH: &str = env!("CARGO_BIN_EXE_orch");
 const ORCH_LOG: &str = env!("CARGO_BIN_EXE_orch-log");
 
 /// The project's check unless a scenario brings its own `check.sh`: calc.sh adds its two arguments.
-const CHECK: &str = r#"#!/bin/sh
-[ -f calc.sh ] || { echo "FAIL: calc.sh is missing"; exit 1; }
-got=$(sh calc.sh 2 3)
-[ "$got" = "5" ] || { echo "FAIL: sh calc.sh 2 3 printed '$got', expected 5"; exit 1; }
-echo "ok: 2 + 3 = 5"
-"#;
+const CHECK: &str = support::messages_api::CALC_CHECK;
 
 /// One labelled scenario.
 #[derive(Debug, Deserialize)]
@@ -210,20 +205,7 @@ path = ".orch/journal"
 durability = "batch"
 
 {llm}
-[agent]
-kind = "claude-code"
-program = "{claude}"
-args = {args}
-timeout_secs = 120
-idle_timeout_secs = {idle}
-
-[agent.env]
-ANTHROPIC_BASE_URL = "{url}"
-ANTHROPIC_API_KEY = "sk-ant-test-secret-key-0123456789"
-CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1"
-DISABLE_AUTOUPDATER = "1"
-HOME = "{home}"
-
+{agent}
 [orchestration]
 max_attempts = {max}
 {orchestration}
@@ -239,10 +221,7 @@ check_timeout_secs = {check_timeout}
 [[projects.tasks]]
 id = "add"
 {task}"#,
-        claude = claude.display(),
-        args = toml::Value::from(s.args.clone()),
-        idle = s.idle_timeout_secs,
-        home = home.display(),
+        agent = support::messages_api::claude_agent_toml(claude, &s.args, s.idle_timeout_secs, url, home),
         max = s.max_attempts,
         breakpoints = toml::to_string(&s.breakpoints).expect("breakpoints"),
         orchestration = toml::to_string(&s.orchestration).expect("orchestration"),

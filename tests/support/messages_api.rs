@@ -384,3 +384,36 @@ async fn stream(w: &mut OwnedWriteHalf, body: &Value, turn: &Turn, cwd: &str) ->
 pub fn tools_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("test-tools")
 }
+
+/// The check of the calc projects the claude tests and the evaluation corpus use: calc.sh adds its two arguments.
+pub const CALC_CHECK: &str = r#"#!/bin/sh
+# The project's check: calc.sh adds its two arguments.
+[ -f calc.sh ] || { echo "FAIL: calc.sh is missing"; exit 1; }
+got=$(sh calc.sh 2 3)
+[ "$got" = "5" ] || { echo "FAIL: sh calc.sh 2 3 printed '$got', expected 5"; exit 1; }
+echo "ok: 2 + 3 = 5"
+"#;
+
+/// The `[agent]` and `[agent.env]` tables that run the pinned `claude` against a stand-in at `url`, with its own
+/// `home` (its sessions live there) and the test API key (which must never reach the journal).
+pub fn claude_agent_toml(claude: &Path, args: &[String], idle_timeout_secs: u64, url: &str, home: &Path) -> String {
+    format!(
+        r#"[agent]
+kind = "claude-code"
+program = "{claude}"
+args = {args}
+timeout_secs = 120
+idle_timeout_secs = {idle_timeout_secs}
+
+[agent.env]
+ANTHROPIC_BASE_URL = "{url}"
+ANTHROPIC_API_KEY = "sk-ant-test-secret-key-0123456789"
+CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1"
+DISABLE_AUTOUPDATER = "1"
+HOME = "{home}"
+"#,
+        claude = claude.display(),
+        args = toml::Value::from(args.to_vec()),
+        home = home.display(),
+    )
+}
