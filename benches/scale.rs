@@ -7,11 +7,12 @@
 //! - a file change seen by the FileMonitor and journaled (`file_touched`, `durability = "batch"`): from just after
 //!   the agent's write returns to the event's append, for 300 files written 10 ms apart by a Python agent.
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use orch_actors::settings::*;
-use orch_actors::{Orchestrator, Selection, TaskSpec};
+use orch_actors::{Orchestrator, Selection};
+
+mod common;
 
 const PROJECTS: usize = 100;
 const TASKS_PER_PROJECT: usize = 100;
@@ -23,35 +24,10 @@ fn settings(dir: &std::path::Path) -> Settings {
         llm: LlmSettings::default(),
         orchestration: OrchestrationSettings { max_sessions: 16, ..OrchestrationSettings::default() },
         projects: (0..PROJECTS)
-            .map(|p| ProjectSettings {
-                on_retry: Default::default(),
-                isolation: Default::default(),
-                merge: Default::default(),
-                name: format!("p{p:03}"),
-                workspace: dir.join(format!("ws{p:03}")),
-                create_workspace: true,
-                checks: vec![],
-                check_timeout: Duration::from_secs(30),
-                max_sessions: 1,
-                agent: AgentSettings {
-                    kind: AgentKind::Command,
-                    program: "sh".into(),
-                    args: vec!["-c".into(), "echo \"$ORCH_TASK_ID\" > out.txt; echo done".into()],
-                    timeout: Duration::from_secs(60),
-                    idle_timeout: Duration::from_secs(60),
-                    env: BTreeMap::new(),
-                },
-                tasks: (0..TASKS_PER_PROJECT)
-                    .map(|i| TaskSpec {
-                        project: format!("p{p:03}"),
-                        id: format!("t{i:03}"),
-                        title: format!("Task {i}"),
-                        description: "Write out.txt.".into(),
-                        priority: 1 + (i % 10) as u8,
-                        depends_on: vec![],
-                        acceptance: vec![],
-                    })
-                    .collect(),
+            .map(|p| {
+                let name = format!("p{p:03}");
+                let ws = dir.join(format!("ws{p:03}"));
+                common::command_project(&name, ws, common::WRITE_OUT, TASKS_PER_PROJECT, |i| 1 + (i % 10) as u8)
             })
             .collect(),
     }

@@ -5,12 +5,13 @@
 //!   wall time as measured around spawn and wait;
 //! - `orch --help`: the real binary, median of 50 runs.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use orch_actors::journal::event::Event;
 use orch_actors::settings::*;
-use orch_actors::{Orchestrator, Selection, TaskSpec, TaskState};
+use orch_actors::{Orchestrator, Selection, TaskState};
+
+mod common;
 
 fn settings(dir: &std::path::Path, durability: Durability, tasks: usize) -> Settings {
     Settings {
@@ -18,36 +19,7 @@ fn settings(dir: &std::path::Path, durability: Durability, tasks: usize) -> Sett
         journal: JournalSettings { path: dir.join("journal"), durability },
         llm: LlmSettings::default(),
         orchestration: OrchestrationSettings { max_sessions: 1, ..OrchestrationSettings::default() },
-        projects: vec![ProjectSettings {
-            on_retry: Default::default(),
-            isolation: Default::default(),
-            merge: Default::default(),
-            name: "bench".into(),
-            workspace: dir.join("ws"),
-            create_workspace: true,
-            checks: vec![],
-            check_timeout: Duration::from_secs(30),
-            max_sessions: 1,
-            agent: AgentSettings {
-                kind: AgentKind::Command,
-                program: "sh".into(),
-                args: vec!["-c".into(), "echo \"$ORCH_TASK_ID\" > out.txt; echo done".into()],
-                timeout: Duration::from_secs(60),
-                idle_timeout: Duration::from_secs(60),
-                env: BTreeMap::new(),
-            },
-            tasks: (0..tasks)
-                .map(|i| TaskSpec {
-                    project: "bench".into(),
-                    id: format!("t{i:04}"),
-                    title: format!("Task {i}"),
-                    description: "Write out.txt.".into(),
-                    priority: 5,
-                    depends_on: vec![],
-                    acceptance: vec![],
-                })
-                .collect(),
-        }],
+        projects: vec![common::command_project("bench", dir.join("ws"), common::WRITE_OUT, tasks, |_| 5)],
     }
 }
 
