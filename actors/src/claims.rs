@@ -159,6 +159,11 @@ pub fn admits_incomplete(answer: &str) -> Option<&'static str> {
     INCOMPLETE.iter().copied().find(|p| lower.contains(p))
 }
 
+/// Whether any line of `text` carries a placeholder marker (what [`placeholders_added`] looks for).
+pub fn has_placeholder(text: &[u8]) -> bool {
+    std::str::from_utf8(text).is_ok_and(|t| PLACEHOLDERS.iter().any(|m| t.contains(m)))
+}
+
 /// Lines of `after` (1-based line number and text) that carry a placeholder marker and are not in `before`: what an
 /// attempt added that says the work is unfinished. Binary contents have none.
 pub fn placeholders_added(before: Option<&[u8]>, after: &[u8]) -> Vec<(usize, String)> {
@@ -238,6 +243,7 @@ mod tests {
         );
         assert_eq!(placeholders_added(None, b"fn f() { todo!() }\n"), vec![(1, "fn f() { todo!() }".to_string())]);
         assert!(placeholders_added(Some(after), after).is_empty());
+        assert!(has_placeholder(after) && !has_placeholder(b"a\nb\n") && !has_placeholder(&[0xff, b'T']));
         assert!(placeholders_added(None, &[0xff, 0xfe, b'T', b'O', b'D', b'O']).is_empty());
     }
 

@@ -274,7 +274,8 @@ impl Handler<Assess> for QualityController {
                     }
                 }
                 // The changed files before and after: unfinished code the attempt added, and the reviewer's diff.
-                let contents = contents(&blobs, &report).await;
+                let for_review = reviewer.is_some() && report.outcome.start_error.is_none();
+                let contents = contents(&blobs, &report, for_review).await;
                 let mut found = Vec::new();
                 if let Some(f) = placeholder_finding(&contents) {
                     found.push(f);
@@ -355,17 +356,19 @@ impl Handler<Assess> for QualityController {
 type Contents = Vec<(String, Option<Vec<u8>>, Option<Vec<u8>>)>;
 
 /// The contents of the attempt's changed files: pre-images from the journal, the rest from the workspace; at most
-/// [`CONTENT_FILES`] files of at most [`CONTENT_BYTES`] each.
-async fn contents(blobs: &Recipient<GetBlob>, report: &AttemptReport) -> Contents {
+/// [`CONTENT_FILES`] files of at most [`CONTENT_BYTES`] each. A pre-image is fetched only when it is needed: for
+/// the reviewer's diff (`for_review`), or to tell a placeholder the attempt added from one that was there before.
+async fn contents(blobs: &Recipient<GetBlob>, report: &AttemptReport, for_review: bool) -> Contents {
     let mut out = Vec::new();
     for c in report.changes.iter().take(CONTENT_FILES) {
-        let before = match c.before {
-            Some(h) => blobs.send(GetBlob(h)).await.ok().and_then(|b| b.ok()).flatten(),
-            None => None,
-        };
         let path = report.project.workspace.join(&c.path);
         let small = tokio::fs::symlink_metadata(&path).await.is_ok_and(|m| m.is_file() && m.len() <= CONTENT_BYTES);
         let after = if c.after.is_some() && small { tokio::fs::read(&path).await.ok() } else { None };
+        let wanted = for_review || after.as_deref().is_some_and(crate::claims::has_placeholder);
+        let before = match c.before.filter(|_| wanted) {
+            Some(h) => blobs.send(GetBlob(h)).await.ok().and_then(|b| b.ok()).flatten(),
+            None => None,
+        };
         out.push((c.path.clone(), before.filter(|b| b.len() as u64 <= CONTENT_BYTES), after));
     }
     out
