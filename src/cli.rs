@@ -62,7 +62,8 @@ impl From<EngineError> for Failure {
             EngineError::UnknownTask(_)
             | EngineError::UnknownProject(_)
             | EngineError::InvalidRequest(_)
-            | EngineError::LlmRequired(_) => Failure::usage(e.to_string()),
+            | EngineError::LlmRequired(_)
+            | EngineError::SandboxRequired(_) => Failure::usage(e.to_string()),
             other => Failure::internal(other.to_string()),
         }
     }

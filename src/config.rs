@@ -151,6 +151,9 @@ struct FileAgent {
     timeout_secs: u64,
     idle_timeout_secs: u64,
     env: BTreeMap<String, String>,
+    sandbox: orch_actors::settings::SandboxMode,
+    writable: Vec<String>,
+    sandbox_required: bool,
 }
 
 impl Default for FileAgent {
@@ -162,6 +165,9 @@ impl Default for FileAgent {
             timeout_secs: 1800,
             idle_timeout_secs: 300,
             env: BTreeMap::new(),
+            sandbox: orch_actors::settings::SandboxMode::Landlock,
+            writable: Vec::new(),
+            sandbox_required: false,
         }
     }
 }
@@ -176,6 +182,9 @@ struct FileAgentOverride {
     timeout_secs: Option<u64>,
     idle_timeout_secs: Option<u64>,
     env: Option<BTreeMap<String, String>>,
+    sandbox: Option<orch_actors::settings::SandboxMode>,
+    writable: Option<Vec<String>>,
+    sandbox_required: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, PartialEq)]
@@ -309,6 +318,10 @@ struct FileProject {
     isolation: Spanned<orch_actors::settings::Isolation>,
     #[serde(default = "default_spanned")]
     merge: Spanned<orch_actors::settings::MergeMode>,
+    #[serde(default)]
+    protected: Option<Spanned<Vec<String>>>,
+    #[serde(default = "default_spanned")]
+    scope: Spanned<Vec<String>>,
 }
 
 fn default_check_timeout() -> u64 {
@@ -340,6 +353,18 @@ struct FileTask {
     depends_on: Vec<Spanned<String>>,
     #[serde(default)]
     acceptance: Vec<String>,
+    #[serde(default = "default_spanned")]
+    scope: Spanned<Vec<String>>,
+    #[serde(default = "default_spanned")]
+    may_change: Spanned<Vec<String>>,
+}
+
+/// Checks that every glob of a list reads, naming the first that does not.
+fn check_globs(source: &str, text: &str, globs: &Spanned<Vec<String>>, key: &str) -> Result<(), ConfigError> {
+    for g in globs.get_ref() {
+        orch_actors::judge::paths::glob(g).map_err(|e| at(source, text, globs, key, e))?;
+    }
+    Ok(())
 }
 
 /// Values given on the command line, applied last.
@@ -727,6 +752,12 @@ fn resolve(file: FileConfig, text: &str, source: &str, base: &Path) -> Result<Se
         timeout: Duration::from_secs(file.agent.timeout_secs),
         idle_timeout: Duration::from_secs(file.agent.idle_timeout_secs),
         env: file.agent.env.clone(),
+        sandbox: orch_actors::settings::SandboxSettings {
+            mode: file.agent.sandbox,
+            writable: file.agent.writable.iter().map(|w| resolve_path(base, w)).collect(),
+            required: file.agent.sandbox_required,
+        },
+        helper: std::env::current_exe().ok(),
     };
 
     let mut projects = Vec::new();
@@ -773,6 +804,15 @@ fn resolve(file: FileConfig, text: &str, source: &str, base: &Path) -> Result<Se
         if let Some(env) = &ov.env {
             agent.env.extend(env.clone());
         }
+        if let Some(mode) = ov.sandbox {
+            agent.sandbox.mode = mode;
+        }
+        if let Some(w) = &ov.writable {
+            agent.sandbox.writable = w.iter().map(|w| resolve_path(base, w)).collect();
+        }
+        if let Some(r) = ov.sandbox_required {
+            agent.sandbox.required = r;
+        }
         let workspace = resolve_path(base, p.workspace.get_ref());
         if !workspace.is_dir() && !p.create_workspace {
             return Err(at(
@@ -808,6 +848,13 @@ fn resolve(file: FileConfig, text: &str, source: &str, base: &Path) -> Result<Se
                 "merge applies to isolation = \"worktree\" only".into(),
             ));
         }
+        let mut judgement = orch_actors::settings::JudgementSettings::default();
+        if let Some(protected) = &p.protected {
+            check_globs(source, text, protected, "projects.protected")?;
+            judgement.protected = Some(protected.get_ref().clone());
+        }
+        check_globs(source, text, &p.scope, "projects.scope")?;
+        judgement.scope = p.scope.get_ref().clone();
         let mut tasks = Vec::new();
         let mut ids = HashSet::new();
         for t in &p.tasks {
@@ -840,6 +887,17 @@ fn resolve(file: FileConfig, text: &str, source: &str, base: &Path) -> Result<Se
                     format!("{pr} is outside 1 ..= 10"),
                 ));
             }
+            check_globs(source, text, &t.scope, "projects.tasks.scope")?;
+            check_globs(source, text, &t.may_change, "projects.tasks.may_change")?;
+            if !t.scope.get_ref().is_empty() || !t.may_change.get_ref().is_empty() {
+                judgement.tasks.insert(
+                    id.clone(),
+                    orch_actors::settings::TaskJudgement {
+                        scope: t.scope.get_ref().clone(),
+                        may_change: t.may_change.get_ref().clone(),
+                    },
+                );
+            }
             tasks.push(TaskSpec {
                 project: name.clone(),
                 id: id.clone(),
@@ -862,6 +920,7 @@ fn resolve(file: FileConfig, text: &str, source: &str, base: &Path) -> Result<Se
             on_retry: p.on_retry,
             isolation: *p.isolation.get_ref(),
             merge: *p.merge.get_ref(),
+            judgement,
         });
     }
     // Dependencies name tasks that exist in the config (the journal may know more: checked again at run time).
@@ -1093,6 +1152,9 @@ mod tests {
         assert_eq!(parsed.agent.program, d.agent.program);
         assert_eq!(parsed.agent.timeout_secs, d.agent.timeout_secs);
         assert_eq!(parsed.agent.idle_timeout_secs, d.agent.idle_timeout_secs);
+        assert_eq!(parsed.agent.sandbox, d.agent.sandbox);
+        assert_eq!(parsed.agent.writable, d.agent.writable);
+        assert_eq!(parsed.agent.sandbox_required, d.agent.sandbox_required);
         let (po, dor) = (&parsed.orchestration, &d.orchestration);
         assert_eq!(po.max_sessions, dor.max_sessions);
         assert_eq!(po.max_attempts, dor.max_attempts);
@@ -1114,6 +1176,36 @@ mod tests {
     fn the_engine_defaults_are_the_config_defaults() -> Result<(), ConfigError> {
         let c = load_text(DEFAULT_TOML, &[])?;
         assert_eq!(c.settings.orchestration, OrchestrationSettings::default());
+        Ok(())
+    }
+
+    #[test]
+    fn judgement_keys_are_read_and_their_globs_checked() -> Result<(), ConfigError> {
+        let dir = tempfile::tempdir().map_err(|e| flag_error("tempdir", &e.to_string()))?;
+        std::fs::create_dir_all(dir.path().join("ws")).map_err(|e| flag_error("mkdir", &e.to_string()))?;
+        let p = dir.path().join("orch.toml");
+        let load = |text: &str| {
+            std::fs::write(&p, text).expect("write");
+            load_with_env(Some(&p), &[], &Overrides::default())
+        };
+        let c = load(
+            "[agent]\nsandbox = \"none\"\nwritable = [\"shared\"]\nsandbox_required = true\n[[projects]]\nname = \"p\"\n\
+             workspace = \"ws\"\nprotected = [\"tests/**\"]\nscope = [\"src/**\"]\n[[projects.tasks]]\nid = \"t\"\n\
+             title = \"T\"\nscope = [\"src/a/**\"]\nmay_change = [\"tests/a.py\"]\n",
+        )?;
+        let project = &c.settings.projects[0];
+        assert_eq!(project.judgement.protected, Some(vec!["tests/**".to_string()]));
+        assert_eq!(project.judgement.scope, vec!["src/**".to_string()]);
+        assert_eq!(project.judgement.tasks["t"].may_change, vec!["tests/a.py".to_string()]);
+        assert_eq!(project.agent.sandbox.mode, orch_actors::settings::SandboxMode::None);
+        assert_eq!(project.agent.sandbox.writable, vec![dir.path().join("shared")]);
+        assert!(project.agent.sandbox.required);
+        let e =
+            load("[[projects]]\nname = \"p\"\nworkspace = \"ws\"\nprotected = [\"tests/[\"]\n").expect_err("bad glob");
+        assert!(e.message.contains("`tests/[` is not a glob") && e.line == Some(4), "{e}");
+        assert_eq!(e.key.as_deref(), Some("projects.protected"), "{e}");
+        let e = load("[agent]\nsandbox = \"docker\"\n").expect_err("unknown sandbox");
+        assert_eq!(e.line, Some(2), "{e}");
         Ok(())
     }
 

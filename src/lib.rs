@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod helper_cmd;
 pub mod live;
 pub mod log_cmd;
 pub mod orch_cmd;

@@ -82,6 +82,29 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// (Run by orch around an agent.) Restrict writes with Landlock, then run PROGRAM.
+    #[command(hide = true)]
+    SandboxExec {
+        /// A directory or file beneath which writes are allowed (repeatable).
+        #[arg(long = "write", value_name = "PATH")]
+        write: Vec<PathBuf>,
+        /// The program and its arguments, after `--`.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// (Run by claude as orch's PreToolUse hook.) Refuse edits of protected paths and writes outside.
+    #[command(hide = true, subcommand)]
+    Hook(HookCommand),
+}
+
+/// The hooks orch gives agents.
+#[derive(Debug, Subcommand)]
+pub enum HookCommand {
+    /// claude's PreToolUse hook: the tool call on stdin, a refusal on stdout.
+    PreToolUse {
+        /// The attempt's rules (JSON, written by orch).
+        rules: PathBuf,
+    },
 }
 
 /// `orch run` options.
@@ -164,6 +187,8 @@ impl Cli {
             Command::Reject { id, reason } => human(config, &id, Verdict::Reject { reason }),
             Command::Cancel { id } => human(config, &id, Verdict::Cancel),
             Command::Rollback { id, attempt, force } => rollback(config, &id, attempt, force),
+            Command::SandboxExec { write, command } => crate::helper_cmd::sandbox_exec(&write, &command),
+            Command::Hook(HookCommand::PreToolUse { rules }) => crate::helper_cmd::hook(&rules),
         }
     }
 }
@@ -365,6 +390,9 @@ async fn supervise(settings: orch_actors::settings::Settings, selection: Selecti
     }
     for w in &report.warnings {
         eprintln!("warning: {w}");
+    }
+    if let Some(why) = orch.sandbox_warning() {
+        eprintln!("warning: {why} (set sandbox_required = true in [agent] to refuse instead)");
     }
     match orch.llm_status() {
         orch_actors::system::LlmStatus::Unavailable(why) => {

@@ -283,6 +283,22 @@ pub fn event_summary(e: &Event) -> String {
                 .unwrap_or_else(|| " (nothing new)".into()),
             c.merge
         ),
+        Event::PristineChecked(p) => {
+            if !p.error.is_empty() {
+                format!("checks on the original protected files could not run: {}", p.error)
+            } else {
+                let failed: Vec<&str> = p.checks.iter().filter(|c| !c.passed).map(|c| c.command.as_str()).collect();
+                format!(
+                    "checks on the original protected files ({} restored): {}",
+                    p.restored.join(", "),
+                    if failed.is_empty() {
+                        "all pass".to_string()
+                    } else {
+                        format!("{} fail", failed.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "))
+                    }
+                )
+            }
+        }
         Event::FileTouched(f) => format!(
             "seen: file {} {}{}",
             f.change.as_str(),

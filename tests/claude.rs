@@ -219,26 +219,33 @@ fn an_error_result_is_flagged_and_never_completed() {
 }
 
 #[test]
-fn deleting_a_file_the_checks_need_is_escalated_and_journaled() {
+fn deleting_the_checks_is_refused_before_it_happens_and_collateral_damage_is_undone_by_rollback() {
     let p = project("deletes-needed-file.toml", 2, 60);
+    std::fs::write(p.ws.join("NOTES.md"), "# Notes\nkeep me\n").expect("NOTES.md");
     let out = orch(&p, &["run"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert_eq!(task(&p)["state"], "escalated");
     let ev = events(&p);
+    // The hook refused `rm check.sh`: claude was told why, the file is whole.
+    assert!(ev.iter().any(|e| e["kind"] == "agent_output"
+        && e["stream"] == "tool_denied"
+        && e["text"].as_str().is_some_and(|t| t.contains("`check.sh` is protected"))));
+    assert_eq!(std::fs::read_to_string(p.ws.join("check.sh")).expect("check.sh"), CHECK);
+    let findings: Vec<String> =
+        ev.iter().filter(|e| e["kind"] == "validated").map(|e| e["findings"].to_string()).collect();
+    assert!(findings.iter().any(|f| f.contains("protected_changed")), "{findings:?}");
+    assert!(findings.iter().any(|f| f.contains("collateral_change") && f.contains("NOTES.md")), "{findings:?}");
+    // The unrelated deletion happened, is journaled, and can be undone exactly.
     assert!(
         ev.iter().any(|e| e["kind"] == "file_changed"
-            && e["path"] == "check.sh"
+            && e["path"] == "NOTES.md"
             && e["change"] == "deleted"
             && e["attempt"] == 1),
         "the deletion is journaled"
     );
-    assert!(ev
-        .iter()
-        .any(|e| e["kind"] == "agent_output" && e["stream"] == "tool_use" && e["text"] == "Bash: rm check.sh"));
-    // And it can be undone exactly.
     let rb = orch(&p, &["rollback", "add"]);
     assert_eq!(rb.status.code(), Some(0), "{}", text(&rb));
-    assert_eq!(std::fs::read_to_string(p.ws.join("check.sh")).expect("restored"), CHECK);
+    assert_eq!(std::fs::read_to_string(p.ws.join("NOTES.md")).expect("restored"), "# Notes\nkeep me\n");
 }
 
 #[test]

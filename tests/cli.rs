@@ -282,7 +282,7 @@ fn an_escalated_task_takes_an_answer_and_verdicts() -> TestResult {
     std::fs::create_dir_all(root.join("ws"))?;
     std::fs::write(
         root.join("orch.toml"),
-        "[orchestration]\nmax_attempts = 2\n[agent]\nkind = \"command\"\nprogram = \"sh\"\nargs = [\"-c\", \"cat > ../last-prompt.txt; echo attempt >> log.txt; echo tried\"]\n[[projects]]\nname = \"p\"\nworkspace = \"ws\"\nchecks = [\"test -f answered.txt\"]\n[[projects.tasks]]\nid = \"hard\"\ntitle = \"Hard\"\n[[projects.tasks]]\nid = \"after\"\ntitle = \"After\"\ndepends_on = [\"hard\"]\n",
+        "[orchestration]\nmax_attempts = 2\n[agent]\nkind = \"command\"\nprogram = \"sh\"\nwritable = [\".\"]\nargs = [\"-c\", \"cat > ../last-prompt.txt; echo attempt >> log.txt; echo tried\"]\n[[projects]]\nname = \"p\"\nworkspace = \"ws\"\nchecks = [\"test -f answered.txt\"]\n[[projects.tasks]]\nid = \"hard\"\ntitle = \"Hard\"\n[[projects.tasks]]\nid = \"after\"\ntitle = \"After\"\ndepends_on = [\"hard\"]\n",
     )?;
     let run = orch(&["run"], root);
     assert_eq!(run.status.code(), Some(3), "{}{}", text(&run), err(&run));

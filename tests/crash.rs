@@ -64,6 +64,8 @@ program = "sh"
 args = ["{agent}"]
 timeout_secs = 60
 idle_timeout_secs = 60
+# The agents report overlaps outside their workspaces: the sandbox lets them write there.
+writable = ["{crash}"]
 
 [agent.env]
 CRASH_DIR = "{crash}"

@@ -234,28 +234,16 @@ async fn a_missing_model_or_server_is_a_warning_or_with_required_a_refusal() -> 
 /// A project whose agent writes out.txt (its content says which attempt), checked by `check`.
 fn project_settings(dir: &std::path::Path, llm: LlmSettings, check: &str) -> Settings {
     let mut s = settings(dir, llm);
+    let script = "cat > ../prompt-$ORCH_ATTEMPT.txt; echo \"attempt $ORCH_ATTEMPT\" > out.txt; echo wrote out.txt";
+    let agent = AgentSettings {
+        timeout: Duration::from_secs(60),
+        idle_timeout: Duration::from_secs(30),
+        ..AgentSettings::command("sh", vec!["-c".into(), script.into()])
+    };
     s.projects = vec![ProjectSettings {
-        on_retry: Default::default(),
-        isolation: Default::default(),
-        merge: Default::default(),
-        name: "p".into(),
-        workspace: dir.join("ws"),
         create_workspace: true,
         checks: vec![check.into()],
         check_timeout: Duration::from_secs(30),
-        max_sessions: 1,
-        agent: AgentSettings {
-            kind: AgentKind::Command,
-            program: "sh".into(),
-            args: vec![
-                "-c".into(),
-                "cat > ../prompt-$ORCH_ATTEMPT.txt; echo \"attempt $ORCH_ATTEMPT\" > out.txt; echo wrote out.txt"
-                    .into(),
-            ],
-            timeout: Duration::from_secs(60),
-            idle_timeout: Duration::from_secs(30),
-            env: Default::default(),
-        },
         tasks: vec![orch_actors::TaskSpec {
             project: "p".into(),
             id: "t".into(),
@@ -265,6 +253,7 @@ fn project_settings(dir: &std::path::Path, llm: LlmSettings, check: &str) -> Set
             depends_on: vec![],
             acceptance: vec!["out.txt names the attempt".into()],
         }],
+        ..ProjectSettings::new("p", dir.join("ws"), agent)
     }];
     s
 }

@@ -107,6 +107,9 @@ pub enum EngineError {
     /// `llm.required = true` and the LLM cannot be used.
     #[error("the LLM is required but not usable: {0}")]
     LlmRequired(String),
+    /// `sandbox_required = true` and the kernel cannot enforce the sandbox.
+    #[error("the agent sandbox is required but not available: {0}")]
+    SandboxRequired(String),
     /// An actor is gone.
     #[error("the engine has stopped ({0})")]
     Stopped(String),

@@ -31,25 +31,18 @@
 //!     llm: LlmSettings::default(),
 //!     orchestration: OrchestrationSettings { max_attempts: 2, ..OrchestrationSettings::default() },
 //!     projects: vec![ProjectSettings {
-//!         on_retry: Default::default(),
-//!         isolation: Default::default(),
-//!         merge: Default::default(),
-//!         name: "hello".into(),
-//!         workspace: dir.path().join("ws"),
 //!         create_workspace: true,
 //!         checks: vec!["grep -q world hello.txt".into()],
 //!         check_timeout: Duration::from_secs(30),
-//!         max_sessions: 1,
-//!         agent: AgentSettings {
-//!             kind: AgentKind::Command,
-//!             program: "sh".into(),
-//!             // A tiny agent: reads the prompt on stdin, writes a file, says what it did.
-//!             args: vec!["-c".into(), "cat >/dev/null; echo 'hello world' > hello.txt; echo wrote hello.txt".into()],
-//!             timeout: Duration::from_secs(60),
-//!             idle_timeout: Duration::from_secs(30),
-//!             env: Default::default(),
-//!         },
-//!         tasks: vec![],
+//!         // A tiny agent: reads the prompt on stdin, writes a file, says what it did.
+//!         ..ProjectSettings::new(
+//!             "hello",
+//!             dir.path().join("ws"),
+//!             AgentSettings::command(
+//!                 "sh",
+//!                 vec!["-c".into(), "cat >/dev/null; echo 'hello world' > hello.txt; echo wrote hello.txt".into()],
+//!             ),
+//!         )
 //!     }],
 //! };
 //! actix::System::new().block_on(async {
@@ -73,17 +66,18 @@
 
 pub mod actors;
 pub mod agent;
-pub mod claims;
 pub mod diff;
 pub mod error;
 pub mod git;
 pub mod journal;
+pub mod judge;
 pub mod llm;
 pub mod notify;
 pub mod ops;
 pub mod process;
 pub mod prompt;
 pub mod redact;
+pub mod sandbox;
 pub mod settings;
 pub mod system;
 pub mod types;

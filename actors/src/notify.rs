@@ -75,21 +75,6 @@ pub async fn deliver(settings: &NotifySettings, http: &reqwest::Client, notice: 
     out
 }
 
-/// Delivers `notice` and journals how each delivery went; a failure to journal that is logged, never fatal.
-pub async fn deliver_and_record(
-    settings: &NotifySettings,
-    http: &reqwest::Client,
-    journal: &actix::Recipient<crate::actors::state_journal::Append>,
-    notice: &Notice,
-) {
-    let events = deliver(settings, http, notice).await;
-    match journal.send(crate::actors::state_journal::Append(events)).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => tracing::error!("a notification could not be journaled: {e}"),
-        Err(e) => tracing::error!("a notification could not be journaled: {e}"),
-    }
-}
-
 async fn run_command(settings: &NotifySettings, payload: &str) -> Result<(), String> {
     let args = vec!["-c".to_string(), settings.command.clone()];
     let cwd = std::env::current_dir().map_err(|e| format!("no working directory: {e}"))?;

@@ -125,6 +125,44 @@ pub fn placeholders(template: &str) -> Vec<(String, usize)> {
     out
 }
 
+/// What the agent is told about how its work is judged: the protected paths (configured, or the kinds the default
+/// covers with the files the checks name), what this task may change anyway, and its scope.
+pub fn rules(project: &crate::settings::ProjectSettings, task: &str) -> String {
+    let j = &project.judgement;
+    let own = j.tasks.get(task).cloned().unwrap_or_default();
+    let quote = |v: &[String]| v.iter().map(|g| format!("`{g}`")).collect::<Vec<_>>().join(", ");
+    let mut out = String::from("\n## Rules\n");
+    match &j.protected {
+        Some(p) if !p.is_empty() => out
+            .push_str(&format!("- The checks judge the work by {}: do not modify or delete those files.\n", quote(p))),
+        Some(_) => {}
+        None => {
+            let named: Vec<String> = project
+                .checks
+                .iter()
+                .flat_map(|c| crate::judge::paths::named_by_check(c, &project.workspace))
+                .collect();
+            out.push_str(&format!(
+                "- Do not modify or delete existing tests, test configuration, CI definitions{}: the checks judge the \
+                 work by them. Adding new tests is fine.\n",
+                if named.is_empty() { String::new() } else { format!(" or {}", quote(&named)) }
+            ));
+        }
+    }
+    if !own.may_change.is_empty() {
+        out.push_str(&format!("- This task may change {}.\n", quote(&own.may_change)));
+    }
+    let scope = if own.scope.is_empty() { &j.scope } else { &own.scope };
+    if !scope.is_empty() {
+        out.push_str(&format!("- Change only files in {}.\n", quote(scope)));
+    }
+    out.push_str(
+        "- Do not delete or empty files the task does not ask you to, work only inside this directory, and leave \
+         `.git` alone.\n",
+    );
+    out
+}
+
 /// What goes into a prompt besides the task itself.
 pub struct PromptInput<'a> {
     /// The attempt template (see [`crate::settings::PromptTemplates::attempt`]).
@@ -135,6 +173,8 @@ pub struct PromptInput<'a> {
     pub checks: &'a [String],
     /// The attempt about to start.
     pub attempt: u32,
+    /// What the agent must leave alone and where its changes belong ([`rules`]), shown with the checks.
+    pub rules: &'a str,
     /// Token budget.
     pub budget: usize,
 }
@@ -150,7 +190,7 @@ pub fn build(input: &PromptInput<'_>) -> Prompt {
         }
     };
     let acceptance = section("Acceptance criteria", spec.acceptance.clone());
-    let checks = if input.checks.is_empty() {
+    let mut checks = if input.checks.is_empty() {
         String::new()
     } else {
         format!(
@@ -158,6 +198,7 @@ pub fn build(input: &PromptInput<'_>) -> Prompt {
             input.checks.iter().map(|c| format!("- `{c}`\n")).collect::<String>()
         )
     };
+    checks.push_str(input.rules);
     let answers = section("Answers from a human", input.task.answers.clone());
     let description = spec.description.strip_suffix('\n').unwrap_or(&spec.description);
     let attempt = input.attempt.to_string();

@@ -5,8 +5,16 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use crate::journal::Durability;
 use crate::types::TaskSpec;
+
+/// How appends reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// An event is flushed before its append is acknowledged; concurrent appends share one flush.
+    Sync,
+    /// Appends are acknowledged at once and flushed together in the background.
+    Batch,
+}
 
 /// The prompts orch writes: the agent's (a template) and the LLM's system prompts.
 #[derive(Debug, Clone, PartialEq)]
@@ -171,6 +179,11 @@ pub struct AgentSettings {
     pub idle_timeout: Duration,
     /// Extra environment (secrets: never journaled, redacted from everything that is).
     pub env: BTreeMap<String, String>,
+    /// Where it may write.
+    pub sandbox: SandboxSettings,
+    /// The program carrying orch's helper subcommands (`sandbox-exec`, `hook`): the `orch` binary. Without one,
+    /// agents run without the sandbox and claude without the hook that refuses edits of protected paths.
+    pub helper: Option<PathBuf>,
 }
 
 /// Weights of the confidence factors.
@@ -330,6 +343,91 @@ pub struct ProjectSettings {
     pub isolation: Isolation,
     /// With worktrees: what happens to the workspace's branch when a task's work is accepted.
     pub merge: MergeMode,
+    /// What the checks judge by, where changes belong, per task what it may change.
+    pub judgement: JudgementSettings,
+}
+
+impl ProjectSettings {
+    /// A project with the defaults for everything but its name, workspace and agent: no checks, one session, a
+    /// 10-minute check limit, no configured tasks, work kept on retry, no isolation, derived protected paths.
+    pub fn new(name: impl Into<String>, workspace: impl Into<PathBuf>, agent: AgentSettings) -> Self {
+        ProjectSettings {
+            name: name.into(),
+            workspace: workspace.into(),
+            create_workspace: false,
+            checks: Vec::new(),
+            check_timeout: Duration::from_secs(600),
+            max_sessions: 1,
+            agent,
+            tasks: Vec::new(),
+            on_retry: OnRetry::default(),
+            isolation: Isolation::default(),
+            merge: MergeMode::default(),
+            judgement: JudgementSettings::default(),
+        }
+    }
+}
+
+impl AgentSettings {
+    /// An agent of kind `command`: `program` with `args`, 30 minutes wall clock, 5 minutes without output, no
+    /// helper (so no sandbox and no hook).
+    pub fn command(program: impl Into<String>, args: Vec<String>) -> Self {
+        AgentSettings {
+            kind: AgentKind::Command,
+            program: program.into(),
+            args,
+            timeout: Duration::from_secs(1800),
+            idle_timeout: Duration::from_secs(300),
+            env: BTreeMap::new(),
+            sandbox: SandboxSettings::default(),
+            helper: None,
+        }
+    }
+}
+
+/// Where an agent may write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SandboxMode {
+    /// Landlock: writes only beneath the workspace, the attempt's temporary directory, the agent's own state and
+    /// `writable`.
+    #[default]
+    Landlock,
+    /// Anywhere the user may write.
+    None,
+}
+
+/// The agent's sandbox.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SandboxSettings {
+    /// Which sandbox.
+    pub mode: SandboxMode,
+    /// More paths the agent may write beneath.
+    pub writable: Vec<PathBuf>,
+    /// Refuse to run agents where the kernel cannot enforce the sandbox (instead of saying so once and going on).
+    pub required: bool,
+}
+
+/// The judgement keys of a project: what its checks judge by and where its tasks' changes belong.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JudgementSettings {
+    /// Protected paths (globs relative to the workspace): modifying or deleting a pre-existing one is a finding
+    /// and makes orch re-run the checks against the originals. `None`: derived from the checks and the usual test
+    /// locations ([`crate::judge::paths::default_protected`]).
+    pub protected: Option<Vec<String>>,
+    /// Where the project's changes belong (globs); empty: anywhere not protected.
+    pub scope: Vec<String>,
+    /// Per task id: its own scope and the protected paths it may change.
+    pub tasks: BTreeMap<String, TaskJudgement>,
+}
+
+/// A task's own judgement keys.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskJudgement {
+    /// Where the task's changes belong (replaces the project's scope when not empty).
+    pub scope: Vec<String>,
+    /// Protected paths this task may modify (a task whose job is to change tests).
+    pub may_change: Vec<String>,
 }
 
 /// Where each task of a project works.

@@ -70,6 +70,7 @@ pub struct Orchestrator {
     path: PathBuf,
     llm: Option<Addr<LlmGateway>>,
     llm_status: LlmStatus,
+    sandbox_warning: Option<String>,
 }
 
 /// What the LLM check at start found.
@@ -128,6 +129,28 @@ impl Orchestrator {
             monitors.insert(p.name.clone(), monitor);
             projects.push(p);
         }
+        // The sandbox: probed once; where the kernel cannot enforce it, said once (or refused when required).
+        let mut sandbox_warning = None;
+        let sandboxed = |p: &crate::settings::ProjectSettings| {
+            p.agent.sandbox.mode == crate::settings::SandboxMode::Landlock && p.agent.helper.is_some()
+        };
+        if projects.iter().any(sandboxed) {
+            if let crate::sandbox::Support::Unavailable(why) = tokio::task::spawn_blocking(crate::sandbox::probe)
+                .await
+                .unwrap_or(crate::sandbox::Support::Unavailable("the probe failed".into()))
+            {
+                if let Some(p) = projects.iter().find(|p| sandboxed(p) && p.agent.sandbox.required) {
+                    return Err(EngineError::SandboxRequired(format!(
+                        "{why} (project {} has sandbox_required = true)",
+                        p.name
+                    )));
+                }
+                for p in projects.iter_mut() {
+                    p.agent.sandbox.mode = crate::settings::SandboxMode::None;
+                }
+                sandbox_warning = Some(why);
+            }
+        }
         let redactor = Arc::new(Redactor::new(projects.iter().flat_map(|p| p.agent.env.values())));
         let (llm, llm_status) = match crate::llm::provider(settings.llm.provider) {
             None => (None, LlmStatus::NotConfigured),
@@ -149,6 +172,7 @@ impl Orchestrator {
             system: settings.orchestration.prompts.review_system.clone(),
         });
         let llm_for_decisions = llm.as_ref().map(|g| g.clone().recipient());
+        let llm_key: Vec<String> = settings.llm.api_key.iter().filter(|k| k.len() >= 8).cloned().collect();
         let o = settings.orchestration.clone();
         let journal_path = settings.journal.path.clone();
         let notify = settings.notify.clone();
@@ -182,6 +206,7 @@ impl Orchestrator {
                 j.clone().recipient(),
                 reviewer,
             )
+            .with_evidence(j.clone().recipient(), llm_key.clone())
             .start();
             let validator =
                 Validator::new(j.clone().recipient(), quality.recipient(), ctx.address().recipient()).start();
@@ -189,7 +214,24 @@ impl Orchestrator {
         });
         let report = journal.send(Import(import_projects)).await??;
         let path = settings.journal.path.clone();
-        Ok((Orchestrator { journal, scheduler, damaged, released: Some(released), path, llm, llm_status }, report))
+        Ok((
+            Orchestrator {
+                journal,
+                scheduler,
+                damaged,
+                released: Some(released),
+                path,
+                llm,
+                llm_status,
+                sandbox_warning,
+            },
+            report,
+        ))
+    }
+
+    /// Why agents run without the sandbox although it was asked for (the kernel cannot enforce it), if so.
+    pub fn sandbox_warning(&self) -> Option<&str> {
+        self.sandbox_warning.as_deref()
     }
 
     /// What the LLM check at start found.

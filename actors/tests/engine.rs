@@ -33,24 +33,19 @@ impl Fixture {
             llm: LlmSettings::default(),
             orchestration: OrchestrationSettings { max_sessions: 2, ..OrchestrationSettings::default() },
             projects: vec![ProjectSettings {
-                on_retry: Default::default(),
-                isolation: Default::default(),
-                merge: Default::default(),
-                name: "p".into(),
-                workspace: self.path("ws"),
                 create_workspace: true,
                 checks: checks.iter().map(|c| c.to_string()).collect(),
                 check_timeout: Duration::from_secs(30),
-                max_sessions: 1,
-                agent: AgentSettings {
-                    kind: AgentKind::Command,
-                    program: "sh".into(),
-                    args: vec!["-c".into(), script.into()],
-                    timeout: Duration::from_secs(60),
-                    idle_timeout: Duration::from_secs(30),
-                    env: BTreeMap::new(),
-                },
                 tasks,
+                ..ProjectSettings::new(
+                    "p",
+                    self.path("ws"),
+                    AgentSettings {
+                        timeout: Duration::from_secs(60),
+                        idle_timeout: Duration::from_secs(30),
+                        ..AgentSettings::command("sh", vec!["-c".into(), script.into()])
+                    },
+                )
             }],
         }
     }
@@ -279,7 +274,12 @@ async fn file_changes_are_attributed_with_hashes_and_rollback_is_exact() -> Test
     std::fs::write(f.path("ws/sub/gone.txt"), "doomed")?;
     let script =
         "cat >/dev/null; echo after > edit.txt; rm sub/gone.txt; mkdir -p new; echo fresh > new/made.txt; echo done";
-    let settings = f.settings(script, &[], vec![task("edit", 5, &[])]);
+    // The task names the file it deletes: a deletion the task does not ask for would be collateral damage.
+    let edit = TaskSpec {
+        description: "Edit edit.txt, remove sub/gone.txt, add new/made.txt.".into(),
+        ..task("edit", 5, &[])
+    };
+    let settings = f.settings(script, &[], vec![edit]);
     let (orch, _) = Orchestrator::start(settings).await?;
     assert!(orch.run(Selection::default()).await?.all_completed());
     orch.shutdown().await?;

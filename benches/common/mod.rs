@@ -1,6 +1,5 @@
 //! What the benches share: a project whose agent is a shell line, with numbered tasks.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -19,24 +18,14 @@ pub fn command_project(
     tasks: usize,
     priority: impl Fn(usize) -> u8,
 ) -> ProjectSettings {
+    let agent = AgentSettings {
+        timeout: Duration::from_secs(60),
+        idle_timeout: Duration::from_secs(60),
+        ..AgentSettings::command("sh", vec!["-c".into(), script.into()])
+    };
     ProjectSettings {
-        on_retry: Default::default(),
-        isolation: Default::default(),
-        merge: Default::default(),
-        name: name.into(),
-        workspace,
         create_workspace: true,
-        checks: vec![],
         check_timeout: Duration::from_secs(30),
-        max_sessions: 1,
-        agent: AgentSettings {
-            kind: AgentKind::Command,
-            program: "sh".into(),
-            args: vec!["-c".into(), script.into()],
-            timeout: Duration::from_secs(60),
-            idle_timeout: Duration::from_secs(60),
-            env: BTreeMap::new(),
-        },
         tasks: (0..tasks)
             .map(|i| TaskSpec {
                 project: name.into(),
@@ -48,5 +37,6 @@ pub fn command_project(
                 acceptance: vec![],
             })
             .collect(),
+        ..ProjectSettings::new(name, workspace, agent)
     }
 }

@@ -194,3 +194,54 @@ impl Drop for LlamaServer {
         let _ = self.child.wait();
     }
 }
+
+/// The real open-source project the evaluation corpus plays on: cachetools, whose sdist ships its unittest suite.
+pub const CACHETOOLS: &str = "cachetools==5.5.0";
+const CACHETOOLS_SHA256: &str = "2cc24fb4cbe39633fb7badd9db9ca6295d766d9c2995f245725a46715d050f2a";
+
+/// The pristine cachetools source tree (tests included), fetched from PyPI with its hash pinned and unpacked under
+/// `target/test-tools/` the first time a test needs it (serialised across test processes by a file lock).
+pub fn cachetools() -> PathBuf {
+    let tools = messages_api::tools_dir();
+    std::fs::create_dir_all(&tools).expect("create target/test-tools");
+    let lock = std::fs::File::create(tools.join("cachetools.lock")).expect("lock file");
+    lock.lock().expect("lock");
+    let root = tools.join("cachetools");
+    let tree = root.join("cachetools-5.5.0");
+    if !tree.join("tests").is_dir() {
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("dist")).expect("dist dir");
+        std::fs::write(root.join("req.txt"), format!("{CACHETOOLS} --hash=sha256:{CACHETOOLS_SHA256}\n"))
+            .expect("requirements");
+        let out = Command::new("python3")
+            .args(["-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps"])
+            .args(["--no-binary", ":all:", "--require-hashes", "-r", "req.txt", "-d", "dist"])
+            .current_dir(&root)
+            .output()
+            .expect("python3 -m pip must run to fetch the real project of the evaluation corpus");
+        assert!(out.status.success(), "pip download {CACHETOOLS} failed: {}", both(&out));
+        let out = Command::new("tar")
+            .args(["xzf", "dist/cachetools-5.5.0.tar.gz"])
+            .current_dir(&root)
+            .output()
+            .expect("tar runs");
+        assert!(out.status.success(), "unpacking {CACHETOOLS} failed: {}", both(&out));
+    }
+    assert!(tree.join("tests").is_dir(), "{CACHETOOLS} was unpacked but has no tests/ in {}", tree.display());
+    let _ = lock.unlock();
+    tree
+}
+
+/// Copies a directory tree (files and directories; links are not followed).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create target dir");
+    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let ft = entry.file_type().expect("file type");
+        if ft.is_dir() {
+            copy_tree(&src, &dst);
+        } else if ft.is_file() {
+            std::fs::copy(&src, &dst).expect("copy file");
+        }
+    }
+}

@@ -9,8 +9,8 @@ use actix::prelude::*;
 use tokio::sync::{mpsc, oneshot};
 
 use super::file_monitor::{BeginAttempt, EndAttempt, FileMonitor};
+use super::pipeline::SessionEnded;
 use super::report::{AgentOutcome, AttemptReport};
-use super::scheduler::SessionEnded;
 use super::state_journal::Append;
 use super::validator::Validate;
 use crate::agent::{self, AgentItem};
@@ -137,8 +137,17 @@ async fn run_attempt(
     let checks = project.checks.clone();
     let (n, budget) = (a.attempt, spec.token_budget);
     let template = spec.template.clone();
+    let rules_project = project.clone();
     let built = tokio::task::spawn_blocking(move || {
-        prompt::build(&PromptInput { template: &template, task: &task, checks: &checks, attempt: n, budget })
+        let rules = prompt::rules(&rules_project, &task.spec.id);
+        prompt::build(&PromptInput {
+            template: &template,
+            task: &task,
+            checks: &checks,
+            attempt: n,
+            rules: &rules,
+            budget,
+        })
     })
     .await
     .map_err(|e| EngineError::Stopped(format!("prompt task: {e}")))?;
@@ -153,6 +162,17 @@ async fn run_attempt(
         _ => (built.text.clone(), built.tokens, None),
     };
     let invocation = adapter.invocation(&project.agent, &prompt_text, resume.as_deref());
+    let agent_program = invocation.program.clone();
+    // The attempt's guards: its private TMPDIR, claude's hook for protected paths, the Landlock sandbox.
+    let (guard_project, guard_task) = (project.clone(), spec.task.spec.clone());
+    let (guard, invocation) =
+        tokio::task::spawn_blocking(move || crate::sandbox::prepare(&guard_project, &guard_task, invocation))
+            .await
+            .map_err(|e| EngineError::Stopped(format!("preparing the attempt: {e}")))?
+            .map_err(|e| EngineError::Io {
+                about: format!("preparing {a}'s sandbox and hook"),
+                source: std::io::Error::other(e),
+            })?;
     let redactor = spec.redactor.clone();
 
     journal
@@ -161,7 +181,7 @@ async fn run_attempt(
             task: a.key.task.clone(),
             attempt: a.attempt,
             agent: project.agent.kind.as_str().to_string(),
-            program: invocation.program.clone(),
+            program: agent_program,
             prompt_tokens: prompt_tokens.map(|t| t as u32),
             prompt_bytes: prompt_text.len() as u32,
             prompt_excerpt: redactor.redact(redact::head(&prompt_text, 1024)),
@@ -170,6 +190,16 @@ async fn run_attempt(
         .await??;
 
     monitor.send(BeginAttempt(a.clone())).await??;
+    // The repository's own files, which the FileMonitor does not look at (a task's worktree shares its branches
+    // with the other tasks, so only its HEAD, config, hooks and info are its own).
+    let own_refs = project.isolation != crate::settings::Isolation::Worktree;
+    let git_ws = project.workspace.clone();
+    let git_task = a.key.to_string();
+    let git_before = tokio::task::spawn_blocking(move || {
+        crate::judge::gitdir::task_baseline(&git_ws, &git_task, crate::judge::gitdir::fingerprint(&git_ws, own_refs))
+    })
+    .await
+    .unwrap_or_default();
 
     // Lines → parser → bounded journal events, in order, while the agent runs.
     let (line_tx, mut line_rx) = mpsc::unbounded_channel::<(Stream, String)>();
@@ -199,6 +229,7 @@ async fn run_attempt(
 
     let mut env: Vec<(String, String)> = project.agent.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     env.extend(invocation.env.iter().cloned());
+    env.extend(guard.env.iter().cloned());
     env.push(("ORCH_PROJECT".into(), a.key.project.clone()));
     env.push(("ORCH_TASK_ID".into(), a.key.task.clone()));
     env.push(("ORCH_ATTEMPT".into(), a.attempt.to_string()));
@@ -222,8 +253,15 @@ async fn run_attempt(
     let parser = consumer.await.map_err(|e| EngineError::Stopped(format!("output task: {e}")))?;
     let parsed = parser.finish();
     let parsed_unparsed = parsed.unparsed_lines;
+    drop(guard);
 
     let changes = monitor.send(EndAttempt(a.clone())).await??;
+    let git_ws = project.workspace.clone();
+    let git_changes = tokio::task::spawn_blocking(move || {
+        crate::judge::gitdir::changed(&git_before, &crate::judge::gitdir::fingerprint(&git_ws, own_refs))
+    })
+    .await
+    .unwrap_or_default();
 
     let outcome = match run {
         Ok(exit) => AgentOutcome {
@@ -315,6 +353,9 @@ async fn run_attempt(
         process_tag: spec.process_tag.clone(),
         outcome,
         changes,
+        task_changes: Vec::new(),
+        git_changes,
+        pristine: Vec::new(),
         findings: Vec::new(),
         checks: Vec::new(),
         review: None,

@@ -4,8 +4,8 @@
 use actix::prelude::*;
 
 use super::decision::Decide;
+use super::pipeline::{record_or_fail, SessionEnded};
 use super::report::AttemptReport;
-use super::scheduler::{record_or_fail, SessionEnded};
 use super::state_journal::Append;
 use crate::journal::event::{Event, Scored};
 use crate::settings::ConfidenceWeights;
@@ -40,6 +40,9 @@ impl Actor for ConfidenceScorer {
     type Context = Context<Self>;
 }
 
+/// Findings read from the agent's prose alone.
+const PROSE: &[&str] = &["claimed_change_not_seen", "claimed_verification_without_command", "asked_user"];
+
 /// The factors and the weighted score of a report: pure, so it is tested directly.
 pub fn score(report: &AttemptReport, w: &ConfidenceWeights) -> (f64, Vec<Factor>) {
     let mut factors = Vec::new();
@@ -57,7 +60,14 @@ pub fn score(report: &AttemptReport, w: &ConfidenceWeights) -> (f64, Vec<Factor>
     });
     let errors = report.findings.iter().filter(|f| f.severity == Severity::Error).count();
     let warnings = report.findings.iter().filter(|f| f.severity == Severity::Warning).count();
-    let validation = if errors > 0 { 0.0 } else { (1.0 - 0.25 * warnings as f64).max(0.25) };
+    // What the prose alone says, against clean evidence, lowers confidence a little and never alone below the bar.
+    let prose =
+        report.findings.iter().filter(|f| f.severity == Severity::Warning && PROSE.contains(&f.code.as_str())).count();
+    let validation = if errors > 0 {
+        0.0
+    } else {
+        (1.0 - 0.25 * (warnings - prose) as f64 - (0.1 * prose as f64).min(0.2)).max(0.25)
+    };
     factors.push(Factor {
         name: "validation".into(),
         value: validation,
@@ -71,12 +81,12 @@ pub fn score(report: &AttemptReport, w: &ConfidenceWeights) -> (f64, Vec<Factor>
             )
         },
     });
-    let n = report.changes.len();
+    let n = report.task_changes.len();
     factors.push(Factor {
         name: "changes".into(),
         value: if n > 0 { 1.0 } else { 0.3 },
         weight: w.changes,
-        detail: if n > 0 { format!("{n} file(s) changed") } else { "no file changed".into() },
+        detail: if n > 0 { format!("{n} file(s) changed by the task") } else { "the task changed no file".into() },
     });
     // Scope: a handful of files is ordinary; a sprawling change or deletions are less likely to be what was asked.
     let deleted = report.changes.iter().filter(|c| c.kind == crate::types::ChangeKind::Deleted).count();

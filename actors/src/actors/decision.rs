@@ -3,8 +3,8 @@
 
 use actix::prelude::*;
 
+use super::pipeline::{record_or_fail, Concluded, SessionEnded};
 use super::report::{AttemptReport, Conclusion};
-use super::scheduler::{record_or_fail, Concluded, SessionEnded};
 use super::state_journal::Append;
 use crate::journal::event::{BreakpointHit, Decided, Event};
 use crate::redact;
@@ -196,8 +196,11 @@ fn problems(report: &AttemptReport) -> Vec<String> {
             (false, None) => format!("check `{}` failed", c.command),
         });
     }
-    if report.changes.is_empty() {
-        out.push("the attempt changed no file in the workspace: a run that changes nothing is never accepted".into());
+    if report.task_changes.is_empty() {
+        out.push(
+            "the task's work so far changes no file in the workspace: work that changes nothing is never accepted"
+                .into(),
+        );
     }
     out
 }
@@ -226,26 +229,45 @@ fn feedback(report: &AttemptReport, extra: Option<String>) -> String {
             redact::tail(c.output_tail.trim_end(), 3000)
         ));
     }
+    for c in report.pristine.iter().filter(|c| !c.passed) {
+        f.push_str(&format!(
+            "\nOutput of `{}` with the original tests and checks (last lines):\n```\n{}\n```\n",
+            c.command,
+            redact::tail(c.output_tail.trim_end(), 3000)
+        ));
+    }
     f
 }
 
-/// The question an answer ends with, if it ends with one.
-pub fn trailing_question(result: &str) -> Option<String> {
-    let last = result.trim().lines().rev().map(str::trim).find(|l| !l.is_empty())?;
-    if !last.ends_with('?') {
+/// Findings that say the agent's run itself failed: such an attempt asked nothing, whatever its text says.
+const RUN_FAILURES: &[&str] = &[
+    "agent_not_started",
+    "wall_clock_timeout",
+    "idle_timeout",
+    "stopped",
+    "nonzero_exit",
+    "killed_by_signal",
+    "no_exit_status",
+    "no_result_line",
+    "max_turns",
+    "agent_error",
+    "error_reported_as_success",
+    "rate_limited",
+    "api_error",
+    "no_output",
+];
+
+/// The question an attempt that changed nothing puts to the human: its AskUserQuestion call, or an answer that
+/// ends by asking to choose, confirm or provide something, in any phrasing.
+pub fn question_asked(report: &AttemptReport) -> Option<String> {
+    let changed = report.changes.iter().any(|c| !crate::judge::paths::generated(&c.path));
+    if changed || report.findings.iter().any(|f| RUN_FAILURES.contains(&f.code.as_str())) {
         return None;
     }
-    // The last sentence of that line: after the last `.`, `!`, `?` or `:` that ends a sentence (followed by a
-    // space), so that `calc.sh` stays whole.
-    let body = &last[..last.len() - 1];
-    let start = body
-        .char_indices()
-        .rev()
-        .filter(|(i, c)| matches!(c, '.' | '!' | '?' | ':') && body[i + 1..].starts_with(' '))
-        .map(|(i, _)| i + 2)
-        .next()
-        .unwrap_or(0);
-    Some(last[start..].trim().to_string())
+    if let Some(t) = report.outcome.tool_calls.iter().find(|t| t.name == "AskUserQuestion") {
+        return Some(t.target.clone());
+    }
+    report.outcome.result.as_deref().and_then(crate::judge::prose::question)
 }
 
 /// The decision for a report: pure, so it is tested directly.
@@ -259,16 +281,24 @@ pub fn decide(
 ) -> Conclusion {
     let score = report.score.unwrap_or(0.0);
     // A question instead of the work: ask a human, and resume the same session with the answer.
-    if report.valid() && report.changes.is_empty() {
-        if let Some(q) = report.outcome.result.as_deref().and_then(trailing_question) {
-            return Conclusion {
-                answered: false,
-                breakpoint: None,
-                decision: Decision::Clarify,
-                reason: format!("the agent asked: {}", crate::redact::head(&q, 300)),
-                feedback: String::new(),
-            };
-        }
+    if let Some(q) = question_asked(report) {
+        return Conclusion {
+            answered: false,
+            breakpoint: None,
+            decision: Decision::Clarify,
+            reason: format!("the agent asked: {}", crate::redact::head(&q, 300)),
+            feedback: String::new(),
+        };
+    }
+    // A secret written into the work: never accepted, never retried over; a human looks at the file.
+    if let Some(f) = report.findings.iter().find(|f| f.code == "secret_in_workspace") {
+        return Conclusion {
+            answered: false,
+            breakpoint: None,
+            decision: Decision::Escalate,
+            reason: format!("secret_in_workspace: {}", f.message),
+            feedback: feedback(report, None),
+        };
     }
     if let Some((name, detail)) = breakpoint_hit(report, bp, allowed) {
         return Conclusion {
@@ -292,7 +322,9 @@ pub fn decide(
             feedback: String::new(),
         };
     }
-    let ok = report.valid() && report.checks_passed() && !report.changes.is_empty();
+    // The task's work so far is what is judged: a retry that redoes correct work identically, or a flaky check
+    // passing on retry, is accepted on the cumulative change; a task whose cumulative change is empty never is.
+    let ok = report.valid() && report.checks_passed() && !report.task_changes.is_empty();
     if ok && score >= t.high_confidence {
         if score < breakpoint {
             let detail = format!("confidence {score:.2} is below the threshold {breakpoint:.2}");
@@ -381,7 +413,7 @@ impl Handler<Decide> for DecisionEngine {
                 let mut events = Vec::new();
                 // A question: first the LLM, from the task and its acceptance criteria; a human only if it is unsure.
                 if let Some(gateway) = gateway {
-                    let question = report.outcome.result.as_deref().and_then(trailing_question).unwrap_or_default();
+                    let question = question_asked(&report).unwrap_or_default();
                     let request = clarify_request(&clarify_system, &report, &question);
                     let asked =
                         gateway.send(super::llm_gateway::Ask { request, about: Some(report.attempt.clone()) }).await;
@@ -428,32 +460,8 @@ impl Handler<Decide> for DecisionEngine {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::trailing_question;
-
-    #[test]
-    fn finds_the_question_an_answer_ends_with() {
-        assert_eq!(
-            trailing_question("I looked around. Which port should it listen on?").as_deref(),
-            Some("Which port should it listen on?")
-        );
-        assert_eq!(
-            trailing_question("Done.\n\nShould I also update the docs?\n").as_deref(),
-            Some("Should I also update the docs?")
-        );
-        assert_eq!(trailing_question("Is it? No. It is done."), None);
-        assert_eq!(
-            trailing_question("Before I write it: should calc.sh accept negatives?").as_deref(),
-            Some("should calc.sh accept negatives?")
-        );
-        assert_eq!(trailing_question(""), None);
-    }
-}
-
-#[cfg(test)]
 mod breakpoint_tests {
     use std::sync::Arc;
-    use std::time::Duration;
 
     use super::*;
     use crate::actors::report::{AgentOutcome, History};
@@ -464,26 +472,11 @@ mod breakpoint_tests {
     fn report(tokens: u64, cost: f64, history: History, findings: Vec<crate::types::Finding>) -> AttemptReport {
         AttemptReport {
             attempt: AttemptRef { key: TaskKey::new("p", "t"), attempt: 2 },
-            project: Arc::new(ProjectSettings {
-                on_retry: Default::default(),
-                isolation: Default::default(),
-                merge: Default::default(),
-                name: "p".into(),
-                workspace: "/w".into(),
-                create_workspace: false,
-                checks: vec![],
-                check_timeout: Duration::from_secs(1),
-                max_sessions: 1,
-                agent: AgentSettings {
-                    kind: AgentKind::ClaudeCode,
-                    program: "claude".into(),
-                    args: vec![],
-                    timeout: Duration::from_secs(1),
-                    idle_timeout: Duration::from_secs(1),
-                    env: Default::default(),
-                },
-                tasks: vec![],
-            }),
+            project: Arc::new(ProjectSettings::new(
+                "p",
+                "/w",
+                AgentSettings { kind: AgentKind::ClaudeCode, ..AgentSettings::command("claude", vec![]) },
+            )),
             attempts_in_round: 2,
             task: None,
             history,
@@ -504,6 +497,9 @@ mod breakpoint_tests {
                 resumed: false,
             },
             changes: vec![],
+            task_changes: vec![],
+            git_changes: vec![],
+            pristine: vec![],
             findings,
             checks: vec![],
             review: None,

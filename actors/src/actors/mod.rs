@@ -6,6 +6,7 @@ pub mod confidence;
 pub mod decision;
 pub mod file_monitor;
 pub mod llm_gateway;
+pub mod pipeline;
 pub mod quality;
 pub mod report;
 pub mod scheduler;

@@ -6,18 +6,22 @@
 use actix::prelude::*;
 
 use super::confidence::Score;
+use super::file_monitor::FileChange;
 use super::llm_gateway::Ask;
+use super::pipeline::{record_or_fail, SessionEnded};
 use super::report::Review;
 use super::report::{AttemptReport, CheckResult};
-use super::scheduler::{record_or_fail, SessionEnded};
 use super::state_journal::Append;
-use super::state_journal::GetBlob;
+use super::state_journal::{EarlierChanges, GetBlob};
 use crate::diff::{self, FileDiff};
 use crate::journal::event::Reviewed;
 use crate::journal::event::{CheckFinished, Event};
+use crate::journal::event::{PristineCheck, PristineChecked};
+use crate::judge;
 use crate::llm::LlmRequest;
 use crate::process::{self, Timeout};
 use crate::redact::{self, Redactor};
+use crate::types::{ChangeKind, ContentHash, Finding};
 use std::sync::Arc;
 
 /// Run the checks for an attempt, then pass it on.
@@ -43,6 +47,8 @@ pub struct QualityController {
     failed: Recipient<SessionEnded>,
     blobs: Recipient<GetBlob>,
     reviewer: Option<Reviewer>,
+    earlier: Option<Recipient<EarlierChanges>>,
+    secrets: Arc<Vec<String>>,
 }
 
 /// Changed files read for the evidence in their contents (placeholders, the reviewer's diff): at most this many…
@@ -91,6 +97,13 @@ pub fn review_request(
     }
     for c in &report.checks {
         user.push_str(&format!("- `{}`: {}\n", c.command, if c.passed { "passed" } else { "FAILED" }));
+    }
+    if !report.findings.is_empty() {
+        // What the evidence and the prose left in doubt is put to the reviewer.
+        user.push_str("\n## Findings\n");
+        for f in &report.findings {
+            user.push_str(&format!("- {} ({:?}): {}\n", f.code, f.severity, redact::head(&f.message, 300)));
+        }
     }
     user.push_str("\n## The diff\n");
     user.push_str(if diff.is_empty() { "(no file changed)\n" } else { diff });
@@ -144,7 +157,25 @@ impl QualityController {
         blobs: Recipient<GetBlob>,
         reviewer: Option<Reviewer>,
     ) -> Self {
-        QualityController { journal, next, tail_bytes, redactor, failed, blobs, reviewer }
+        QualityController {
+            journal,
+            next,
+            tail_bytes,
+            redactor,
+            failed,
+            blobs,
+            reviewer,
+            earlier: None,
+            secrets: Arc::new(Vec::new()),
+        }
+    }
+
+    /// Judges the task's cumulative change (what its earlier attempts changed comes from `earlier`) and looks for
+    /// these secret values (the LLM's key) in changed files, besides the agent environment's secrets.
+    pub fn with_evidence(mut self, earlier: Recipient<EarlierChanges>, secrets: Vec<String>) -> Self {
+        self.earlier = Some(earlier);
+        self.secrets = Arc::new(secrets);
+        self
     }
 }
 
@@ -236,8 +267,17 @@ impl Handler<Assess> for QualityController {
         let failed = self.failed.clone();
         let reviewer = self.reviewer.clone();
         let blobs = self.blobs.clone();
+        let earlier = self.earlier.clone();
+        let llm_secrets = self.secrets.clone();
         Box::pin(
             async move {
+                // The task's work so far, and what is wrong with it by structure (before the checks, so that a
+                // pristine re-run can follow them).
+                let structural = if report.outcome.start_error.is_none() {
+                    task_evidence(&mut report, earlier.as_ref(), &blobs, &llm_secrets).await
+                } else {
+                    Evidence::default()
+                };
                 if report.outcome.start_error.is_none() {
                     let env = vec![
                         ("ORCH_PROJECT".to_string(), report.attempt.key.project.clone()),
@@ -273,10 +313,22 @@ impl Handler<Assess> for QualityController {
                         report.checks.push(result);
                     }
                 }
+                // The checks again, on the original protected files, when the work changed them.
+                let mut found = structural.findings;
+                if !structural.protected.is_empty() {
+                    let (event, results, summary) =
+                        pristine_run(&report, &structural.protected, &blobs, tail_bytes, &redactor).await;
+                    if !record_or_fail(&journal, &failed, &report.attempt, "the pristine check run", vec![event]).await
+                    {
+                        return;
+                    }
+                    let changed: Vec<&FileChange> = structural.protected.iter().collect();
+                    found.insert(0, judge::evidence::protected_finding(&changed, &summary));
+                    report.pristine = results;
+                }
                 // The changed files before and after: unfinished code the attempt added, and the reviewer's diff.
                 let for_review = reviewer.is_some() && report.outcome.start_error.is_none();
                 let contents = contents(&blobs, &report, for_review).await;
-                let mut found = Vec::new();
                 if let Some(f) = placeholder_finding(&contents) {
                     found.push(f);
                 }
@@ -285,7 +337,7 @@ impl Handler<Assess> for QualityController {
                     .outcome
                     .result
                     .as_deref()
-                    .is_some_and(|r| crate::claims::claims(r).contains(&crate::claims::Claim::TestsPass));
+                    .is_some_and(|r| judge::prose::claims(r).contains(&judge::prose::Claim::TestsPass));
                 let failing: Vec<String> =
                     report.checks.iter().filter(|c| !c.passed).map(|c| c.command.clone()).collect();
                 if says_pass && !failing.is_empty() {
@@ -307,7 +359,7 @@ impl Handler<Assess> for QualityController {
                         project: report.attempt.key.project.clone(),
                         task: report.attempt.key.task.clone(),
                         attempt: report.attempt.attempt,
-                        ok: false,
+                        ok: !found.iter().any(|f| f.severity == crate::types::Severity::Error),
                         findings: found,
                     });
                     if !record_or_fail(&journal, &failed, &report.attempt, "its findings in the evidence", vec![event])
@@ -352,6 +404,239 @@ impl Handler<Assess> for QualityController {
     }
 }
 
+/// What the task's work so far shows by structure.
+#[derive(Default)]
+struct Evidence {
+    /// Collateral damage, secrets, bad globs.
+    findings: Vec<Finding>,
+    /// Protected files the work changed: the checks must be run again without these changes.
+    protected: Vec<FileChange>,
+}
+
+/// A file's content hash and size, read as a stream; `None` when it is absent or not a regular file.
+pub fn hash_file(path: &std::path::Path) -> Option<(ContentHash, u64)> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    let mut hasher = blake3::Hasher::new();
+    let f = std::fs::File::open(path).ok()?;
+    hasher.update_reader(f).ok()?;
+    Some((ContentHash(*hasher.finalize().as_bytes()), meta.len()))
+}
+
+/// The task's text, for telling which files it names.
+fn task_text(report: &AttemptReport) -> String {
+    match &report.task {
+        Some(t) => judge::task_text(t),
+        None => report.attempt.key.task.clone(),
+    }
+}
+
+/// Gathers the task's cumulative change into the report and judges it: protected files changed, collateral
+/// damage, secrets in files.
+async fn task_evidence(
+    report: &mut AttemptReport,
+    earlier: Option<&Recipient<EarlierChanges>>,
+    blobs: &Recipient<GetBlob>,
+    llm_secrets: &[String],
+) -> Evidence {
+    let mut ev = Evidence::default();
+    let before_map = match earlier {
+        Some(e) => {
+            match e.send(EarlierChanges { task: report.attempt.key.clone(), before: report.attempt.attempt }).await {
+                Ok(Ok(m)) => m,
+                Ok(Err(err)) => {
+                    tracing::warn!("{}: earlier changes unreadable: {err}", report.attempt);
+                    Default::default()
+                }
+                Err(_) => Default::default(),
+            }
+        }
+        None => Default::default(),
+    };
+    let project = report.project.clone();
+    let this = report.changes.clone();
+    let task_id = report.attempt.key.task.clone();
+    let text = task_text(report);
+    let mut secrets = judge::evidence::secret_values(project.agent.env.iter());
+    secrets.extend(llm_secrets.iter().cloned());
+    let judged = tokio::task::spawn_blocking(move || {
+        let ws = &project.workspace;
+        let changes = judge::evidence::cumulative(&before_map, &this, |p| hash_file(&ws.join(p)));
+        let protection = judge::paths::task_protection(&project, &task_id, &text);
+        let own = project.judgement.tasks.get(&task_id).cloned().unwrap_or_default();
+        let scope = if own.scope.is_empty() { project.judgement.scope.clone() } else { own.scope };
+        let secret_files: Vec<String> = changes
+            .iter()
+            .filter(|c| c.after.is_some())
+            .filter(|c| judge::evidence::file_holds_secret(&ws.join(&c.path), &secrets).unwrap_or(false))
+            .map(|c| c.path.clone())
+            .collect();
+        (changes, protection, scope, secret_files)
+    })
+    .await;
+    let Ok((changes, protection, scope, secret_files)) = judged else {
+        ev.findings.push(Finding {
+            code: "evidence_unavailable".into(),
+            severity: crate::types::Severity::Error,
+            message: "the task's changes could not be judged (the judging task failed)".into(),
+        });
+        return ev;
+    };
+    // Caches and build outputs (`__pycache__`, `*.pyc`…) are no work: running the code leaves them.
+    report.task_changes = changes.into_iter().filter(|c| !judge::paths::generated(&c.path)).collect();
+    let protection = match protection {
+        Ok(p) => p,
+        Err(e) => {
+            ev.findings.push(Finding {
+                code: "bad_protected_paths".into(),
+                severity: crate::types::Severity::Error,
+                message: format!("the protected paths cannot be read: {e}"),
+            });
+            return ev;
+        }
+    };
+    ev.protected = judge::evidence::protected_changes(&report.task_changes, &protection).into_iter().cloned().collect();
+    // How much of each pre-existing, unnamed file survived: only those can be collateral damage.
+    let text = task_text(report);
+    let mut survival = std::collections::HashMap::new();
+    for c in &report.task_changes {
+        let candidate = c.kind == ChangeKind::Modified
+            && c.size > 0
+            && c.size <= CONTENT_BYTES
+            && !judge::paths::generated(&c.path)
+            && !protection.guards(&c.path, true)
+            && !judge::paths::named_by_task(&c.path, &text);
+        let Some(before) = c.before.filter(|_| candidate) else { continue };
+        let old = blobs.send(GetBlob(before)).await.ok().and_then(|b| b.ok()).flatten();
+        let new = tokio::fs::read(report.project.workspace.join(&c.path)).await.ok();
+        if let (Some(old), Some(new)) = (old, new) {
+            survival.insert(c.path.clone(), judge::evidence::Survival::of(&old, &new));
+        }
+    }
+    let task = judge::evidence::TaskText { text: &text, scope: &scope };
+    match judge::evidence::collateral(&report.task_changes, &task, &protection, |c| survival.get(&c.path).copied()) {
+        Ok(Some(f)) => ev.findings.push(f),
+        Ok(None) => {}
+        Err(e) => ev.findings.push(Finding {
+            code: "bad_scope".into(),
+            severity: crate::types::Severity::Error,
+            message: format!("the task's scope cannot be read: {e}"),
+        }),
+    }
+    if let Some(f) = judge::evidence::secret_finding(&secret_files) {
+        ev.findings.push(f);
+    }
+    ev
+}
+
+/// Runs the checks again in a scratch copy of the workspace with the protected files as they were before the task
+/// (created ones removed). Returns the event to journal, the results, and one sentence saying what they show.
+async fn pristine_run(
+    report: &AttemptReport,
+    protected: &[FileChange],
+    blobs: &Recipient<GetBlob>,
+    tail_bytes: usize,
+    redactor: &Redactor,
+) -> (Event, Vec<CheckResult>, String) {
+    let mut event = PristineChecked {
+        project: report.attempt.key.project.clone(),
+        task: report.attempt.key.task.clone(),
+        attempt: report.attempt.attempt,
+        restored: protected.iter().map(|c| c.path.clone()).collect(),
+        checks: Vec::new(),
+        error: String::new(),
+    };
+    let mut results = Vec::new();
+    let summary = match prepare_pristine(report, protected, blobs).await {
+        Err(e) => {
+            event.error = e.clone();
+            format!("The checks could not be run on the original files ({e}).")
+        }
+        Ok(scratch) => {
+            let ws = scratch.path().join("ws");
+            let env = vec![
+                ("ORCH_PROJECT".to_string(), report.attempt.key.project.clone()),
+                ("ORCH_TASK_ID".to_string(), report.attempt.key.task.clone()),
+                ("ORCH_ATTEMPT".to_string(), report.attempt.attempt.to_string()),
+                ("ORCH_PRISTINE".to_string(), "1".to_string()),
+            ];
+            for command in &report.project.checks {
+                let (mut r, _) =
+                    run_check(command, &ws, report.project.check_timeout, &env, tail_bytes, Some(&report.process_tag))
+                        .await;
+                r.output_tail = redactor.redact(&r.output_tail);
+                event.checks.push(PristineCheck {
+                    command: r.command.clone(),
+                    passed: r.passed,
+                    exit_code: r.exit_code,
+                    output_tail: r.output_tail.clone(),
+                });
+                results.push(r);
+            }
+            drop(scratch);
+            match results.iter().find(|r| !r.passed) {
+                None => "On the original files the checks pass too.".to_string(),
+                Some(r) => {
+                    let last = r.output_tail.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+                    format!(
+                        "On the original files `{}` fails{}{}.",
+                        r.command,
+                        r.exit_code.map(|c| format!(" (exit {c})")).unwrap_or_default(),
+                        if last.is_empty() { String::new() } else { format!(": {}", redact::head(last, 200)) }
+                    )
+                }
+            }
+        }
+    };
+    (Event::PristineChecked(event), results, summary)
+}
+
+/// A scratch copy of the workspace (`<scratch>/ws`) with the protected changes undone.
+async fn prepare_pristine(
+    report: &AttemptReport,
+    protected: &[FileChange],
+    blobs: &Recipient<GetBlob>,
+) -> Result<tempfile::TempDir, String> {
+    let scratch =
+        tempfile::Builder::new().prefix("orch-pristine-").tempdir().map_err(|e| format!("scratch directory: {e}"))?;
+    let ws = scratch.path().join("ws");
+    let out = tokio::process::Command::new("cp")
+        .arg("-a")
+        .arg("--")
+        .arg(&report.project.workspace)
+        .arg(&ws)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("copying the workspace: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("copying the workspace: {}", String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    for c in protected {
+        let target = ws.join(&c.path);
+        match c.before {
+            None => {
+                let _ = tokio::fs::remove_file(&target).await;
+            }
+            Some(h) => {
+                let data = match blobs.send(GetBlob(h)).await {
+                    Ok(Ok(Some(d))) => d,
+                    _ => return Err(format!("the original of {} is not in the journal", c.path)),
+                };
+                if let Some(dir) = target.parent() {
+                    tokio::fs::create_dir_all(dir).await.map_err(|e| format!("{}: {e}", dir.display()))?;
+                }
+                // Never through an existing inode: the copy could be a link the agent planted.
+                let _ = tokio::fs::remove_file(&target).await;
+                tokio::fs::write(&target, &data).await.map_err(|e| format!("{}: {e}", target.display()))?;
+            }
+        }
+    }
+    Ok(scratch)
+}
+
 /// A changed file's path with its content before and after the attempt (`None`: absent, unreadable or too big).
 type Contents = Vec<(String, Option<Vec<u8>>, Option<Vec<u8>>)>;
 
@@ -364,7 +649,7 @@ async fn contents(blobs: &Recipient<GetBlob>, report: &AttemptReport, for_review
         let path = report.project.workspace.join(&c.path);
         let small = tokio::fs::symlink_metadata(&path).await.is_ok_and(|m| m.is_file() && m.len() <= CONTENT_BYTES);
         let after = if c.after.is_some() && small { tokio::fs::read(&path).await.ok() } else { None };
-        let wanted = for_review || after.as_deref().is_some_and(crate::claims::has_placeholder);
+        let wanted = for_review || after.as_deref().is_some_and(crate::judge::prose::has_placeholder);
         let before = match c.before.filter(|_| wanted) {
             Some(h) => blobs.send(GetBlob(h)).await.ok().and_then(|b| b.ok()).flatten(),
             None => None,
@@ -379,7 +664,7 @@ pub fn placeholder_finding(contents: &Contents) -> Option<crate::types::Finding>
     let mut hits = Vec::new();
     for (path, before, after) in contents {
         if let Some(after) = after {
-            for (line, text) in crate::claims::placeholders_added(before.as_deref(), after) {
+            for (line, text) in crate::judge::prose::placeholders_added(before.as_deref(), after) {
                 hits.push(format!("{path}:{line}: `{}`", redact::head(&text, 120)));
             }
         }

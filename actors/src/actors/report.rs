@@ -73,8 +73,15 @@ pub struct AttemptReport {
     pub history: History,
     /// From the AgentSession.
     pub outcome: AgentOutcome,
-    /// From the FileMonitor.
+    /// From the FileMonitor: what this attempt changed.
     pub changes: Vec<FileChange>,
+    /// From the QualityController: the task's cumulative change since its first attempt (what is judged).
+    pub task_changes: Vec<FileChange>,
+    /// From the AgentSession: files of the git repository itself (`.git/…`) the attempt changed.
+    pub git_changes: Vec<String>,
+    /// From the QualityController: the checks run again on the original protected files, when the work changed
+    /// them.
+    pub pristine: Vec<CheckResult>,
     /// From the Validator.
     pub findings: Vec<Finding>,
     /// From the QualityController.
@@ -98,6 +105,11 @@ impl AttemptReport {
     /// Every check passed (true when there are none).
     pub fn checks_passed(&self) -> bool {
         self.checks.iter().all(|c| c.passed)
+    }
+
+    /// Whether a finding with this code was made.
+    pub fn has_finding(&self, code: &str) -> bool {
+        self.findings.iter().any(|f| f.code == code)
     }
 }
 

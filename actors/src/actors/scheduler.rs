@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 
 use super::agent_session::{AgentSession, SessionSpec, StopSession};
 use super::file_monitor::FileMonitor;
-use super::report::{AttemptReport, Conclusion};
+use super::report::AttemptReport;
 use super::state_journal::{Append, Appended, GetState, StateJournal};
 use super::validator::Validate;
 use crate::error::EngineError;
@@ -75,54 +75,7 @@ pub struct Refresh(pub Vec<TaskView>);
 #[rtype(result = "()")]
 pub struct StopRun;
 
-/// A session ended without reaching the pipeline (stopped, or an internal error).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SessionEnded {
-    /// Which attempt.
-    pub attempt: AttemptRef,
-    /// It was stopped on request.
-    pub interrupted: bool,
-    /// What went wrong, when something did.
-    pub error: Option<String>,
-}
-
-impl SessionEnded {
-    /// Tells `to` that `attempt` could not be carried through the pipeline.
-    pub fn failed(to: &Recipient<SessionEnded>, attempt: AttemptRef, error: String) {
-        tracing::error!("{attempt}: {error}");
-        to.do_send(SessionEnded { attempt, interrupted: false, error: Some(error) });
-    }
-}
-
-/// Journals an attempt's `events` before the pipeline acts on them. When they cannot be recorded — the journal
-/// refused them or is gone — the attempt stops there: the scheduler is told (it escalates the task with the reason)
-/// and `false` comes back.
-pub async fn record_or_fail(
-    journal: &Recipient<Append>,
-    failed: &Recipient<SessionEnded>,
-    attempt: &AttemptRef,
-    what: &str,
-    events: Vec<Event>,
-) -> bool {
-    let error = match journal.send(Append(events)).await {
-        Ok(Ok(_)) => return true,
-        Ok(Err(e)) => e.to_string(),
-        Err(e) => e.to_string(),
-    };
-    SessionEnded::failed(failed, attempt.clone(), format!("recording {what}: {error}"));
-    false
-}
-
-/// The DecisionEngine's conclusion on an attempt.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Concluded {
-    /// The attempt, with all the evidence.
-    pub report: AttemptReport,
-    /// The decision.
-    pub conclusion: Conclusion,
-}
+pub use super::pipeline::{record_or_fail, Concluded, SessionEnded};
 
 /// Tokens and cost, as agents report them.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -590,16 +543,14 @@ impl Scheduler {
         let Some(run) = self.run.as_mut() else { return };
         run.in_flight += 1;
         let (settings, http, journal) = (self.notify.clone(), self.http.clone(), self.journal.clone().recipient());
-        ctx.spawn(
-            async move { crate::notify::deliver_and_record(&settings, &http, &journal, &notice).await }
-                .into_actor(self)
-                .map(|_, act, ctx| {
-                    if let Some(run) = act.run.as_mut() {
-                        run.in_flight -= 1;
-                    }
-                    act.maybe_finish(ctx);
-                }),
-        );
+        ctx.spawn(async move { deliver_and_record(&settings, &http, &journal, &notice).await }.into_actor(self).map(
+            |_, act, ctx| {
+                if let Some(run) = act.run.as_mut() {
+                    run.in_flight -= 1;
+                }
+                act.maybe_finish(ctx);
+            },
+        ));
     }
 
     /// The journal failed: nothing can be recorded, so stop everything and report it.
@@ -986,7 +937,7 @@ impl Scheduler {
             async move {
                 let res = journal.send(Append(vec![ev])).await;
                 if let Some(notice) = notice {
-                    crate::notify::deliver_and_record(&settings, &http, &journal.clone().recipient(), &notice).await;
+                    deliver_and_record(&settings, &http, &journal.clone().recipient(), &notice).await;
                 }
                 let _ = done.send(match (failed, res) {
                     (Some(e), _) => Err(e),
@@ -1431,5 +1382,20 @@ mod rate_limit_tests {
         assert_eq!(rate_limit_reset("API Error: 429 rate_limit_error", now), None);
         // A time in the past is no reset time.
         assert_eq!(rate_limit_reset("usage limit reached|1000000000", now), None);
+    }
+}
+
+/// Delivers `notice` and journals how each delivery went; a failure to journal that is logged, never fatal.
+async fn deliver_and_record(
+    settings: &crate::settings::NotifySettings,
+    http: &reqwest::Client,
+    journal: &Recipient<Append>,
+    notice: &crate::notify::Notice,
+) {
+    let events = crate::notify::deliver(settings, http, notice).await;
+    match journal.send(Append(events)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::error!("a notification could not be journaled: {e}"),
+        Err(e) => tracing::error!("a notification could not be journaled: {e}"),
     }
 }

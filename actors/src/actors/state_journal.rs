@@ -75,6 +75,37 @@ impl Handler<GetBlob> for StateJournal {
     }
 }
 
+/// What a task's attempts before `before` changed: per path, the content before the task first changed it.
+#[derive(Message)]
+#[rtype(result = "Result<std::collections::BTreeMap<String, Option<ContentHash>>, JournalError>")]
+pub struct EarlierChanges {
+    /// The task.
+    pub task: crate::types::TaskKey,
+    /// Attempts numbered below this one.
+    pub before: u32,
+}
+
+impl Handler<EarlierChanges> for StateJournal {
+    type Result = Result<std::collections::BTreeMap<String, Option<ContentHash>>, JournalError>;
+
+    fn handle(&mut self, msg: EarlierChanges, _ctx: &mut Self::Context) -> Self::Result {
+        if self.journal.has_staged() {
+            self.journal.commit()?;
+        }
+        let mut out = std::collections::BTreeMap::new();
+        let code = Event::KINDS.iter().position(|k| *k == "file_changed").unwrap_or(0) as u16;
+        let filter = crate::journal::EventFilter { task: Some(msg.task), kinds: vec![code], ..Default::default() };
+        for rec in self.journal.scan(filter) {
+            if let Event::FileChanged(fc) = rec?.event {
+                if fc.attempt < msg.before {
+                    out.entry(fc.path).or_insert(fc.before);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// Flushes and stops; the journal is released once the actor is gone (the receiver [`StateJournal::new`] returns
 /// fires then).
 #[derive(Message)]

@@ -4,12 +4,15 @@
 
 use actix::prelude::*;
 
+use super::pipeline::{record_or_fail, SessionEnded};
 use super::quality::Assess;
 use super::report::AttemptReport;
-use super::scheduler::{record_or_fail, SessionEnded};
 use super::state_journal::Append;
-use crate::claims::{self, Claim};
 use crate::journal::event::{Event, Validated};
+use crate::judge::{
+    self,
+    prose::{self, Claim},
+};
 use crate::process::Timeout;
 use crate::types::{AgentReport, Finding, Severity};
 
@@ -86,46 +89,143 @@ pub fn findings(report: &AttemptReport) -> Vec<Finding> {
             Severity::Error,
             "the agent's output ended without its result line (cut short, or it crashed)".into(),
         )),
-        (Some(r), _) => report_findings(r, result, &mut out),
+        (Some(r), _) => report_findings(r, result, &report.outcome.tool_calls, &mut out),
         (None, false) => {}
     }
     if result.is_empty() && !out.iter().any(|f| f.code == "max_turns") {
         out.push(finding("no_output", Severity::Error, "the agent gave no answer (its result is empty)".into()));
     }
     if report.changes.is_empty() {
-        out.push(finding("no_changes", Severity::Warning, "the attempt changed no file in the workspace".into()));
+        out.push(finding("no_changes", Severity::Info, "this attempt changed no file in the workspace".into()));
     }
     claim_findings(report, result, &mut out);
+    structure_findings(report, &mut out);
     out
 }
 
-/// What the answer claims, against what happened.
+/// What the agent did outside its workspace, by its tool log, and inside the repository's own files.
+fn structure_findings(report: &AttemptReport, out: &mut Vec<Finding>) {
+    let home = report
+        .project
+        .agent
+        .env
+        .get("HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(Into::into));
+    let writes =
+        judge::tools::outside_writes(&report.outcome.tool_calls, &report.project.workspace, home.as_deref(), &[]);
+    let (scratch, real): (Vec<_>, Vec<_>) = writes.into_iter().partition(|w| w.scratch);
+    if !real.is_empty() {
+        let shown: Vec<String> = real.iter().map(|w| format!("{} (by {})", w.path, w.by)).collect();
+        out.push(finding(
+            "outside_write",
+            Severity::Error,
+            format!(
+                "the agent wrote, or tried to write, outside its workspace: {}; work only inside {}",
+                judge::evidence::list(&shown),
+                report.project.workspace.display()
+            ),
+        ));
+    }
+    if !scratch.is_empty() {
+        let shown: Vec<&str> = scratch.iter().map(|w| w.path.as_str()).collect();
+        out.push(finding(
+            "outside_write",
+            Severity::Warning,
+            format!("the agent wrote scratch files outside its workspace: {}", judge::evidence::list(&shown)),
+        ));
+    }
+    if let Some(f) = judge::evidence::git_finding(&report.git_changes) {
+        out.push(f);
+    }
+    // What orch's hook refused before it happened still says what the agent tried to do.
+    let refused = |what: &str| -> Vec<String> {
+        report
+            .outcome
+            .tool_calls
+            .iter()
+            .filter(|t| t.denied && t.output.contains(what))
+            .map(|t| format!("{}: {}", t.name, crate::redact::head(&t.target, 120)))
+            .collect()
+    };
+    let protected = refused("is protected");
+    if !protected.is_empty() {
+        out.push(finding(
+            "protected_changed",
+            Severity::Error,
+            format!(
+                "the agent tried to change what the checks judge by (orch refused it before it happened): {}; fix \
+                 the code, not the tests or checks",
+                judge::evidence::list(&protected)
+            ),
+        ));
+    }
+    let git = refused("the git repository itself");
+    if !git.is_empty() {
+        out.push(finding(
+            "collateral_change",
+            Severity::Error,
+            format!("the agent tried to change .git (refused before it happened): {}", judge::evidence::list(&git)),
+        ));
+    }
+}
+
+/// What the answer says, against what happened. Prose is read only for explicit claims, admissions and refusals;
+/// a claim that clean evidence contradicts lowers confidence, it does not reject by itself.
 fn claim_findings(report: &AttemptReport, result: &str, out: &mut Vec<Finding>) {
     if result.is_empty() {
         return;
     }
-    if let Some(phrase) = claims::non_answer(result) {
+    let did_work = !report.changes.is_empty() || !report.outcome.tool_calls.is_empty();
+    if let Some(phrase) = prose::sentinel(result) {
         out.push(finding(
             "non_answer",
             Severity::Error,
-            format!("the result is not an answer (it says \"{phrase}…\"): {}", crate::redact::head(result, 160)),
+            format!("the result is not an answer (it says \"{phrase}\"): {}", crate::redact::head(result, 160)),
         ));
+    } else if !did_work {
+        if let Some(phrase) = prose::non_answer(result) {
+            out.push(finding(
+                "non_answer",
+                Severity::Error,
+                format!(
+                    "the agent did no work and its answer is no answer (it says \"{phrase}…\"): {}",
+                    crate::redact::head(result, 160)
+                ),
+            ));
+        }
     }
-    if let Some(phrase) = claims::admits_incomplete(result) {
+    if let Some(phrase) = prose::admits_incomplete(result) {
         out.push(finding(
             "admits_incomplete",
             Severity::Error,
-            format!("the agent says the work is unfinished (\"{phrase}\"): {}", crate::redact::head(result, 200)),
+            format!("the agent says part of the task is not done (\"{phrase}\"): {}", crate::redact::head(result, 200)),
         ));
     }
     let changed: Vec<String> = report.changes.iter().map(|c| c.path.clone()).collect();
-    for claim in claims::claims(result) {
+    // A file its tools wrote counts as written even if the content came out the same (a retry redoing its work).
+    let written: Vec<String> = report
+        .outcome
+        .tool_calls
+        .iter()
+        .filter(|t| matches!(t.name.as_str(), "Write" | "Edit" | "MultiEdit" | "NotebookEdit" | "edit"))
+        .map(|t| t.target.clone())
+        .collect();
+    for claim in prose::claims(result) {
         match claim {
-            Claim::ChangedFile(path) if !claims::seen(&path, &changed, &report.project.workspace) => out.push(finding(
-                "claimed_change_not_seen",
-                Severity::Error,
-                format!("the agent says it changed `{path}`, but no such file changed in the workspace"),
-            )),
+            Claim::ChangedFile(path)
+                if !prose::seen(&path, &changed, &report.project.workspace)
+                    && !written.iter().any(|w| {
+                        prose::seen(&path, std::slice::from_ref(w), &report.project.workspace)
+                            || prose::seen(w, std::slice::from_ref(&path), &report.project.workspace)
+                    }) =>
+            {
+                out.push(finding(
+                    "claimed_change_not_seen",
+                    Severity::Warning,
+                    format!("the agent says it changed `{path}`, but no such file changed in the workspace"),
+                ))
+            }
             // Only agents that report their tool calls can be held to this.
             Claim::Verified
                 if report.outcome.expects_report && !report.outcome.tool_calls.iter().any(|t| t.name == "Bash") =>
@@ -156,7 +256,7 @@ fn looks_rate_limited(status: Option<u16>, text: &str) -> bool {
 }
 
 /// Findings from the agent's own report (Claude Code's result line).
-fn report_findings(r: &AgentReport, result: &str, out: &mut Vec<Finding>) {
+fn report_findings(r: &AgentReport, result: &str, calls: &[crate::agent::ToolCall], out: &mut Vec<Finding>) {
     let excerpt = crate::redact::head(result, 200);
     if r.subtype == "error_max_turns" || r.terminal_reason == "max_turns" {
         out.push(finding(
@@ -185,14 +285,26 @@ fn report_findings(r: &AgentReport, result: &str, out: &mut Vec<Finding>) {
     } else if let Some(status) = r.api_error_status {
         out.push(finding("api_error", Severity::Error, format!("the API answered HTTP {status}")));
     }
-    if !r.permission_denials.is_empty() {
+    // Asking the human is not a failure: in `-p` mode claude's AskUserQuestion is always denied.
+    // orch's own hook's refusals are judged from the tool log (what the agent tried to change).
+    let by_hook = |d: &String| calls.iter().any(|c| c.denied && *d == format!("{}: {}", c.name, c.target));
+    let (asked, denied): (Vec<&String>, Vec<&String>) =
+        r.permission_denials.iter().filter(|d| !by_hook(d)).partition(|d| d.starts_with("AskUserQuestion"));
+    if !asked.is_empty() {
+        out.push(finding(
+            "asked_user",
+            Severity::Warning,
+            format!("the agent asked the human: {}", asked.iter().map(|a| a.as_str()).collect::<Vec<_>>().join("; ")),
+        ));
+    }
+    if !denied.is_empty() {
         out.push(finding(
             "permission_denied",
             Severity::Error,
             format!(
                 "{} tool use(s) were not permitted: {}",
-                r.permission_denials.len(),
-                r.permission_denials.join("; ")
+                denied.len(),
+                denied.iter().map(|d| d.as_str()).collect::<Vec<_>>().join("; ")
             ),
         ));
     }

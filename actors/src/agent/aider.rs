@@ -122,7 +122,7 @@ impl OutputParser for AiderParser {
             }
         }
         let kind = if let Some(file) = t.strip_prefix("Applied edit to ") {
-            self.edits.push(ToolCall { name: "edit".into(), target: file.to_string() });
+            self.edits.push(ToolCall { name: "edit".into(), target: file.to_string(), ..ToolCall::default() });
             "tool_use"
         } else if let Some(rest) = t.strip_prefix("Tokens: ") {
             // "Tokens: 657 sent, 22 received. Cost: $0.01 message, $0.02 session."
@@ -201,7 +201,10 @@ mod tests {
         assert!(!r.is_error);
         assert_eq!((r.input_tokens, r.output_tokens), (2300, 22));
         assert!((r.cost_usd - 0.01).abs() < 1e-9);
-        assert_eq!(out.tool_calls, vec![ToolCall { name: "edit".into(), target: "hello.py".into() }]);
+        assert_eq!(
+            out.tool_calls,
+            vec![ToolCall { name: "edit".into(), target: "hello.py".into(), ..ToolCall::default() }]
+        );
     }
 
     #[test]
@@ -220,11 +223,7 @@ mod tests {
     fn the_prompt_comes_last_after_the_users_args() {
         let s = AgentSettings {
             kind: AgentKind::Aider,
-            program: "aider".into(),
-            args: vec!["--model".into(), "openai/x".into(), "calc.py".into()],
-            timeout: std::time::Duration::from_secs(1),
-            idle_timeout: std::time::Duration::from_secs(1),
-            env: Default::default(),
+            ..AgentSettings::command("aider", vec!["--model".into(), "openai/x".into(), "calc.py".into()])
         };
         let inv = Aider.invocation(&s, "do it", None);
         assert!(inv.args.starts_with(&["--yes-always".to_string(), "--no-auto-commits".to_string()]));

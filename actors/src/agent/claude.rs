@@ -122,6 +122,10 @@ struct Block {
     content: Option<serde_json::Value>,
     #[serde(default)]
     is_error: Option<bool>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    tool_use_id: Option<String>,
 }
 
 /// Parses stream-json, line by line.
@@ -147,6 +151,14 @@ fn tool_target(name: &str, input: Option<&serde_json::Value>) -> String {
         "Glob" | "Grep" => field("pattern"),
         "WebFetch" => field("url"),
         "WebSearch" => field("query"),
+        "AskUserQuestion" => input
+            .get("questions")
+            .and_then(|q| q.as_array())
+            .map(|qs| {
+                qs.iter().filter_map(|q| q.get("question").and_then(|t| t.as_str())).collect::<Vec<_>>().join(" ")
+            })
+            .filter(|q| !q.is_empty())
+            .or_else(|| field("question")),
         _ => None,
     };
     found.unwrap_or_else(|| {
@@ -218,7 +230,12 @@ impl StreamJsonParser {
                                     let name = b.name.unwrap_or_default();
                                     let target = tool_target(&name, b.input.as_ref());
                                     items.push(item("tool_use", format!("{name}: {target}")));
-                                    self.outcome.tool_calls.push(ToolCall { name, target });
+                                    self.outcome.tool_calls.push(ToolCall {
+                                        name,
+                                        target,
+                                        id: b.id.unwrap_or_default(),
+                                        ..ToolCall::default()
+                                    });
                                 }
                                 "thinking" | "redacted_thinking" => {}
                                 other => items.push(item("raw", format!("assistant {other} block"))),
@@ -232,8 +249,24 @@ impl StreamJsonParser {
                 let mut items = Vec::new();
                 if let Some(Content::Blocks(blocks)) = parsed.message.map(|m| m.content) {
                     for b in blocks.into_iter().filter(|b| b.kind == "tool_result") {
-                        let kind = if b.is_error == Some(true) { "tool_error" } else { "tool_result" };
-                        items.push(item(kind, tool_result_text(b.content.as_ref())));
+                        let text = tool_result_text(b.content.as_ref());
+                        let failed = b.is_error == Some(true);
+                        // A PreToolUse hook's refusal reaches the model as an error result naming the hook.
+                        let denied = failed && text.starts_with("PreToolUse:");
+                        let kind = match (denied, failed) {
+                            (true, _) => "tool_denied",
+                            (false, true) => "tool_error",
+                            (false, false) => "tool_result",
+                        };
+                        let id = b.tool_use_id.unwrap_or_default();
+                        if let Some(call) =
+                            self.outcome.tool_calls.iter_mut().rev().find(|c| !id.is_empty() && c.id == id)
+                        {
+                            call.ok = Some(!failed);
+                            call.denied = denied;
+                            call.output = redact::head(&text, super::TOOL_OUTPUT_BYTES).to_string();
+                        }
+                        items.push(item(kind, text));
                     }
                 }
                 items
@@ -361,11 +394,7 @@ mod tests {
     fn resume_passes_the_session_and_the_answer() {
         let s = AgentSettings {
             kind: AgentKind::ClaudeCode,
-            program: "claude".into(),
-            args: vec!["--allowedTools".into(), "Write".into()],
-            timeout: std::time::Duration::from_secs(1),
-            idle_timeout: std::time::Duration::from_secs(1),
-            env: Default::default(),
+            ..AgentSettings::command("claude", vec!["--allowedTools".into(), "Write".into()])
         };
         let inv = ClaudeCode.invocation(&s, "use port 8080", Some("sid-1"));
         assert_eq!(

@@ -34,13 +34,24 @@ pub struct AgentItem {
 }
 
 /// A tool the agent called, as it said (evidence to compare its claims with).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ToolCall {
     /// The tool's name (`Write`, `Bash`, …).
     pub name: String,
     /// What it acted on: a file path, a command.
     pub target: String,
+    /// The agent's id of the call, to pair it with its result.
+    pub id: String,
+    /// Whether it succeeded, once its result was seen (`None`: no result reported).
+    pub ok: Option<bool>,
+    /// A hook refused it before it ran (orch's protected paths).
+    pub denied: bool,
+    /// The head of its result.
+    pub output: String,
 }
+
+/// Bytes of a tool call's result kept with it.
+pub const TOOL_OUTPUT_BYTES: usize = 2048;
 
 /// What the adapter made of the agent's whole output.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -413,6 +413,37 @@ pub struct ProviderResumed {
     pub provider: String,
 }
 
+/// The checks run again against the original protected files: the attempt had changed what they judge by, so its
+/// own check results do not count. Run in a scratch copy of the workspace; the user's files are never touched.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PristineChecked {
+    /// The project.
+    pub project: String,
+    /// The task.
+    pub task: String,
+    /// The attempt.
+    pub attempt: u32,
+    /// The protected files put back as they were (or removed, when the work created them).
+    pub restored: Vec<String>,
+    /// Each check's result on the original files.
+    pub checks: Vec<PristineCheck>,
+    /// Why the checks could not be run again, when they could not.
+    pub error: String,
+}
+
+/// One check's result in a pristine run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PristineCheck {
+    /// The shell line.
+    pub command: String,
+    /// Exit 0 in time.
+    pub passed: bool,
+    /// Exit code.
+    pub exit_code: Option<i32>,
+    /// The tail of its output.
+    pub output_tail: String,
+}
+
 /// A task's accepted work was committed on its branch (worktree isolation) and merged as configured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Committed {
@@ -492,6 +523,8 @@ pub enum Event {
     ProviderResumed(ProviderResumed),
     /// See [`Committed`].
     Committed(Committed),
+    /// See [`PristineChecked`].
+    PristineChecked(PristineChecked),
 }
 
 /// The project, task and attempt an event is about, where it is about one.
@@ -519,7 +552,7 @@ macro_rules! task_scope {
 
 impl Event {
     /// Every kind name, in declaration order; the index is the kind's code on disk.
-    pub const KINDS: [&'static str; 27] = [
+    pub const KINDS: [&'static str; 28] = [
         "project_registered",
         "task_added",
         "task_updated",
@@ -547,6 +580,7 @@ impl Event {
         "provider_paused",
         "provider_resumed",
         "committed",
+        "pristine_checked",
     ];
 
     /// The kind's code: its index in [`Event::KINDS`].
@@ -579,6 +613,7 @@ impl Event {
             Event::ProviderPaused(_) => 24,
             Event::ProviderResumed(_) => 25,
             Event::Committed(_) => 26,
+            Event::PristineChecked(_) => 27,
         }
     }
 
@@ -613,6 +648,7 @@ impl Event {
             Event::BreakpointHit(e) => attempt_scope!(e),
             Event::LlmAnswered(e) => attempt_scope!(e),
             Event::Committed(e) => attempt_scope!(e),
+            Event::PristineChecked(e) => attempt_scope!(e),
             Event::LlmCalled(e) => Scope { project: e.project.as_deref(), task: e.task.as_deref(), attempt: e.attempt },
             Event::Notified(e) => Scope { project: e.project.as_deref(), task: e.task.as_deref(), attempt: None },
         }

@@ -26,14 +26,7 @@ pub use projection::{AttemptView, ProjectView, State, TaskView, Touched};
 use crate::error::{JournalError, RecordError};
 use crate::types::{ContentHash, TaskKey};
 
-/// How appends reach the disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    /// An event is flushed before its append is acknowledged; concurrent appends share one flush.
-    Sync,
-    /// Appends are acknowledged at once and flushed together in the background.
-    Batch,
-}
+pub use crate::settings::Durability;
 
 /// Selects events when scanning.
 #[derive(Debug, Clone, Default)]

@@ -202,7 +202,8 @@ impl State {
             | Event::FileTouched(_)
             | Event::ProviderPaused(_)
             | Event::ProviderResumed(_)
-            | Event::Committed(_) => {}
+            | Event::Committed(_)
+            | Event::PristineChecked(_) => {}
             Event::AttemptStarted(e) => {
                 let key = TaskKey::new(&e.project, &e.task);
                 if let Some(v) = self.tasks.get_mut(&key) {
@@ -275,6 +276,8 @@ impl State {
                 if e.decision == Decision::Clarify {
                     if let Some(v) = self.tasks.get_mut(&TaskKey::new(&e.project, &e.task)) {
                         v.resume_session = session;
+                        // A question does not burn an attempt: it is not counted toward max_attempts.
+                        v.attempts_since_reset = v.attempts_since_reset.saturating_sub(1);
                     }
                 }
             }
