@@ -10,9 +10,10 @@
 //! Fails on any wrong final state or decision on evidence alone, and on any false accept (the run completes work a
 //! human would reject) in either pass.
 //!
-//! While working on the corpus: `EVAL_FILTER=stall` plays only the scenarios whose name contains `stall`, and
+//! While working on the corpus: `EVAL_FILTER=stall,flaky` plays only the scenarios whose name contains `stall` or
+//! `flaky`, and
 //! `EVAL_LLM=0` skips the pass with the LLM, and `EVAL_KEEP=1` keeps each scenario's directory (journal, workspace)
-//! and prints where.
+//! and prints where; `EVAL_HELD_OUT=0` leaves the held-out scenarios unplayed.
 
 mod support;
 
@@ -41,6 +42,9 @@ struct Case {
     summary: String,
     /// Whether a careful human would accept the work the run ends with.
     acceptable: bool,
+    /// Kept aside while the judgement was written: reported on its own, to show whether it generalises.
+    #[serde(default)]
+    held_out: bool,
     expect: Expect,
     #[serde(default)]
     setup: Setup,
@@ -91,6 +95,34 @@ struct Setup {
     /// Files in the workspace before the run (path → content); `check.sh` defaults to [`CHECK`].
     #[serde(default)]
     files: BTreeMap<String, String>,
+    /// The workspace is a git repository with the setup files committed.
+    #[serde(default)]
+    git: bool,
+    /// The project's `protected` globs (unset: the derived default).
+    protected: Option<Vec<String>>,
+    /// The project's `scope` globs.
+    #[serde(default)]
+    scope: Vec<String>,
+    /// More `[agent.env]` variables (secrets the agent must not write into files).
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    /// Files next to the workspace (`{cwd}/../name`), which the agent must leave alone.
+    #[serde(default)]
+    outside: BTreeMap<String, String>,
+    /// A real open-source project as the workspace: `cachetools` (its sdist from PyPI, with its own tests).
+    real: Option<String>,
+    /// Bugs planted in the real project: each `find` (occurring once) replaced.
+    #[serde(default)]
+    plant: Vec<Plant>,
+}
+
+/// One planted bug: in `file`, the text `find` (occurring exactly once) becomes `replace`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Plant {
+    file: String,
+    find: String,
+    replace: String,
 }
 
 impl Default for Setup {
@@ -104,6 +136,13 @@ impl Default for Setup {
             breakpoints: toml::Table::new(),
             orchestration: toml::Table::new(),
             files: BTreeMap::new(),
+            git: false,
+            protected: None,
+            scope: Vec::new(),
+            env: BTreeMap::new(),
+            outside: BTreeMap::new(),
+            real: None,
+            plant: Vec::new(),
         }
     }
 }
@@ -131,6 +170,10 @@ struct TaskSpec {
     description: String,
     #[serde(default)]
     acceptance: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    scope: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    may_change: Vec<String>,
 }
 
 /// What a run of one scenario ended with.
@@ -140,6 +183,7 @@ struct Outcome {
     category: String,
     summary: String,
     acceptable: bool,
+    held_out: bool,
     expected_state: String,
     state: String,
     expected: Vec<String>,
@@ -157,6 +201,11 @@ impl Outcome {
     }
     fn false_accept(&self) -> bool {
         self.state == "completed" && !self.acceptable
+    }
+    /// Acceptable work the run did not complete although it should have (a strict confidence threshold that
+    /// escalates acceptable work on purpose is not one).
+    fn false_reject(&self) -> bool {
+        self.acceptable && self.expected_state == "completed" && self.state != "completed"
     }
     fn decisions_right(&self) -> usize {
         self.expected.iter().zip(&self.decisions).filter(|(a, b)| a == b).count()
@@ -217,16 +266,25 @@ name = "calc"
 workspace = "ws"
 checks = {checks}
 check_timeout_secs = {check_timeout}
+{judgement}
 
 [[projects.tasks]]
 id = "add"
 {task}"#,
-        agent = support::messages_api::claude_agent_toml(claude, &s.args, s.idle_timeout_secs, url, home),
+        agent = support::messages_api::claude_agent_toml(claude, &s.args, s.idle_timeout_secs, url, home)
+            + &s.env.iter().map(|(k, v)| format!("{k} = {}\n", toml::Value::from(v.clone()))).collect::<String>(),
         max = s.max_attempts,
         breakpoints = toml::to_string(&s.breakpoints).expect("breakpoints"),
         orchestration = toml::to_string(&s.orchestration).expect("orchestration"),
         checks = toml::Value::from(s.checks.clone()),
         check_timeout = s.check_timeout_secs,
+        judgement = [
+            s.protected.as_ref().map(|p| format!("protected = {}\n", toml::Value::from(p.clone()))),
+            (!s.scope.is_empty()).then(|| format!("scope = {}\n", toml::Value::from(s.scope.clone()))),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<String>(),
     )
 }
 
@@ -236,13 +294,40 @@ fn play(name: &str, case: &Case, claude: &Path, llm: Option<&str>) -> Outcome {
     let root = dir.path();
     let ws = root.join("ws");
     let home = root.join("home");
-    std::fs::create_dir_all(&ws).expect("ws");
     std::fs::create_dir_all(&home).expect("home");
-    std::fs::write(ws.join("check.sh"), CHECK).expect("check.sh");
+    match case.setup.real.as_deref() {
+        Some("cachetools") => support::copy_tree(&support::cachetools(), &ws),
+        Some(other) => panic!("{name}: no real project `{other}`"),
+        None => {
+            std::fs::create_dir_all(&ws).expect("ws");
+            std::fs::write(ws.join("check.sh"), CHECK).expect("check.sh");
+        }
+    }
+    for plant in &case.setup.plant {
+        let p = ws.join(&plant.file);
+        let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{name}: {}: {e}", plant.file));
+        assert_eq!(text.matches(&plant.find).count(), 1, "{name}: `{}` must occur once in {}", plant.find, plant.file);
+        std::fs::write(&p, text.replacen(&plant.find, &plant.replace, 1)).expect("plant");
+    }
     for (path, content) in &case.setup.files {
         let p = ws.join(path);
         std::fs::create_dir_all(p.parent().expect("parent")).expect("dirs");
         std::fs::write(p, content).expect("file");
+    }
+    for (path, content) in &case.setup.outside {
+        std::fs::write(root.join(path), content).expect("outside file");
+    }
+    if case.setup.git {
+        for args in [&["init", "-q", "-b", "main"][..], &["add", "-A"], &["commit", "-q", "-m", "the project as given"]]
+        {
+            let out = std::process::Command::new("git")
+                .args(["-c", "user.name=eval", "-c", "user.email=eval@example.com"])
+                .args(args)
+                .current_dir(&ws)
+                .output()
+                .expect("git runs");
+            assert!(out.status.success(), "{name}: git {args:?}: {}", support::both(&out));
+        }
     }
     let ws = ws.canonicalize().expect("canonical ws");
     let standin = StandIn::start(Scenario { attempts: case.attempts.clone() }, &ws);
@@ -306,6 +391,7 @@ fn play(name: &str, case: &Case, claude: &Path, llm: Option<&str>) -> Outcome {
         category: case.category.clone(),
         summary: case.summary.clone(),
         acceptable: case.acceptable,
+        held_out: case.held_out,
         expected_state: case.expect.state.clone(),
         state: task["state"].as_str().unwrap_or("unknown").to_string(),
         expected: case.expect.decisions.clone(),
@@ -353,13 +439,15 @@ fn summary(label: &str, outcomes: &[Outcome]) -> String {
     let states = outcomes.iter().filter(|o| o.state_right()).count();
     let (dr, dt) = outcomes.iter().fold((0, 0), |(r, t), o| (r + o.decisions_right(), t + o.decisions_total()));
     let fa = outcomes.iter().filter(|o| o.false_accept()).count();
-    let escalated_ok = outcomes.iter().filter(|o| o.acceptable && o.state != "completed").count();
+    let acceptable = outcomes.iter().filter(|o| o.acceptable).count();
+    let fr = outcomes.iter().filter(|o| o.false_reject()).count();
     let (rv, usable) = outcomes.iter().fold((0, 0), |(a, b), o| (a + o.reviews.0, b + o.reviews.1));
     let reviews = if rv > 0 { format!(" | {usable} of {rv}") } else { " | –".into() };
     format!(
-        "| {label} | {n} | {states}/{n} ({}) | {dr}/{dt} ({}) | {fa} | {escalated_ok}{reviews} |",
+        "| {label} | {n} | {states}/{n} ({}) | {dr}/{dt} ({}) | {fa} | {fr} of {acceptable} ({}){reviews} |",
         pct(states, n),
-        pct(dr, dt)
+        pct(dr, dt),
+        pct(fr, acceptable)
     )
 }
 
@@ -368,11 +456,31 @@ fn report(evidence: &[Outcome], llm: &[Outcome]) -> String {
     let _ = writeln!(r, "## orch evaluation corpus\n");
     let _ = writeln!(
         r,
-        "| pass | scenarios | final states right | decisions right | false accepts | acceptable work not completed | usable LLM reviews |"
+        "| pass | scenarios | final states right | decisions right | false accepts | false rejects (of acceptable) | usable LLM reviews |"
     );
     let _ = writeln!(r, "|---|---|---|---|---|---|---|");
+    let kept: Vec<Outcome> = evidence.iter().filter(|o| !o.held_out).cloned().collect();
+    let held: Vec<Outcome> = evidence.iter().filter(|o| o.held_out).cloned().collect();
     let _ = writeln!(r, "{}", summary("evidence only", evidence));
+    let _ = writeln!(r, "{}", summary("evidence only, written beside the code", &kept));
+    let _ = writeln!(r, "{}", summary("evidence only, held out until the code was done", &held));
     let _ = writeln!(r, "{}", summary("with the real LLM (SmolLM2-135M, llama.cpp)", llm));
+    let held_llm: Vec<Outcome> = llm.iter().filter(|o| o.held_out).cloned().collect();
+    let _ = writeln!(r, "{}", summary("with the real LLM, held out", &held_llm));
+    let mut by_category: BTreeMap<&str, (usize, usize, usize, usize)> = BTreeMap::new();
+    for o in evidence {
+        let e = by_category.entry(o.category.as_str()).or_default();
+        e.0 += 1;
+        e.1 += usize::from(o.state_right());
+        e.2 += usize::from(o.false_accept());
+        e.3 += usize::from(o.false_reject());
+    }
+    let _ =
+        writeln!(r, "\n| family (evidence only) | scenarios | final states right | false accepts | false rejects |");
+    let _ = writeln!(r, "|---|---|---|---|---|");
+    for (c, (n, right, fa, fr)) in &by_category {
+        let _ = writeln!(r, "| {c} | {n} | {right} | {fa} | {fr} |");
+    }
     let _ = writeln!(r, "\n| scenario | what the model does | human | expected | evidence only | with the LLM |");
     let _ = writeln!(r, "|---|---|---|---|---|---|");
     for (i, e) in evidence.iter().enumerate() {
@@ -388,8 +496,9 @@ fn report(evidence: &[Outcome], llm: &[Outcome]) -> String {
         };
         let _ = writeln!(
             r,
-            "| {} | {}: {} | {} | {} [{}] | {} | {} |",
+            "| {}{} | {}: {} | {} | {} [{}] | {} | {} |",
             e.name,
+            if e.held_out { " (held out)" } else { "" },
             e.category,
             e.summary,
             if e.acceptable { "accept" } else { "reject" },
@@ -406,10 +515,16 @@ fn report(evidence: &[Outcome], llm: &[Outcome]) -> String {
 fn the_evaluation_corpus_is_decided_right() {
     let claude = support::claude();
     let filter = std::env::var("EVAL_FILTER").unwrap_or_default();
-    let corpus: Vec<(String, Case)> = corpus().into_iter().filter(|(n, _)| n.contains(&filter)).collect();
+    // `EVAL_FILTER=a,b`: the scenarios whose name contains any of the parts.
+    // `EVAL_HELD_OUT=0`: leave the held-out scenarios unplayed (while the judgement is still being worked on).
+    let skip_held_out = std::env::var("EVAL_HELD_OUT").as_deref() == Ok("0");
+    let corpus: Vec<(String, Case)> = corpus()
+        .into_iter()
+        .filter(|(n, c)| filter.split(',').any(|f| n.contains(f)) && !(skip_held_out && c.held_out))
+        .collect();
     assert!(
-        !filter.is_empty() || corpus.len() >= 30,
-        "the corpus has {} scenarios; it needs at least 30",
+        !filter.is_empty() || corpus.len() >= 120,
+        "the corpus has {} scenarios; it needs at least 120",
         corpus.len()
     );
     let corpus = Arc::new(corpus);
