@@ -62,6 +62,7 @@ impl From<EngineError> for Failure {
             EngineError::UnknownTask(_)
             | EngineError::UnknownProject(_)
             | EngineError::InvalidRequest(_)
+            | EngineError::Invalid(_)
             | EngineError::LlmRequired(_)
             | EngineError::SandboxRequired(_) => Failure::usage(e.to_string()),
             other => Failure::internal(other.to_string()),

@@ -444,7 +444,7 @@ pub fn load_with_env(
         Some((t, names)) => (t, format!("environment ({names})")),
         None => (text, source),
     };
-    let mut settings = resolve(file, &text, &source, &base_dir).map_err(|mut e| {
+    let mut settings = resolve(file, &text, &source, &base_dir, env).map_err(|mut e| {
         if e.source.starts_with("environment") {
             e.line = None;
             e.column = None;
@@ -462,6 +462,14 @@ pub fn load_with_env(
             flag_error("--durability", &format!("`{d}` is not a durability: use \"sync\" or \"batch\""))
         })?;
     }
+    // The engine's own rules, whoever gives it settings; an error is mapped back to the key's line.
+    settings.validate().map_err(|e| ConfigError {
+        line: find_key_line(&text, &e.key),
+        column: None,
+        key: Some(e.key.clone()),
+        message: e.message,
+        source: source.clone(),
+    })?;
     Ok(Config { path: path.map(Path::to_path_buf), settings, llm })
 }
 
@@ -571,6 +579,10 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
     let line_start = text[..offset].rfind('\n').map(|i| i + 1).unwrap_or(0);
     let line_end = text[offset..].find('\n').map(|i| offset + i).unwrap_or(text.len());
     let line = &text[line_start..line_end];
+    // The offset is on a table header itself (`[[hostz]]`): that table is the key, not the one before it.
+    if line.trim_start().starts_with('[') {
+        return Some(line.trim().trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    }
     let header = text[..line_start]
         .lines()
         .rev()
@@ -633,7 +645,13 @@ fn fraction(source: &str, text: &str, v: &Spanned<f64>, key: &str) -> Result<f64
     Ok(x)
 }
 
-fn resolve(file: FileConfig, text: &str, source: &str, base: &Path) -> Result<Settings, ConfigError> {
+fn resolve(
+    file: FileConfig,
+    text: &str,
+    source: &str,
+    base: &Path,
+    env: &[(String, String)],
+) -> Result<Settings, ConfigError> {
     let plain = |key: &str, message: String| ConfigError {
         source: source.to_string(),
         line: find_key_line(text, key),
@@ -958,8 +976,9 @@ fn resolve(file: FileConfig, text: &str, source: &str, base: &Path) -> Result<Se
     let api_key = if file.llm.api_key_env.is_empty() {
         None
     } else {
-        match std::env::var(&file.llm.api_key_env) {
-            Ok(k) if !k.is_empty() => Some(k),
+        // The environment this load was given (the process's for the binaries), never read behind its back.
+        match env.iter().find(|(k, _)| *k == file.llm.api_key_env).map(|(_, v)| v.clone()) {
+            Some(k) if !k.is_empty() => Some(k),
             _ => {
                 return Err(plain(
                     "llm.api_key_env",
@@ -1100,10 +1119,7 @@ fn prompt_templates(
 
 /// Names usable as project names and task ids.
 pub fn valid_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && s != "."
-        && s != ".."
+    orch_actors::validate::valid_id(s)
 }
 
 /// The line where a dotted key's last part is set, best effort (for errors about values without a span).
@@ -1177,6 +1193,13 @@ mod tests {
         let c = load_text(DEFAULT_TOML, &[])?;
         assert_eq!(c.settings.orchestration, OrchestrationSettings::default());
         Ok(())
+    }
+
+    #[test]
+    fn an_unknown_table_is_named_not_the_table_before_it() {
+        let e = load_text("[journal]\npath = \"j\"\n\n[[hostz]]\nname = \"a\"\n", &[]).expect_err("unknown table");
+        assert_eq!(e.line, Some(4), "{e}");
+        assert_eq!(e.key.as_deref(), Some("hostz"), "{e}");
     }
 
     #[test]

@@ -173,12 +173,8 @@ fn run_query(query: &Query, j: &Journal) -> Result<(Reply, Vec<Event>), Failure>
             r.stdout = if *json { format!("{}\n", render::task_json(view)) } else { render::task_text(view) };
         }
         Query::TaskAdd { spec } => {
-            ops::check_new_task(j.state(), spec)?;
+            events.push(ops::add_task(j.state(), spec.clone(), "cli")?);
             r.stdout = format!("added {}\n", spec.key());
-            events.push(Event::TaskAdded(orch_actors::journal::event::TaskAdded {
-                spec: spec.clone(),
-                source: "cli".into(),
-            }));
         }
         Query::Human { id, verdict } => {
             let (key, evs) = ops::human_events(j.state(), id, &HumanRequest::from(verdict.clone()))?;

@@ -39,10 +39,6 @@ pub fn progress_line(e: &Event) -> Option<String> {
     }
 }
 
-fn settled(s: TaskState) -> bool {
-    !matches!(s, TaskState::Pending | TaskState::Running)
-}
-
 /// Where progress goes.
 pub enum Progress {
     /// Plain lines on stdout.
@@ -157,7 +153,7 @@ impl LiveView {
             Event::RunStarted(r) => {
                 for k in &r.selected {
                     if let Some(key) = TaskKey::parse_qualified(k) {
-                        let done = self.state.tasks.get(&key).is_some_and(|v| settled(v.state));
+                        let done = self.state.tasks.get(&key).is_some_and(|v| v.state.is_settled());
                         self.tasks.insert(key, done);
                     }
                 }
@@ -187,7 +183,7 @@ impl LiveView {
                     self.show_running();
                 }
                 if let Some(s) = self.tasks.get_mut(&key) {
-                    *s = settled(c.to);
+                    *s = c.to.is_settled();
                     self.recount(&c.project);
                 }
             }

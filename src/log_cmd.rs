@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use orch_actors::journal::{EventFilter, Journal};
 use orch_actors::{Event, JournalError};
 
-use crate::cli::{self, Failure, EXIT_INTERNAL, EXIT_OK};
+use crate::cli::{self, Failure, EXIT_OK};
 use crate::control::{self, Query};
 use crate::render;
 
@@ -138,20 +138,9 @@ fn verify(path: &Path) -> Result<u8, Failure> {
     if let Some(reply) = control::ask(path, &Query::Verify) {
         return reply?.print();
     }
+    // Opened without the damage warning of the other commands: verify names every damaged record itself.
     let j = Journal::open(path, false)?;
-    let report = j.verify()?;
-    for p in &report.problems {
-        println!("damaged: {}: {}", p.about, p.what);
-    }
-    println!(
-        "{}: {} events, {} projections, {} blobs checked{}",
-        path.display(),
-        report.events,
-        report.projections,
-        report.blobs,
-        if report.is_whole() { ", all whole".to_string() } else { format!(", {} problem(s)", report.problems.len()) }
-    );
-    Ok(if report.is_whole() { EXIT_OK } else { EXIT_INTERNAL })
+    control::execute(&Query::Verify, &j).0.print()
 }
 
 /// Prints new events as they are written: streamed live from the run holding the journal, and between runs read

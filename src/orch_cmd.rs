@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
-use orch_actors::journal::event::{Event, TaskAdded};
 use orch_actors::ops;
 use orch_actors::{Journal, Orchestrator, Selection, TaskSpec, TaskState};
 
@@ -240,9 +239,9 @@ fn task_add(config_flag: Option<&Path>, spec: TaskSpec) -> Result<u8, Failure> {
             ops::import(&mut j, std::slice::from_ref(p))?;
         }
     }
-    ops::check_new_task(j.state(), &spec)?;
     let key = spec.key();
-    j.append(vec![Event::TaskAdded(TaskAdded { spec, source: "cli".into() })])?;
+    let added = ops::add_task(j.state(), spec, "cli")?;
+    j.append(vec![added])?;
     j.flush()?;
     println!("added {key}");
     Ok(EXIT_OK)
@@ -277,13 +276,6 @@ fn rollback(config: Option<&Path>, id: &str, attempt: Option<u32>, force: bool) 
 fn check_agents(settings: &orch_actors::settings::Settings) -> Result<(), Failure> {
     let mut checked: Vec<String> = Vec::new();
     for p in &settings.projects {
-        if orch_actors::agent::adapter(p.agent.kind).is_none() {
-            return Err(Failure::usage(format!(
-                "project {}: agent kind `{}` is not available in this build yet; use kind = \"command\"",
-                p.name,
-                p.agent.kind.as_str()
-            )));
-        }
         let prog = &p.agent.program;
         if checked.contains(prog) {
             continue;

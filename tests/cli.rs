@@ -503,20 +503,23 @@ fn while_a_run_holds_the_journal_other_commands_work_through_its_socket() -> Tes
     let root = dir.path();
     std::fs::create_dir_all(root.join("ws"))?;
     std::fs::create_dir_all(root.join("ws2"))?;
+    std::fs::create_dir_all(root.join("ws3"))?;
     // `slow` holds the run open until the test lets it go; `ask` asks a question on its first attempt.
     std::fs::write(
         root.join("agent.sh"),
         "case $ORCH_TASK_ID in\n\
          slow) while [ ! -f ../release ]; do sleep 0.05; done; echo done > slow.txt; echo 'Wrote slow.txt.';;\n\
          ask) if [ \"$ORCH_ATTEMPT\" = 1 ]; then echo 'Which greeting should it print?'; else echo hi > ask.txt; echo 'Wrote ask.txt.'; fi;;\n\
+         hang) echo started; while true; do sleep 0.05; done;;\n\
          *) echo x > \"$ORCH_TASK_ID.txt\"; echo \"Wrote $ORCH_TASK_ID.txt.\";;\n\
          esac\n",
     )?;
     std::fs::write(
         root.join("orch.toml"),
-        "[agent]\nkind = \"command\"\nprogram = \"sh\"\nargs = [\"../agent.sh\"]\n\n[orchestration]\nmax_sessions = 2\n\n\
+        "[agent]\nkind = \"command\"\nprogram = \"sh\"\nargs = [\"../agent.sh\"]\n\n[orchestration]\nmax_sessions = 3\n\n\
          [[projects]]\nname = \"p\"\nworkspace = \"ws\"\n\n[[projects.tasks]]\nid = \"slow\"\ntitle = \"Slow\"\n\n\
-         [[projects]]\nname = \"q\"\nworkspace = \"ws2\"\n\n[[projects.tasks]]\nid = \"ask\"\ntitle = \"Ask\"\n",
+         [[projects]]\nname = \"q\"\nworkspace = \"ws2\"\n\n[[projects.tasks]]\nid = \"ask\"\ntitle = \"Ask\"\n\n\
+         [[projects]]\nname = \"r\"\nworkspace = \"ws3\"\n\n[[projects.tasks]]\nid = \"hang\"\ntitle = \"Hang\"\n",
     )?;
     let mut cmd = Command::new(ORCH);
     cmd.arg("run").current_dir(root).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -545,6 +548,17 @@ fn while_a_run_holds_the_journal_other_commands_work_through_its_socket() -> Tes
         let s: Value = serde_json::from_slice(&orch(&["status", "--json"], root).stdout).unwrap_or(Value::Null);
         task_state(&s, "ask") == "escalated"
     });
+    // A cancelled task's agent is stopped, and its attempt is journaled as a human's cancel, not a shutdown.
+    wait_for("hang to be running", || {
+        let s: Value = serde_json::from_slice(&orch(&["status", "--json"], root).stdout).unwrap_or(Value::Null);
+        task_state(&s, "hang") == "running"
+    });
+    let cancelled = orch(&["cancel", "hang"], root);
+    assert_eq!(cancelled.status.code(), Some(0), "{}", text(&cancelled));
+    wait_for("hang's attempt to be interrupted", || {
+        String::from_utf8_lossy(&orch_log(&["events", "--task", "hang", "--kind", "attempt_interrupted"], root).stdout)
+            .contains("stopped: cancelled by a human")
+    });
     let second = orch(&["run"], root);
     assert_eq!(second.status.code(), Some(2), "{}", text(&second));
     assert!(err(&second).contains("another `orch run` (pid"), "{}", err(&second));
@@ -570,7 +584,8 @@ fn while_a_run_holds_the_journal_other_commands_work_through_its_socket() -> Tes
     assert_eq!(orch_log(&["verify"], root).status.code(), Some(0));
     std::fs::write(root.join("release"), "")?;
     let out = run.wait_with_output()?;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // Not every selected task completed: one was cancelled.
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(!socket.exists(), "the socket is removed when the run ends");
     // The follower saw the run's events live, then keeps following the journal between runs.
     std::thread::sleep(std::time::Duration::from_millis(300));
@@ -611,5 +626,17 @@ fn on_a_terminal_the_run_shows_a_live_view() -> TestResult {
     let (_dir2, demo2) = demo_copy();
     let plain = run_demo(&demo2);
     assert!(!text(&plain).contains("[===="), "{}", text(&plain));
+    Ok(())
+}
+
+#[test]
+fn a_task_id_that_could_leave_its_directory_is_refused_at_every_door() -> TestResult {
+    let (_dir, demo) = demo_copy();
+    for id in ["../x", ".hidden", "a/b"] {
+        let out =
+            orch(&["task", "add", "--project", "greeter", "--id", id, "--title", "T", "--config", "orch.toml"], &demo);
+        assert_eq!(out.status.code(), Some(2), "{id}: {}", text(&out));
+        assert!(err(&out).contains("is not a valid"), "{id}: {}", err(&out));
+    }
     Ok(())
 }

@@ -84,6 +84,9 @@ pub enum JournalError {
     /// The sequence has a hole or goes backwards.
     #[error("journal sequence broken: {0}")]
     Sequence(String),
+    /// Writing the journal to disk failed (a full disk, an I/O error): what was appended may not be durable.
+    #[error("the journal could not be written to disk: {0}")]
+    Flush(String),
     /// The journal writer is gone (the actor stopped).
     #[error("the journal writer has stopped")]
     WriterGone,
@@ -107,6 +110,9 @@ pub enum EngineError {
     /// `llm.required = true` and the LLM cannot be used.
     #[error("the LLM is required but not usable: {0}")]
     LlmRequired(String),
+    /// Settings or a task that break a domain rule.
+    #[error("invalid {0}")]
+    Invalid(#[from] crate::validate::Invalid),
     /// `sandbox_required = true` and the kernel cannot enforce the sandbox.
     #[error("the agent sandbox is required but not available: {0}")]
     SandboxRequired(String),

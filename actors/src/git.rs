@@ -1,5 +1,5 @@
 //! Git worktree isolation (`isolation = "worktree"`): each task of a project that is a git repository works in a
-//! worktree of its own, on branch `orch/<task>`, under the journal directory; its accepted work is committed there
+//! worktree of its own, on branch `orch/<project>/<task>`, under the journal directory; its accepted work is committed there
 //! and, as `merge` says, brought to the branch checked out in the project's workspace. Every git command is a real
 //! `git` process with a bounded wait; every failure is a message that says which command failed and why.
 
@@ -17,9 +17,10 @@ pub fn worktree_path(journal: &Path, key: &TaskKey) -> PathBuf {
     journal.join("worktrees").join(&key.project).join(&key.task)
 }
 
-/// The branch of `key`'s worktree.
+/// The branch of `key`'s worktree: the project is part of it, so two projects sharing a repository and a task id
+/// do not collide.
 pub fn branch(key: &TaskKey) -> String {
-    format!("orch/{}", key.task)
+    format!("orch/{}/{}", key.project, key.task)
 }
 
 /// Runs `git ARGS` in `dir`; its trimmed stdout, or an error naming the command and what git said.

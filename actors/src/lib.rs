@@ -81,6 +81,7 @@ pub mod sandbox;
 pub mod settings;
 pub mod system;
 pub mod types;
+pub mod validate;
 
 pub use actors::scheduler::{RunSummary, Selection};
 pub use error::{EngineError, JournalError, RecordError};

@@ -80,6 +80,7 @@ pub fn import(journal: &mut Journal, projects: &[ProjectSettings]) -> Result<Imp
 
 /// Checks a new task against the state: its project exists, its id is new, its dependencies exist.
 pub fn check_new_task(state: &State, spec: &TaskSpec) -> Result<(), EngineError> {
+    crate::validate::task(spec)?;
     if !state.projects.contains_key(&spec.project) {
         return Err(EngineError::UnknownProject(format!(
             "`{}` (known: {})",
@@ -95,10 +96,14 @@ pub fn check_new_task(state: &State, spec: &TaskSpec) -> Result<(), EngineError>
             return Err(EngineError::UnknownTask(format!("{d} (named in --depends-on of {})", spec.key())));
         }
     }
-    if !(1..=10).contains(&spec.priority) {
-        return Err(EngineError::InvalidRequest(format!("priority {} is outside 1..=10", spec.priority)));
-    }
     Ok(())
+}
+
+/// The event that adds a new task, checked against the rules and the state; `source` says who added it (`cli`,
+/// `api`, `config`).
+pub fn add_task(state: &State, spec: TaskSpec, source: &str) -> Result<Event, EngineError> {
+    check_new_task(state, &spec)?;
+    Ok(Event::TaskAdded(TaskAdded { spec, source: source.to_string() }))
 }
 
 /// The events a human's request on a task produces, checked against the task's state.

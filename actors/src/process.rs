@@ -357,3 +357,14 @@ pub fn kill_group(pgid: Option<Pid>) {
         let _ = killpg(p, Signal::SIGKILL);
     }
 }
+
+/// The environment that tells an attempt's processes (agent and checks) which attempt they belong to:
+/// `ORCH_PROJECT`, `ORCH_TASK_ID`, `ORCH_ATTEMPT`, `ORCH_WORKSPACE`.
+pub fn attempt_env(attempt: &crate::types::AttemptRef, workspace: &std::path::Path) -> Vec<(String, String)> {
+    vec![
+        ("ORCH_PROJECT".to_string(), attempt.key.project.clone()),
+        ("ORCH_TASK_ID".to_string(), attempt.key.task.clone()),
+        ("ORCH_ATTEMPT".to_string(), attempt.attempt.to_string()),
+        ("ORCH_WORKSPACE".to_string(), workspace.display().to_string()),
+    ]
+}

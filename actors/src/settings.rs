@@ -437,7 +437,7 @@ pub enum Isolation {
     /// In the workspace itself, one session at a time.
     #[default]
     None,
-    /// In a git worktree of its own (branch `orch/<task>`), so several tasks of the project run at once.
+    /// In a git worktree of its own (branch `orch/<project>/<task>`), so several tasks of the project run at once.
     Worktree,
 }
 

@@ -88,6 +88,7 @@ impl Orchestrator {
     /// Opens the journal, starts the actors, and imports the configured projects and tasks (idempotent by id).
     /// Must be called within an actix system.
     pub async fn start(settings: Settings) -> Result<(Orchestrator, ImportReport), EngineError> {
+        settings.validate()?;
         // The tokenizer takes tens of milliseconds to load: do it while the rest starts.
         std::thread::spawn(crate::prompt::warm_up);
         let path = settings.journal.path.clone();
@@ -259,12 +260,8 @@ impl Orchestrator {
     /// [`Orchestrator::run`] picks it up.
     pub async fn submit(&self, spec: TaskSpec) -> Result<TaskKey, EngineError> {
         self.control(move |j| {
-            crate::ops::check_new_task(j.state(), &spec)?;
             let key = spec.key();
-            Ok((
-                key,
-                vec![crate::journal::Event::TaskAdded(crate::journal::event::TaskAdded { spec, source: "api".into() })],
-            ))
+            Ok((key, vec![crate::ops::add_task(j.state(), spec, "api")?]))
         })
         .await
     }

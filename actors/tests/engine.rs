@@ -785,7 +785,7 @@ async fn worktrees_let_tasks_of_one_project_run_at_once_and_fast_forward_their_w
     assert!(lines[0].starts_with("orch: Task ") && lines[0].contains("\torch\t"), "{history}");
     // Worktrees are gone, branches stay.
     assert!(!f.path("journal/worktrees/p/a").exists() && !f.path("journal/worktrees/p/b").exists());
-    assert!(git(&ws, &["branch", "--list", "orch/*"]).contains("orch/a"));
+    assert!(git(&ws, &["branch", "--list", "orch/*"]).contains("orch/p/a"));
     let committed: Vec<_> = events(&f.path("journal"))
         .into_iter()
         .filter_map(|e| match e {
@@ -821,7 +821,7 @@ async fn a_merge_that_conflicts_escalates_and_keeps_the_work_on_its_branch() -> 
     // The main checkout is clean (the merge was aborted) and the work waits on its branch, in its worktree.
     assert_eq!(git(&ws, &["status", "--porcelain"]), "");
     let loser = &escalated.0.task;
-    assert!(git(&ws, &["show", &format!("orch/{loser}:README.md")]).contains(&format!("{loser} was here")));
+    assert!(git(&ws, &["show", &format!("orch/p/{loser}:README.md")]).contains(&format!("{loser} was here")));
     assert!(f.path(&format!("journal/worktrees/p/{loser}")).exists());
     // Once a human cancels it, the next run removes its worktree; the branch stays.
     let (orch, _) = Orchestrator::start(settings).await?;
@@ -829,7 +829,7 @@ async fn a_merge_that_conflicts_escalates_and_keeps_the_work_on_its_branch() -> 
     orch.run(Selection::default()).await?;
     orch.shutdown().await?;
     assert!(!f.path(&format!("journal/worktrees/p/{loser}")).exists());
-    assert!(git(&ws, &["branch", "--list", "orch/*"]).contains(&format!("orch/{loser}")));
+    assert!(git(&ws, &["branch", "--list", "orch/*"]).contains(&format!("orch/p/{loser}")));
     Ok(())
 }
 

@@ -26,10 +26,13 @@ use crate::types::AttemptRef;
 /// Agent output events journaled per attempt at the most; the rest is counted.
 pub const MAX_OUTPUT_EVENTS: usize = 500;
 
-/// Stop the agent now; the attempt is journaled as interrupted.
+/// Stop the agent now; the attempt is journaled as interrupted, with this reason.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct StopSession;
+pub struct StopSession {
+    /// Why, as journaled: "cancelled by a human", "the run is shutting down"…
+    pub reason: String,
+}
 
 /// Everything a session needs.
 pub struct SessionSpec {
@@ -60,6 +63,8 @@ pub struct AgentSession {
     scheduler: Recipient<SessionEnded>,
     stop: Option<oneshot::Sender<()>>,
     stop_requested: bool,
+    /// Why the session was stopped, for the journal (shared with the attempt's task).
+    stop_reason: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl AgentSession {
@@ -71,7 +76,16 @@ impl AgentSession {
         validator: Recipient<Validate>,
         scheduler: Recipient<SessionEnded>,
     ) -> Self {
-        AgentSession { spec: Some(spec), journal, monitor, validator, scheduler, stop: None, stop_requested: false }
+        AgentSession {
+            spec: Some(spec),
+            journal,
+            monitor,
+            validator,
+            scheduler,
+            stop: None,
+            stop_requested: false,
+            stop_reason: Default::default(),
+        }
     }
 }
 
@@ -88,7 +102,7 @@ impl Actor for AgentSession {
         let (stop_tx, stop_rx) = oneshot::channel();
         self.stop = Some(stop_tx);
         let attempt = spec.attempt.clone();
-        let fut = run_attempt(spec, self.journal.clone(), self.monitor.clone(), stop_rx);
+        let fut = run_attempt(spec, self.journal.clone(), self.monitor.clone(), stop_rx, self.stop_reason.clone());
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             match res {
                 Ok(Ended::Done(report)) => act.validator.do_send(Validate(*report)),
@@ -109,8 +123,11 @@ impl Actor for AgentSession {
 impl Handler<StopSession> for AgentSession {
     type Result = ();
 
-    fn handle(&mut self, _msg: StopSession, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: StopSession, _ctx: &mut Self::Context) {
         self.stop_requested = true;
+        if let Ok(mut r) = self.stop_reason.lock() {
+            *r = msg.reason;
+        }
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
@@ -122,15 +139,11 @@ async fn run_attempt(
     journal: Recipient<Append>,
     monitor: Addr<FileMonitor>,
     stop: oneshot::Receiver<()>,
+    stop_reason: std::sync::Arc<std::sync::Mutex<String>>,
 ) -> Result<Ended, EngineError> {
     let project = spec.project.clone();
     let a = spec.attempt.clone();
-    let adapter = agent::adapter(project.agent.kind).ok_or_else(|| {
-        EngineError::InvalidRequest(format!(
-            "agent kind `{}` is not available in this build",
-            project.agent.kind.as_str()
-        ))
-    })?;
+    let adapter = agent::adapter(project.agent.kind);
 
     // The prompt: tokenizing is heavy, so off the actor's thread.
     let task = spec.task.clone();
@@ -230,10 +243,7 @@ async fn run_attempt(
     let mut env: Vec<(String, String)> = project.agent.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     env.extend(invocation.env.iter().cloned());
     env.extend(guard.env.iter().cloned());
-    env.push(("ORCH_PROJECT".into(), a.key.project.clone()));
-    env.push(("ORCH_TASK_ID".into(), a.key.task.clone()));
-    env.push(("ORCH_ATTEMPT".into(), a.attempt.to_string()));
-    env.push(("ORCH_WORKSPACE".into(), project.workspace.display().to_string()));
+    env.extend(process::attempt_env(&a, &project.workspace));
     let run = process::run(
         process::Spec {
             program: &invocation.program,
@@ -303,7 +313,10 @@ async fn run_attempt(
                 project: a.key.project.clone(),
                 task: a.key.task.clone(),
                 attempt: a.attempt,
-                reason: "stopped: the run is shutting down".into(),
+                reason: match stop_reason.lock().map(|r| r.clone()).unwrap_or_default() {
+                    why if why.is_empty() => "stopped".to_string(),
+                    why => format!("stopped: {why}"),
+                },
             })]))
             .await??;
         return Ok(Ended::Stopped(a));

@@ -23,7 +23,7 @@ pub struct DecisionEngine {
     scheduler: Recipient<Concluded>,
     thresholds: DecisionSettings,
     max_attempts: u32,
-    breakpoint: f64,
+    confidence_threshold: f64,
     failed: Recipient<SessionEnded>,
     breakpoints: Breakpoints,
     allowed: Option<globset::GlobSet>,
@@ -38,7 +38,7 @@ impl DecisionEngine {
         scheduler: Recipient<Concluded>,
         thresholds: DecisionSettings,
         max_attempts: u32,
-        breakpoint: f64,
+        confidence_threshold: f64,
         failed: Recipient<SessionEnded>,
         breakpoints: Breakpoints,
     ) -> Self {
@@ -51,7 +51,7 @@ impl DecisionEngine {
             scheduler,
             thresholds,
             max_attempts,
-            breakpoint,
+            confidence_threshold,
             failed,
             breakpoints,
             allowed,
@@ -275,7 +275,7 @@ pub fn decide(
     report: &AttemptReport,
     t: &DecisionSettings,
     max_attempts: u32,
-    breakpoint: f64,
+    confidence_threshold: f64,
     bp: &Breakpoints,
     allowed: Option<&globset::GlobSet>,
 ) -> Conclusion {
@@ -326,8 +326,8 @@ pub fn decide(
     // passing on retry, is accepted on the cumulative change; a task whose cumulative change is empty never is.
     let ok = report.valid() && report.checks_passed() && !report.task_changes.is_empty();
     if ok && score >= t.high_confidence {
-        if score < breakpoint {
-            let detail = format!("confidence {score:.2} is below the threshold {breakpoint:.2}");
+        if score < confidence_threshold {
+            let detail = format!("confidence {score:.2} is below the threshold {confidence_threshold:.2}");
             return Conclusion {
                 answered: false,
                 decision: Decision::Escalate,
@@ -399,7 +399,7 @@ impl Handler<Decide> for DecisionEngine {
             &report,
             &self.thresholds,
             self.max_attempts,
-            self.breakpoint,
+            self.confidence_threshold,
             &self.breakpoints,
             self.allowed.as_ref(),
         );

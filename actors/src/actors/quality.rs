@@ -279,11 +279,7 @@ impl Handler<Assess> for QualityController {
                     Evidence::default()
                 };
                 if report.outcome.start_error.is_none() {
-                    let env = vec![
-                        ("ORCH_PROJECT".to_string(), report.attempt.key.project.clone()),
-                        ("ORCH_TASK_ID".to_string(), report.attempt.key.task.clone()),
-                        ("ORCH_ATTEMPT".to_string(), report.attempt.attempt.to_string()),
-                    ];
+                    let env = process::attempt_env(&report.attempt, &report.project.workspace);
                     for command in report.project.checks.clone() {
                         let (mut result, duration_us) = run_check(
                             &command,
@@ -556,12 +552,8 @@ async fn pristine_run(
         }
         Ok(scratch) => {
             let ws = scratch.path().join("ws");
-            let env = vec![
-                ("ORCH_PROJECT".to_string(), report.attempt.key.project.clone()),
-                ("ORCH_TASK_ID".to_string(), report.attempt.key.task.clone()),
-                ("ORCH_ATTEMPT".to_string(), report.attempt.attempt.to_string()),
-                ("ORCH_PRISTINE".to_string(), "1".to_string()),
-            ];
+            let mut env = process::attempt_env(&report.attempt, &ws);
+            env.push(("ORCH_PRISTINE".to_string(), "1".to_string()));
             for command in &report.project.checks {
                 let (mut r, _) =
                     run_check(command, &ws, report.project.check_timeout, &env, tail_bytes, Some(&report.process_tag))

@@ -4,7 +4,7 @@
 //! members. It journals every state change before acting on it, starts one AgentSession per attempt, and applies
 //! the DecisionEngine's conclusions. The run ends when every selected task is settled.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -29,266 +29,17 @@ const DEPENDS_ON: &str = "depends on ";
 /// How the reason of a task waiting for an answer to its agent's question begins.
 pub const WAITING_FOR_AN_ANSWER: &str = "waiting for an answer";
 
-/// Which tasks a run is about. Empty lists mean every task of every configured project.
-#[derive(Debug, Clone, Default)]
-pub struct Selection {
-    /// Only these projects.
-    pub projects: Vec<String>,
-    /// Only these tasks (`ID` or `project/ID`).
-    pub tasks: Vec<String>,
-}
-
-/// How a run ended.
-#[derive(Debug, Clone)]
-pub struct RunSummary {
-    /// Every selected task with its final state and, where it needs a human, why.
-    pub tasks: Vec<(TaskKey, TaskState, Option<String>)>,
-    /// The run was stopped before it finished.
-    pub interrupted: bool,
-}
-
-impl RunSummary {
-    /// Every selected task completed.
-    pub fn all_completed(&self) -> bool {
-        self.tasks.iter().all(|(_, s, _)| *s == TaskState::Completed)
-    }
-
-    /// Tasks in `state`.
-    pub fn count(&self, state: TaskState) -> usize {
-        self.tasks.iter().filter(|(_, s, _)| *s == state).count()
-    }
-}
-
-/// Run the selected tasks until every one is settled.
-#[derive(Message)]
-#[rtype(result = "Result<RunSummary, EngineError>")]
-pub struct Run(pub Selection);
-
-/// Task views changed from outside the run (a human's answer, verdict or cancel; a task added): the run takes them
-/// in — an answered task is scheduled again, a cancelled one is stopped, a new one in the run's projects joins it.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Refresh(pub Vec<TaskView>);
-
-/// Stop the run gracefully: agents are stopped and their attempts journaled as interrupted.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct StopRun;
+mod budgets;
+mod messages;
+mod pauses;
+mod queue;
 
 pub use super::pipeline::{record_or_fail, Concluded, SessionEnded};
-
-/// Tokens and cost, as agents report them.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Usage {
-    /// Tokens.
-    pub tokens: u64,
-    /// USD.
-    pub cost_usd: f64,
-}
-
-impl Usage {
-    /// What a task's attempts used.
-    pub fn of(view: &TaskView) -> Usage {
-        view.attempts.iter().fold(Usage::default(), |u, a| Usage {
-            tokens: u.tokens.saturating_add(a.tokens),
-            cost_usd: u.cost_usd + a.cost_usd,
-        })
-    }
-
-    /// A total in which one task's share went from `from` to `to`.
-    fn shift(&mut self, from: Usage, to: Usage) {
-        self.tokens = self.tokens.saturating_sub(from.tokens).saturating_add(to.tokens);
-        self.cost_usd += to.cost_usd - from.cost_usd;
-    }
-}
-
-/// The sessions under way, as a pick sees them: per project, per provider, and the workspaces taken (a project
-/// without worktrees has one session at a time in its workspace: the FileMonitor attributes changes to the one
-/// attempt).
-#[derive(Default)]
-struct Slots<'a> {
-    per_project: HashMap<&'a str, usize>,
-    per_provider: HashMap<&'static str, usize>,
-    workspaces: std::collections::HashSet<&'a std::path::Path>,
-}
-
-impl<'a> Slots<'a> {
-    /// A session of `p` starts.
-    fn take(&mut self, p: &'a ProjectSettings) {
-        *self.per_project.entry(p.name.as_str()).or_default() += 1;
-        *self.per_provider.entry(p.agent.kind.as_str()).or_default() += 1;
-        if p.isolation == crate::settings::Isolation::None {
-            self.workspaces.insert(p.workspace.as_path());
-        }
-    }
-
-    /// Whether a session of `p` may start now.
-    fn free(&self, p: &ProjectSettings, limits: &BTreeMap<String, usize>, paused: &HashMap<String, i64>) -> bool {
-        let provider = p.agent.kind.as_str();
-        self.per_project.get(p.name.as_str()).copied().unwrap_or(0) < p.max_sessions
-            && (p.isolation == crate::settings::Isolation::Worktree || !self.workspaces.contains(p.workspace.as_path()))
-            && !paused.contains_key(provider)
-            && limits.get(provider).is_none_or(|limit| self.per_provider.get(provider).copied().unwrap_or(0) < *limit)
-    }
-}
-
-/// The project or run budget a task's project has reached, if any: (breakpoint, evidence). Pure.
-pub fn budget_hit(
-    bp: &crate::settings::Breakpoints,
-    project: &str,
-    in_project: Usage,
-    in_run: Usage,
-) -> Option<(String, String)> {
-    if bp.run_token_budget > 0 && in_run.tokens >= bp.run_token_budget {
-        return Some((
-            "run_token_budget".into(),
-            format!("this run used {} tokens, its budget is {}", in_run.tokens, bp.run_token_budget),
-        ));
-    }
-    if bp.run_cost_budget_usd > 0.0 && in_run.cost_usd >= bp.run_cost_budget_usd {
-        return Some((
-            "run_cost_budget".into(),
-            format!("this run spent ${:.4}, its budget is ${:.4}", in_run.cost_usd, bp.run_cost_budget_usd),
-        ));
-    }
-    if bp.project_token_budget > 0 && in_project.tokens >= bp.project_token_budget {
-        return Some((
-            "project_token_budget".into(),
-            format!("project {project} used {} tokens, its budget is {}", in_project.tokens, bp.project_token_budget),
-        ));
-    }
-    if bp.project_cost_budget_usd > 0.0 && in_project.cost_usd >= bp.project_cost_budget_usd {
-        return Some((
-            "project_cost_budget".into(),
-            format!(
-                "project {project} spent ${:.4}, its budget is ${:.4}",
-                in_project.cost_usd, bp.project_cost_budget_usd
-            ),
-        ));
-    }
-    None
-}
-
-/// The tasks ready to start (pending, dependencies completed), in the order they should start: highest priority
-/// first, then oldest (the order they were added). Kept per project, with each project's best task in a second
-/// ordered set, so that a pick looks at one candidate per project and skips only projects that cannot take a
-/// session now.
-#[derive(Debug, Default)]
-pub struct ReadyQueue {
-    by_project: HashMap<String, BTreeSet<(std::cmp::Reverse<u8>, u64, String)>>,
-    heads: BTreeSet<(std::cmp::Reverse<u8>, u64, String)>,
-    index: HashMap<TaskKey, (u8, u64)>,
-}
-
-impl ReadyQueue {
-    /// Queues a task (again, with this priority and age, if it was queued).
-    pub fn insert(&mut self, key: TaskKey, priority: u8, seq: u64) {
-        if self.index.get(&key) == Some(&(priority, seq)) {
-            return;
-        }
-        self.remove(&key);
-        self.change(&key.project, |queue| {
-            queue.insert((std::cmp::Reverse(priority), seq, key.task.clone()));
-        });
-        self.index.insert(key, (priority, seq));
-    }
-
-    /// Takes a task out of the queue; false when it was not in it.
-    pub fn remove(&mut self, key: &TaskKey) -> bool {
-        let Some((priority, seq)) = self.index.remove(key) else { return false };
-        self.change(&key.project, |queue| {
-            queue.remove(&(std::cmp::Reverse(priority), seq, key.task.clone()));
-        });
-        true
-    }
-
-    /// Changes a project's queue, keeping its entry among the heads (its best task) in step.
-    fn change(&mut self, project: &str, f: impl FnOnce(&mut BTreeSet<(std::cmp::Reverse<u8>, u64, String)>)) {
-        let queue = self.by_project.entry(project.to_string()).or_default();
-        let head = |q: &BTreeSet<(std::cmp::Reverse<u8>, u64, String)>| q.first().map(|(p, s, _)| (*p, *s));
-        let old = head(queue);
-        f(queue);
-        let new = head(queue);
-        if queue.is_empty() {
-            self.by_project.remove(project);
-        }
-        if old != new {
-            if let Some((p, s)) = old {
-                self.heads.remove(&(p, s, project.to_string()));
-            }
-            if let Some((p, s)) = new {
-                self.heads.insert((p, s, project.to_string()));
-            }
-        }
-    }
-
-    /// Takes out the best task of `project`, if it has one ready.
-    pub fn pick_in(&mut self, project: &str) -> Option<TaskKey> {
-        let task = self.by_project.get(project)?.first()?.2.clone();
-        let key = TaskKey::new(project, &task);
-        self.remove(&key);
-        Some(key)
-    }
-
-    /// The projects with a task ready.
-    pub fn projects(&self) -> impl Iterator<Item = &str> {
-        self.by_project.keys().map(String::as_str)
-    }
-
-    /// Takes out the best task of the best project for which `available(project)` says yes.
-    pub fn pick(&mut self, mut available: impl FnMut(&str) -> bool) -> Option<TaskKey> {
-        let project = self.heads.iter().find(|(_, _, p)| available(p)).map(|(_, _, p)| p.clone())?;
-        self.pick_in(&project)
-    }
-
-    /// How many tasks are queued.
-    pub fn len(&self) -> usize {
-        self.index.len()
-    }
-
-    /// Nothing is queued.
-    pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
-    }
-
-    /// Whether `key` is queued.
-    pub fn contains(&self, key: &TaskKey) -> bool {
-        self.index.contains_key(key)
-    }
-}
-
-/// When a rate-limited provider may be used again, if its agent's answer says: a Unix time after a `|` (Claude
-/// Code's "usage limit reached|1767225600"), or "try again in N seconds|minutes|hours" / "retry after N seconds".
-pub fn rate_limit_reset(text: &str, now_ms: i64) -> Option<i64> {
-    if let Some((_, tail)) = text.rsplit_once('|') {
-        let digits: String = tail.trim().chars().take_while(|c| c.is_ascii_digit()).collect();
-        if let Ok(secs) = digits.parse::<i64>() {
-            if digits.len() >= 9 && secs * 1000 > now_ms {
-                return Some(secs * 1000);
-            }
-        }
-    }
-    let lower = text.to_lowercase();
-    for lead in ["try again in ", "retry after ", "retry in ", "resets in "] {
-        if let Some(at) = lower.find(lead) {
-            let rest = &lower[at + lead.len()..];
-            let n: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
-            let Ok(n) = n.parse::<i64>() else { continue };
-            let unit = rest[n.to_string().len()..].trim_start();
-            let secs = if unit.starts_with("ms") || unit.starts_with("millisecond") {
-                n / 1000
-            } else if unit.starts_with('h') {
-                n * 3600
-            } else if unit.starts_with('m') {
-                n * 60
-            } else {
-                n
-            };
-            return Some(now_ms + secs.max(1) * 1000);
-        }
-    }
-    None
-}
+pub use budgets::{budget_hit, Usage};
+pub use messages::{Refresh, Run, RunSummary, Selection, StopRun};
+pub use pauses::rate_limit_reset;
+pub use queue::ReadyQueue;
+use queue::Slots;
 
 struct RunState {
     /// Since when each project with ready tasks has been waiting for a session.
@@ -562,7 +313,7 @@ impl Scheduler {
             }
             run.stopping = true;
             for s in run.running.values().flatten() {
-                s.do_send(StopSession);
+                s.do_send(StopSession { reason: "the run failed: the journal cannot record it".into() });
             }
         }
         self.maybe_finish(ctx);
@@ -1163,7 +914,7 @@ impl Handler<Refresh> for Scheduler {
             }
             if v.state == TaskState::Cancelled {
                 if let Some(Some(session)) = run.running.get(&key) {
-                    session.do_send(StopSession);
+                    session.do_send(StopSession { reason: "cancelled by a human".into() });
                 }
             }
             run.take_view(v);
@@ -1179,7 +930,7 @@ impl Handler<StopRun> for Scheduler {
         if let Some(run) = self.run.as_mut() {
             run.stopping = true;
             for s in run.running.values().flatten() {
-                s.do_send(StopSession);
+                s.do_send(StopSession { reason: "the run is shutting down".into() });
             }
         }
         self.maybe_finish(ctx);
@@ -1313,75 +1064,6 @@ impl Handler<Concluded> for Scheduler {
             }
             act.append_then(ctx, vec![ev], |act, ctx, _| act.schedule(ctx));
         }));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::settings::Breakpoints;
-
-    #[test]
-    fn the_ready_queue_gives_priority_then_age_skipping_busy_projects() {
-        let k = |p: &str, t: &str| TaskKey::new(p, t);
-        let mut q = ReadyQueue::default();
-        q.insert(k("a", "old-low"), 3, 1);
-        q.insert(k("b", "high"), 9, 5);
-        q.insert(k("a", "high-older"), 9, 2);
-        q.insert(k("c", "mid"), 5, 3);
-        assert_eq!(q.len(), 4);
-        // Same priority: the older goes first.
-        assert_eq!(q.pick(|_| true), Some(k("a", "high-older")));
-        // `b` is busy: the best of the others.
-        assert_eq!(q.pick(|p| p != "b"), Some(k("c", "mid")));
-        assert_eq!(q.pick(|p| p != "b"), Some(k("a", "old-low")));
-        assert_eq!(q.pick(|p| p != "b"), None);
-        // Re-queued with a new priority; removed ones are gone.
-        q.insert(k("b", "high"), 1, 5);
-        q.insert(k("c", "new"), 2, 6);
-        assert!(q.remove(&k("c", "new")) && !q.remove(&k("c", "new")));
-        assert!(q.contains(&k("b", "high")));
-        assert_eq!(q.pick(|_| true), Some(k("b", "high")));
-        assert!(q.is_empty());
-    }
-
-    #[test]
-    fn project_and_run_budgets_are_reached_at_their_limit() {
-        let u = |tokens, cost_usd| Usage { tokens, cost_usd };
-        let none = Breakpoints::default();
-        assert_eq!(budget_hit(&none, "p", u(1_000_000, 99.0), u(1_000_000, 99.0)), None);
-        let bp = Breakpoints {
-            project_token_budget: 1000,
-            project_cost_budget_usd: 1.0,
-            run_token_budget: 5000,
-            run_cost_budget_usd: 2.0,
-            ..Breakpoints::default()
-        };
-        assert_eq!(budget_hit(&bp, "p", u(999, 0.5), u(999, 0.5)), None);
-        let name = |p: Usage, r: Usage| budget_hit(&bp, "p", p, r).map(|h| h.0);
-        assert_eq!(name(u(1000, 0.5), u(1000, 0.5)).as_deref(), Some("project_token_budget"));
-        assert_eq!(name(u(10, 1.5), u(10, 1.5)).as_deref(), Some("project_cost_budget"));
-        assert_eq!(name(u(10, 0.1), u(6000, 0.1)).as_deref(), Some("run_token_budget"));
-        assert_eq!(name(u(10, 0.1), u(10, 2.0)).as_deref(), Some("run_cost_budget"));
-        let detail = budget_hit(&bp, "alpha", u(1200, 0.0), u(1200, 0.0)).map(|h| h.1).unwrap_or_default();
-        assert_eq!(detail, "project alpha used 1200 tokens, its budget is 1000");
-    }
-}
-
-#[cfg(test)]
-mod rate_limit_tests {
-    use super::rate_limit_reset;
-
-    #[test]
-    fn the_reset_time_an_agent_gives_is_read() {
-        let now = 1_767_225_000_000;
-        assert_eq!(rate_limit_reset("Claude AI usage limit reached|1767225600", now), Some(1_767_225_600_000));
-        assert_eq!(rate_limit_reset("Rate limited. Try again in 30 seconds.", now), Some(now + 30_000));
-        assert_eq!(rate_limit_reset("429: retry after 2 minutes", now), Some(now + 120_000));
-        assert_eq!(rate_limit_reset("limit hit; resets in 1 hour", now), Some(now + 3_600_000));
-        assert_eq!(rate_limit_reset("API Error: 429 rate_limit_error", now), None);
-        // A time in the past is no reset time.
-        assert_eq!(rate_limit_reset("usage limit reached|1000000000", now), None);
     }
 }
 

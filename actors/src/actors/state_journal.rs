@@ -16,7 +16,7 @@ use crate::error::{EngineError, JournalError};
 use crate::journal::{Durability, Event, EventRecord, Flusher, Journal, State, TaskView};
 use crate::ops::{self, ImportReport};
 use crate::settings::ProjectSettings;
-use crate::types::{ContentHash, TaskKey};
+use crate::types::ContentHash;
 
 /// Appends events; resolves once they are as durable as configured.
 #[derive(Message)]
@@ -41,11 +41,6 @@ pub struct PutBlobs(pub Vec<(ContentHash, Vec<u8>)>);
 #[derive(Message)]
 #[rtype(result = "State")]
 pub struct GetState;
-
-/// One task's view.
-#[derive(Message)]
-#[rtype(result = "Option<TaskView>")]
-pub struct GetTask(pub TaskKey);
 
 /// A receiver of every event appended from now on.
 #[derive(Message)]
@@ -191,7 +186,7 @@ impl StateJournal {
                 None => Ok(()),
                 Some(rx) => match rx.await {
                     Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err(JournalError::Sequence(format!("flush failed: {e}"))),
+                    Ok(Err(e)) => Err(JournalError::Flush(e)),
                     Err(_) => Err(JournalError::WriterGone),
                 },
             }
@@ -372,14 +367,6 @@ impl Handler<GetState> for StateJournal {
 
     fn handle(&mut self, _msg: GetState, _ctx: &mut Self::Context) -> Self::Result {
         MessageResult(self.journal.state().clone())
-    }
-}
-
-impl Handler<GetTask> for StateJournal {
-    type Result = Option<TaskView>;
-
-    fn handle(&mut self, msg: GetTask, _ctx: &mut Self::Context) -> Self::Result {
-        self.journal.state().tasks.get(&msg.0).cloned()
     }
 }
 

@@ -92,11 +92,11 @@ pub trait AgentAdapter: Send + Sync {
     }
 }
 
-/// The adapter for a kind; `None` is kept for kinds a build may leave out.
-pub fn adapter(kind: AgentKind) -> Option<&'static dyn AgentAdapter> {
+/// The adapter for a kind.
+pub fn adapter(kind: AgentKind) -> &'static dyn AgentAdapter {
     match kind {
-        AgentKind::Command => Some(&command::CommandAgent),
-        AgentKind::ClaudeCode => Some(&claude::ClaudeCode),
-        AgentKind::Aider => Some(&aider::Aider),
+        AgentKind::Command => &command::CommandAgent,
+        AgentKind::ClaudeCode => &claude::ClaudeCode,
+        AgentKind::Aider => &aider::Aider,
     }
 }

@@ -532,7 +532,7 @@ impl Journal {
         for item in self.blobs.iter() {
             let (k, v) = item.map_err(storage)?;
             report.blobs += 1;
-            let about = format!("blob {}", blake3_hex(&k));
+            let about = format!("blob {}", hex(&k));
             match codec::decode_raw(&v) {
                 Ok(data) if blake3::hash(data).as_bytes().as_slice() == k.as_ref() => {}
                 Ok(_) => report.problems.push(Problem { about, what: "content does not match its hash".into() }),
@@ -576,7 +576,8 @@ impl Journal {
     }
 }
 
-fn blake3_hex(k: &[u8]) -> String {
+/// A key's bytes in lower-case hex (a blob's key is its content hash).
+fn hex(k: &[u8]) -> String {
     k.iter().map(|b| format!("{b:02x}")).collect()
 }
 

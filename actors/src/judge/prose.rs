@@ -647,22 +647,104 @@ const COURTESIES: &[&str] = &[
     "hope this helps",
 ];
 
-/// The question an answer puts to the human, if its end asks them to choose, confirm or provide something — in
-/// any phrasing, with or without a question mark. Read only for an attempt that changed nothing.
+/// Verbs that open a sentence addressed to the human as an order: "Reply with a, b or c.", "Confirm the format."
+const IMPERATIVES: &[&str] = &[
+    "reply", "respond", "answer", "tell", "choose", "pick", "select", "confirm", "decide", "specify", "clarify",
+    "advise", "provide", "send", "share", "indicate", "approve", "review", "say", "name", "give", "supply",
+];
+/// A clause that makes the work wait on the human: "once you've answered, I'll…", "as soon as you confirm…".
+const WAITS_ON_YOU: &[&str] = &[
+    "once you",
+    "when you",
+    "after you",
+    "as soon as you",
+    "until you",
+    "until i hear",
+    "once i hear",
+    "when i hear",
+    "once i have your",
+    "once i get your",
+    "once i know",
+    "when i know",
+    "once that's settled",
+    "once that is settled",
+    "once this is settled",
+    "once decided",
+];
+/// What the agent says it lacks from the human, in any tense or mood ("I'd need to know…", "need your input").
+const NEEDS: &[&str] = &[
+    "need to know",
+    "need your",
+    "need you to",
+    "need a decision",
+    "need an answer",
+    "need confirmation",
+    "need clarification",
+    "need more information",
+    "need more detail",
+    "need more context",
+    "need input",
+    "need guidance",
+    "need direction",
+    "need a go-ahead",
+    "need the go-ahead",
+    "need approval",
+    "need your approval",
+    "needs your",
+    "needs a decision",
+    "require your",
+    "requires your",
+];
+
+/// Whether a sentence asks the human for something: a request ("please confirm…", "which do you prefer"), an order
+/// addressed to them ("Reply with a, b or c."), a need ("I'd need to know…"), or the work waiting on them ("once
+/// you've answered, I'll…").
+fn asks(sentence: &str) -> bool {
+    let lower = sentence.to_lowercase().replace('’', "'");
+    if COURTESIES.iter().any(|c| lower.contains(c)) {
+        return false;
+    }
+    let first = words(&lower).into_iter().next().unwrap_or_default();
+    let second = words(&lower).into_iter().nth(1).unwrap_or_default();
+    let imperative = IMPERATIVES.contains(&first.as_str())
+        || (first == "let" && (second == "me" || second == "us"))
+        || (first == "please" && !second.is_empty());
+    imperative
+        || sentence.trim_end().ends_with('?')
+        || REQUESTS.iter().any(|r| lower.contains(r))
+        || NEEDS.iter().any(|n| lower.contains(n))
+        || WAITS_ON_YOU.iter().any(|w| lower.contains(w))
+}
+
+/// The question an answer puts to the human, if it asks them to choose, confirm or provide something — in any
+/// phrasing, with or without a question mark, at its end or at its head (a request, then the list it is about).
+/// Read only for an attempt that changed nothing.
 pub fn question(answer: &str) -> Option<String> {
     let all = sentences(answer);
     // The end of the answer: its last three sentences (a list of options and a closing request).
-    let tail: Vec<&String> = all.iter().rev().take(3).collect();
-    for s in &tail {
-        let lower = s.to_lowercase().replace('’', "'");
-        if COURTESIES.iter().any(|c| lower.contains(c)) {
-            continue;
-        }
-        if s.trim_end().ends_with('?') || REQUESTS.iter().any(|r| lower.contains(r)) {
-            return Some(s.to_string());
-        }
+    if let Some(s) = all.iter().rev().take(3).find(|s| asks(s)) {
+        return Some(s.to_string());
     }
-    None
+    // Anywhere: what the agent needs from the human, or the work waiting on them (not a stray "?" mid-answer).
+    all.iter()
+        .find(|s| {
+            let lower = s.to_lowercase().replace('’', "'");
+            NEEDS.iter().any(|n| lower.contains(n))
+                || WAITS_ON_YOU.iter().any(|w| lower.contains(w))
+                || [
+                    "awaiting your",
+                    "waiting for your",
+                    "before i ",
+                    "before writing",
+                    "before changing",
+                    "before touching",
+                    "before deleting",
+                    "before making",
+                ]
+                .iter()
+                .any(|p| lower.contains(p) && (lower.contains("you") || lower.contains("your")))
+        })
+        .map(|s| s.to_string())
 }
 
 /// Whether any line of `text` carries a placeholder marker (what [`placeholders_added`] looks for).
@@ -776,6 +858,13 @@ mod tests {
         assert!(!q("calc.sh already does this."));
         assert!(!q("No change is needed. Let me know if you need anything else."));
         assert!(!q("Done: calc.sh adds."));
+        assert!(q(
+            "Need your input on two points before writing anything:\n\n- the URL\n- the token\n\nThen it is quick."
+        ));
+        assert!(q("There are two implementations. I'd need to know which one stays before deleting anything."));
+        assert!(q("Three variants:\n\n(a) strip\n(b) lower\n(c) both\n\nReply with a, b or c."));
+        assert!(q("The release server is not configured. As soon as you send its URL I will write the script."));
+        assert!(!q("I read check.sh: it runs calc.sh with 2 and 3 and expects 5. calc.sh already prints that."));
     }
 
     #[test]
