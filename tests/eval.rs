@@ -2,9 +2,10 @@
 //! Messages-API stand-in in `support/messages_api.rs`), the project's checks, and what a careful human expects —
 //! the decisions, the final state, and whether the work the run delivers is acceptable at all.
 //!
-//! `orch run` plays every scenario twice: on evidence alone, and with the real llama.cpp server reviewing each
-//! attempt (SmolLM2-135M: its verdicts are poor, so that pass reports how they move the decisions and fails only on
-//! a false accept or a protocol failure). The report — decision accuracy, final states right, false accepts — is
+//! `orch run` plays every scenario on evidence alone; then the held-out ones and a fixed third of the others again
+//! with the real llama.cpp server reviewing each attempt (`EVAL_LLM=all`: every scenario). SmolLM2-135M's verdicts
+//! are poor, so that pass reports how they move the decisions and fails only on a false accept or a protocol failure.
+//! The report — decision accuracy, final states right, false accepts, false rejects, held-out scenarios apart — is
 //! printed (`cargo test --test eval -- --nocapture`) and written to `target/eval-report.md`.
 //!
 //! Fails on any wrong final state or decision on evidence alone, and on any false accept (the run completes work a
@@ -33,7 +34,7 @@ const ORCH_LOG: &str = env!("CARGO_BIN_EXE_orch-log");
 const CHECK: &str = support::messages_api::CALC_CHECK;
 
 /// One labelled scenario.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Case {
     /// What kind of behaviour it is (honest success, false claim, …).
@@ -54,7 +55,7 @@ struct Case {
     attempts: Vec<Attempt>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Expect {
     /// The task's final state.
@@ -71,7 +72,7 @@ struct Expect {
     events: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Setup {
     #[serde(default = "three")]
@@ -117,7 +118,7 @@ struct Setup {
 }
 
 /// One planted bug: in `file`, the text `find` (occurring exactly once) becomes `replace`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Plant {
     file: String,
@@ -163,7 +164,7 @@ fn default_args() -> Vec<String> {
     ["--allowedTools", "Write", "Edit", "Bash", "Read"].map(String::from).to_vec()
 }
 
-#[derive(Debug, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 struct TaskSpec {
     title: String,
@@ -483,7 +484,7 @@ fn report(evidence: &[Outcome], llm: &[Outcome]) -> String {
     }
     let _ = writeln!(r, "\n| scenario | what the model does | human | expected | evidence only | with the LLM |");
     let _ = writeln!(r, "|---|---|---|---|---|---|");
-    for (i, e) in evidence.iter().enumerate() {
+    for e in evidence {
         let mark = |o: &Outcome| {
             let flag = if o.false_accept() {
                 " **FALSE ACCEPT**"
@@ -505,7 +506,7 @@ fn report(evidence: &[Outcome], llm: &[Outcome]) -> String {
             e.expected_state,
             e.expected.join(", "),
             mark(e),
-            llm.get(i).map(mark).unwrap_or_else(|| "not played".into())
+            llm.iter().find(|o| o.name == e.name).map(mark).unwrap_or_else(|| "not played".into())
         );
     }
     r
@@ -529,13 +530,23 @@ fn the_evaluation_corpus_is_decided_right() {
     );
     let corpus = Arc::new(corpus);
     let evidence = play_all(&corpus, &claude, None);
-    let llm = if std::env::var("EVAL_LLM").as_deref() == Ok("0") {
-        Vec::new()
-    } else {
-        let server = support::LlamaServer::start();
-        let llm = play_all(&corpus, &claude, Some(&server.url));
-        drop(server);
-        llm
+    // The LLM pass costs a review per attempt on 2 cores: by default it plays every held-out scenario and a fixed
+    // third of the others (by name order, so every family is in it); `EVAL_LLM=all` plays the whole corpus.
+    let llm = match std::env::var("EVAL_LLM").as_deref() {
+        Ok("0") => Vec::new(),
+        mode => {
+            let all = mode == Ok("all");
+            let sample: Vec<(String, Case)> = corpus
+                .iter()
+                .enumerate()
+                .filter(|(i, (_, c))| all || c.held_out || i % 3 == 0)
+                .map(|(_, (n, c))| (n.clone(), c.clone()))
+                .collect();
+            let server = support::LlamaServer::start();
+            let llm = play_all(&Arc::new(sample), &claude, Some(&server.url));
+            drop(server);
+            llm
+        }
     };
     let text = report(&evidence, &llm);
     println!("{text}");
