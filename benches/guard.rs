@@ -1,8 +1,9 @@
 //! The guards' cost per attempt (`cargo bench --bench guard`):
 //! - preparing an attempt's guards for claude: its private directory and `TMPDIR`, the hook's rules (the protected
 //!   files found by walking a 200-file workspace) and claude's settings file;
-//! - entering the sandbox: `orch sandbox-exec --write … -- true` against `true` alone, process start to exit, the
-//!   difference of the medians being what the sandbox adds to starting the agent;
+//! - entering the sandbox: `true` run through `process::run` in the Landlock sandbox (spawned from a thread that
+//!   restricts itself) against the same without it, spawn to reap; the difference of the medians is what the
+//!   sandbox adds to starting the agent;
 //! - the structural judgement of a task's change (protected paths, collateral damage, outside writes from a tool
 //!   log), the pure part of the decision pipeline that issue 9 added.
 
@@ -42,9 +43,9 @@ fn main() {
     let ws = workspace(dir.path());
     let home = dir.path().join("home");
     std::fs::create_dir_all(&home).expect("home");
-    let orch = PathBuf::from(env!("CARGO_BIN_EXE_orch"));
+    let guard = PathBuf::from(env!("CARGO_BIN_EXE_orch-guard"));
     let mut agent = AgentSettings { kind: AgentKind::ClaudeCode, ..AgentSettings::command("claude", vec![]) };
-    agent.helper = Some(orch.clone());
+    agent.helper = Some(guard.clone());
     agent.env.insert("HOME".into(), home.display().to_string());
     let project =
         ProjectSettings { checks: vec!["sh check.sh".into()], ..ProjectSettings::new("p", ws.clone(), agent) };
@@ -65,32 +66,47 @@ fn main() {
         let t = Instant::now();
         let (guard, inv) = orch_actors::sandbox::prepare(&project, &task, inv).expect("prepare");
         prep.push(t.elapsed());
-        assert_eq!(inv.program, orch.display().to_string());
+        assert!(inv.args.iter().any(|a| a == "--settings"));
         drop(guard);
     }
     println!(
-        "guards prepared per attempt (claude, hook rules over a 200-file workspace, sandbox wrapper): median {}",
+        "guards prepared per attempt (claude: private TMPDIR, hook rules over a 200-file workspace, settings file): median {}",
         us(median(prep))
     );
 
-    let run = |program: &std::path::Path, args: &[String]| {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let writable = vec![ws.clone(), dir.path().join("tmp")];
+    let run = |sandbox: Option<&[PathBuf]>| {
         let mut v = Vec::new();
-        for _ in 0..60 {
+        for _ in 0..100 {
             let t = Instant::now();
-            let out = std::process::Command::new(program).args(args).output().expect("run");
+            let exit = rt
+                .block_on(orch_actors::process::run(
+                    orch_actors::process::Spec {
+                        program: "/bin/true",
+                        args: &[],
+                        cwd: &ws,
+                        env: &[],
+                        stdin: None,
+                        timeout: Duration::from_secs(10),
+                        idle_timeout: None,
+                        grace: Duration::from_secs(1),
+                        attempt: None,
+                        sandbox,
+                    },
+                    None,
+                    None,
+                ))
+                .expect("run");
             v.push(t.elapsed());
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(exit.success());
         }
         median(v)
     };
-    let bare = run(std::path::Path::new("/bin/true"), &[]);
-    let args: Vec<String> = ["sandbox-exec", "--write", &ws.display().to_string(), "--", "/bin/true"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let sandboxed = run(&orch, &args);
+    let bare = run(None);
+    let sandboxed = run(Some(&writable));
     println!(
-        "entering the sandbox (orch sandbox-exec … -- true vs true, median of 60 process runs): {} vs {}: +{} per attempt; Landlock here: {:?}",
+        "entering the sandbox (true through process::run, in the sandbox vs not, median of 100): {} vs {}: +{} per attempt; Landlock here: {:?}",
         us(sandboxed),
         us(bare),
         us(sandboxed.saturating_sub(bare)),

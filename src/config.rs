@@ -367,6 +367,14 @@ fn check_globs(source: &str, text: &str, globs: &Spanned<Vec<String>>, key: &str
     Ok(())
 }
 
+/// The program that is claude's hook: `orch-guard` beside this binary, which starts fastest, else this binary itself
+/// (it has the same hidden subcommand).
+fn helper_program() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let guard = exe.with_file_name("orch-guard");
+    Some(if guard.is_file() { guard } else { exe })
+}
+
 /// Values given on the command line, applied last.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -775,7 +783,7 @@ fn resolve(
             writable: file.agent.writable.iter().map(|w| resolve_path(base, w)).collect(),
             required: file.agent.sandbox_required,
         },
-        helper: std::env::current_exe().ok(),
+        helper: helper_program(),
     };
 
     let mut projects = Vec::new();

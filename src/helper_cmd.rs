@@ -1,27 +1,10 @@
-//! orch's helper subcommands, run by the engine around an agent, not by users: `orch sandbox-exec` restricts
-//! itself with Landlock and becomes the agent; `orch hook pre-tool-use` is claude's PreToolUse hook that refuses
-//! edits of protected paths and writes outside the workspace.
+//! The helper orch gives agents, run by claude, not by users: `orch-guard hook pre-tool-use RULES` (also the hidden
+//! `orch hook pre-tool-use`) is claude's PreToolUse hook that refuses edits of protected paths and writes outside
+//! the workspace.
 
 use std::io::Read;
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
 
 use crate::cli::Failure;
-
-/// `orch sandbox-exec --write DIR… -- PROGRAM ARGS…`: writes allowed only beneath the DIRs, then exec.
-pub fn sandbox_exec(write: &[PathBuf], command: &[String]) -> Result<u8, Failure> {
-    let Some((program, args)) = command.split_first() else {
-        return Err(Failure::usage("sandbox-exec: no program to run after `--`"));
-    };
-    match orch_actors::sandbox::enter(write) {
-        Ok(orch_actors::sandbox::Support::Unavailable(why)) => eprintln!("orch sandbox-exec: warning: {why}"),
-        Ok(_) => {}
-        Err(e) => return Err(Failure::internal(format!("sandbox-exec: Landlock could not be entered: {e}"))),
-    }
-    // Only returns on failure.
-    let err = std::process::Command::new(program).args(args).exec();
-    Err(Failure { code: 127, message: format!("sandbox-exec: cannot run {program}: {err}") })
-}
 
 /// `orch hook pre-tool-use RULES`: reads claude's hook input on stdin, prints a refusal when the call must not
 /// happen. Always exits 0 (a hook that fails would block every call, or none, depending on claude's version).

@@ -81,16 +81,6 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// (Run by orch around an agent.) Restrict writes with Landlock, then run PROGRAM.
-    #[command(hide = true)]
-    SandboxExec {
-        /// A directory or file beneath which writes are allowed (repeatable).
-        #[arg(long = "write", value_name = "PATH")]
-        write: Vec<PathBuf>,
-        /// The program and its arguments, after `--`.
-        #[arg(last = true, required = true)]
-        command: Vec<String>,
-    },
     /// (Run by claude as orch's PreToolUse hook.) Refuse edits of protected paths and writes outside.
     #[command(hide = true, subcommand)]
     Hook(HookCommand),
@@ -186,7 +176,6 @@ impl Cli {
             Command::Reject { id, reason } => human(config, &id, Verdict::Reject { reason }),
             Command::Cancel { id } => human(config, &id, Verdict::Cancel),
             Command::Rollback { id, attempt, force } => rollback(config, &id, attempt, force),
-            Command::SandboxExec { write, command } => crate::helper_cmd::sandbox_exec(&write, &command),
             Command::Hook(HookCommand::PreToolUse { rules }) => crate::helper_cmd::hook(&rules),
         }
     }

@@ -235,11 +235,13 @@ async fn a_missing_model_or_server_is_a_warning_or_with_required_a_refusal() -> 
 fn project_settings(dir: &std::path::Path, llm: LlmSettings, check: &str) -> Settings {
     let mut s = settings(dir, llm);
     let script = "cat > ../prompt-$ORCH_ATTEMPT.txt; echo \"attempt $ORCH_ATTEMPT\" > out.txt; echo wrote out.txt";
-    let agent = AgentSettings {
+    let mut agent = AgentSettings {
         timeout: Duration::from_secs(60),
         idle_timeout: Duration::from_secs(30),
         ..AgentSettings::command("sh", vec!["-c".into(), script.into()])
     };
+    // It leaves its prompt beside the workspace for the test to read.
+    agent.sandbox.writable.push(dir.to_path_buf());
     s.projects = vec![ProjectSettings {
         create_workspace: true,
         checks: vec![check.into()],

@@ -90,6 +90,7 @@ async fn run_command(settings: &NotifySettings, payload: &str) -> Result<(), Str
             idle_timeout: None,
             grace: std::time::Duration::from_secs(1),
             attempt: None,
+            sandbox: None,
         },
         Some(tx),
         None,

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::Command;
+use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 
 /// Which stream a line came from.
@@ -82,6 +82,8 @@ pub struct Spec<'a> {
     /// The attempt this process works for ([`attempt_tag`]): its tag starts with it, so that whatever the attempt
     /// started can be found and killed after a crash of the supervisor ([`kill_attempt`]).
     pub attempt: Option<&'a str>,
+    /// Run it in the Landlock sandbox, writable only beneath these paths ([`crate::sandbox::enter`]).
+    pub sandbox: Option<&'a [std::path::PathBuf]>,
 }
 
 /// How it ended.
@@ -123,6 +125,27 @@ pub struct SpawnError {
     pub source: std::io::Error,
 }
 
+/// Spawns `cmd` from a thread of its own that first enters the Landlock sandbox: Landlock restricts the calling
+/// thread and what it starts, so the child is sandboxed and orch is not (the thread ends with the spawn). No extra
+/// process and no `unsafe` `pre_exec` are needed.
+async fn spawn_sandboxed(mut cmd: Command, writable: Vec<std::path::PathBuf>) -> std::io::Result<Child> {
+    let handle = tokio::runtime::Handle::current();
+    let (tx, rx) = oneshot::channel();
+    let spawned = std::thread::Builder::new().name("orch-sandbox".into()).spawn(move || {
+        // The child is registered with the runtime's process driver, as a spawn on a runtime thread would be.
+        let _runtime = handle.enter();
+        let child = match crate::sandbox::enter(&writable) {
+            Ok(_) => cmd.spawn(),
+            Err(e) => Err(std::io::Error::other(format!("entering the sandbox: {e}"))),
+        };
+        let _ = tx.send(child);
+    });
+    if let Err(e) = spawned {
+        return Err(std::io::Error::other(format!("starting the sandbox thread: {e}")));
+    }
+    rx.await.unwrap_or_else(|_| Err(std::io::Error::other("the sandbox thread ended without a result")))
+}
+
 /// Runs a process to its end, sending each output line to `lines` (when given) as it comes. `stop` ends it early.
 pub async fn run(
     spec: Spec<'_>,
@@ -146,7 +169,11 @@ pub async fn run(
     };
     cmd.env(TAG_VAR, &tag);
     let started = Instant::now();
-    let mut child = cmd.spawn().map_err(|source| SpawnError {
+    let spawned = match spec.sandbox {
+        None => cmd.spawn(),
+        Some(writable) => spawn_sandboxed(cmd, writable.to_vec()).await,
+    };
+    let mut child = spawned.map_err(|source| SpawnError {
         program: spec.program.to_string(),
         cwd: spec.cwd.display().to_string(),
         source,
@@ -303,11 +330,7 @@ fn kill_where(floor: u32, passes: usize, matches: impl Fn(&[u8]) -> bool) -> u32
 }
 
 /// SIGTERM to the group, up to `grace` for the leader to exit, then SIGKILL.
-async fn terminate(
-    child: &mut tokio::process::Child,
-    pgid: Option<Pid>,
-    grace: Duration,
-) -> std::io::Result<std::process::ExitStatus> {
+async fn terminate(child: &mut Child, pgid: Option<Pid>, grace: Duration) -> std::io::Result<std::process::ExitStatus> {
     if let Some(p) = pgid {
         let _ = killpg(p, Signal::SIGTERM);
     }

@@ -1,9 +1,9 @@
 //! The agent's sandbox: Landlock, writes allowed only beneath the workspace (or worktree), the attempt's private
 //! temporary directory, the state its kind of agent needs, and what the user adds; reads stay unrestricted.
 //!
-//! Landlock restricts the calling thread and what it starts, so the restriction is entered by a small helper
-//! process (`orch sandbox-exec --write DIR… -- PROGRAM ARGS…`) that restricts itself and then becomes the agent;
-//! orch itself is never restricted. [`probe`] tells at start whether the kernel enforces it, on a throwaway thread.
+//! Landlock restricts the calling thread and what it starts, so the agent is spawned from a thread of its own that
+//! enters the restriction first ([`crate::process::run`] with a sandbox); orch itself is never restricted. [`probe`]
+//! tells at start whether the kernel enforces it, the same way, on a throwaway thread.
 
 use std::path::{Path, PathBuf};
 
@@ -34,8 +34,9 @@ fn ruleset() -> Result<landlock::RulesetCreated, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Restricts this process (and everything it starts) to writing beneath `writable`; `/dev` stays writable (the
-/// null device, terminals). Paths that do not exist are skipped. Meant for a helper about to exec the agent.
+/// Restricts the calling thread (and everything it starts) to writing beneath `writable`; `/dev` stays writable
+/// (the null device, terminals). Paths that do not exist are skipped. Meant for a thread about to spawn the agent
+/// and end.
 pub fn enter(writable: &[PathBuf]) -> Result<Support, String> {
     let mut paths: Vec<&Path> = writable.iter().map(PathBuf::as_path).filter(|p| p.exists()).collect();
     paths.push(Path::new("/dev"));
@@ -92,6 +93,8 @@ pub struct AttemptGuard {
     dir: tempfile::TempDir,
     /// The attempt's temporary directory (`TMPDIR`).
     pub tmp: PathBuf,
+    /// With the Landlock sandbox: where the agent may write.
+    pub sandbox: Option<Vec<PathBuf>>,
     /// The environment the agent gets for its guards (`TMPDIR`).
     pub env: Vec<(String, String)>,
 }
@@ -104,8 +107,8 @@ impl AttemptGuard {
 }
 
 /// Prepares an attempt's guards around `invocation`: a private `TMPDIR`; for claude with a helper, the hook that
-/// refuses edits of protected paths (`--settings`); with the Landlock sandbox, the helper that restricts writes
-/// and then runs the agent. Returns the guard (with the environment to add) and the invocation to run.
+/// refuses edits of protected paths (`--settings`); with the Landlock sandbox, where the agent may write. Returns
+/// the guard (with the environment to add) and the invocation to run.
 pub fn prepare(
     project: &crate::settings::ProjectSettings,
     task: &crate::types::TaskSpec,
@@ -124,15 +127,17 @@ pub fn prepare(
     let mut writable = vec![project.workspace.clone(), tmp.clone()];
     let state = agent_state(agent.kind, home.as_deref());
     // The agent's state directories must exist to be allowed (claude keeps its sessions there, for --resume).
-    if agent.sandbox.mode == crate::settings::SandboxMode::Landlock && agent.helper.is_some() {
+    let landlock = agent.sandbox.mode == crate::settings::SandboxMode::Landlock;
+    if landlock {
         for dir in state.iter().filter(|p| p.extension().is_none()) {
             let _ = std::fs::create_dir_all(dir);
         }
     }
     writable.extend(state);
     writable.extend(agent.sandbox.writable.iter().cloned());
+    let sandbox = landlock.then(|| writable.clone());
     let Some(helper) = agent.helper.as_ref() else {
-        return Ok((AttemptGuard { dir, tmp, env }, invocation));
+        return Ok((AttemptGuard { dir, tmp, env, sandbox }, invocation));
     };
     if agent.kind == crate::settings::AgentKind::ClaudeCode {
         let protection = paths::task_protection(project, &task.id, &crate::judge::task_text(task))?;
@@ -158,19 +163,7 @@ pub fn prepare(
         invocation.args.push("--settings".into());
         invocation.args.push(settings_path.display().to_string());
     }
-    if agent.sandbox.mode == crate::settings::SandboxMode::Landlock {
-        let mut args = vec!["sandbox-exec".to_string()];
-        for w in &writable {
-            args.push("--write".into());
-            args.push(w.display().to_string());
-        }
-        args.push("--".into());
-        args.push(invocation.program.clone());
-        args.append(&mut invocation.args);
-        invocation.program = helper.display().to_string();
-        invocation.args = args;
-    }
-    Ok((AttemptGuard { dir, tmp, env }, invocation))
+    Ok((AttemptGuard { dir, tmp, env, sandbox }, invocation))
 }
 
 #[cfg(test)]

@@ -181,8 +181,8 @@ pub struct AgentSettings {
     pub env: BTreeMap<String, String>,
     /// Where it may write.
     pub sandbox: SandboxSettings,
-    /// The program carrying orch's helper subcommands (`sandbox-exec`, `hook`): the `orch` binary. Without one,
-    /// agents run without the sandbox and claude without the hook that refuses edits of protected paths.
+    /// The program that is claude's PreToolUse hook (`PROGRAM hook pre-tool-use RULES`): `orch-guard`, or the `orch`
+    /// binary. Without one, claude runs without the hook that refuses edits of protected paths.
     pub helper: Option<PathBuf>,
 }
 
@@ -369,8 +369,8 @@ impl ProjectSettings {
 }
 
 impl AgentSettings {
-    /// An agent of kind `command`: `program` with `args`, 30 minutes wall clock, 5 minutes without output, no
-    /// helper (so no sandbox and no hook).
+    /// An agent of kind `command`: `program` with `args`, 30 minutes wall clock, 5 minutes without output, in the
+    /// Landlock sandbox, no hook program.
     pub fn command(program: impl Into<String>, args: Vec<String>) -> Self {
         AgentSettings {
             kind: AgentKind::Command,

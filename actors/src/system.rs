@@ -132,9 +132,8 @@ impl Orchestrator {
         }
         // The sandbox: probed once; where the kernel cannot enforce it, said once (or refused when required).
         let mut sandbox_warning = None;
-        let sandboxed = |p: &crate::settings::ProjectSettings| {
-            p.agent.sandbox.mode == crate::settings::SandboxMode::Landlock && p.agent.helper.is_some()
-        };
+        let sandboxed =
+            |p: &crate::settings::ProjectSettings| p.agent.sandbox.mode == crate::settings::SandboxMode::Landlock;
         if projects.iter().any(sandboxed) {
             if let crate::sandbox::Support::Unavailable(why) = tokio::task::spawn_blocking(crate::sandbox::probe)
                 .await

@@ -43,6 +43,11 @@ impl Fixture {
                     AgentSettings {
                         timeout: Duration::from_secs(60),
                         idle_timeout: Duration::from_secs(30),
+                        // The agents leave notes beside their workspaces (prompts, logs) for the tests to read.
+                        sandbox: SandboxSettings {
+                            writable: vec![self.dir.path().to_path_buf()],
+                            ..SandboxSettings::default()
+                        },
                         ..AgentSettings::command("sh", vec!["-c".into(), script.into()])
                     },
                 )
@@ -883,5 +888,37 @@ async fn answering_a_dependency_during_the_run_unblocks_its_dependants_in_that_r
     orch.shutdown().await?;
     assert!(summary.all_completed(), "{:?}", summary.tasks);
     assert_eq!(std::fs::read_to_string(f.path("ws/b.txt"))?, "b\n");
+    Ok(())
+}
+
+#[actix::test]
+async fn an_agent_in_the_sandbox_cannot_write_outside_its_workspace() -> TestResult {
+    if let orch_actors::sandbox::Support::Unavailable(why) = orch_actors::sandbox::probe() {
+        eprintln!("not tested: {why}");
+        return Ok(());
+    }
+    let f = Fixture::new();
+    let script =
+        "cat >/dev/null; echo in > inside.txt; echo out > ../outside.txt || echo refused; echo $TMPDIR > tmp.txt; \
+                  echo scratch > \"$TMPDIR/s\" && echo tmp-ok";
+    let mut settings = f.settings(script, &["test -f inside.txt"], vec![task("box", 5, &[])]);
+    settings.projects[0].agent.sandbox.writable.clear();
+    let (orch, _) = Orchestrator::start(settings).await?;
+    orch.run(Selection::default()).await?;
+    orch.shutdown().await?;
+    assert!(f.path("ws/inside.txt").exists(), "the workspace is writable");
+    assert!(!f.path("outside.txt").exists(), "a write beside the workspace is refused");
+    let tmp = std::fs::read_to_string(f.path("ws/tmp.txt"))?;
+    assert!(tmp.contains("orch-attempt-"), "the agent gets a private TMPDIR: {tmp}");
+    let out: Vec<String> = events(&f.path("journal"))
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::AgentOutput(o) => Some(o.text),
+            _ => None,
+        })
+        .collect();
+    assert!(out.iter().any(|t| t.contains("refused")) && out.iter().any(|t| t.contains("tmp-ok")), "{out:?}");
+    // orch itself is not restricted: it can still write beside the workspace.
+    std::fs::write(f.path("orch-wrote.txt"), "ok")?;
     Ok(())
 }

@@ -255,6 +255,7 @@ async fn run_attempt(
             idle_timeout: Some(project.agent.idle_timeout),
             grace: std::time::Duration::from_secs(2),
             attempt: Some(&spec.process_tag),
+            sandbox: guard.sandbox.as_deref(),
         },
         Some(line_tx),
         Some(stop),

@@ -217,6 +217,7 @@ pub async fn run_check(
             idle_timeout: None,
             grace: std::time::Duration::from_secs(2),
             attempt,
+            sandbox: None,
         },
         Some(tx),
         None,

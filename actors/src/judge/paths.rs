@@ -91,12 +91,29 @@ pub fn glob(pattern: &str) -> Result<Glob, String> {
 }
 
 /// The globs as one set.
+/// Compiling a glob set costs about a millisecond; every attempt of a project asks for the same few sets, so they
+/// are compiled once per process and shared (a set is cheap to clone).
 pub fn set<S: AsRef<str>>(patterns: &[S]) -> Result<GlobSet, String> {
-    let mut b = GlobSetBuilder::new();
-    for p in patterns {
-        b.add(glob(p.as_ref())?);
+    type Cache = std::sync::Mutex<std::collections::HashMap<Vec<String>, GlobSet>>;
+    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    let key: Vec<String> = patterns.iter().map(|p| p.as_ref().to_string()).collect();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(set) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+        return Ok(set);
     }
-    b.build().map_err(|e| e.to_string())
+    let mut b = GlobSetBuilder::new();
+    for p in &key {
+        b.add(glob(p)?);
+    }
+    let set = b.build().map_err(|e| e.to_string())?;
+    if let Ok(mut c) = cache.lock() {
+        // Bounded: a long-lived embedder with ever-new patterns does not grow it without end.
+        if c.len() >= 256 {
+            c.clear();
+        }
+        c.insert(key, set.clone());
+    }
+    Ok(set)
 }
 
 /// Splits a shell line into words, roughly as `sh` does for plain words and quotes (no expansion); operators
