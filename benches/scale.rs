@@ -83,6 +83,9 @@ fn live_change_bench() {
     s.projects[0].tasks.truncate(1);
     s.projects[0].agent.program = "python3".into();
     s.projects[0].agent.args = vec!["-c".into(), script];
+    // It logs its writes beside the workspace (the file must exist for the sandbox to allow it).
+    std::fs::write(&log, "").expect("writes.log");
+    s.projects[0].agent.sandbox.writable.push(log.clone());
     s.orchestration.breakpoints.max_changed_files = 5000;
     let arrivals = actix::System::new().block_on(async move {
         let (orch, _) = Orchestrator::start(s).await.expect("start");

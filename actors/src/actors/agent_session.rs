@@ -363,6 +363,13 @@ async fn run_attempt(
                 .take_while(|a| a.decision == Some(crate::types::Decision::Retry) || a.interrupted)
                 .filter(|a| !a.interrupted)
                 .count() as u32,
+            // An interrupted attempt's changes may not be counted in its view: read the journal then too.
+            earlier_changes: spec
+                .task
+                .attempts
+                .iter()
+                .any(|x| x.number < spec.attempt.attempt && (x.files_changed > 0 || x.interrupted)),
+            added_seq: spec.task.added_seq,
         },
         process_tag: spec.process_tag.clone(),
         outcome,

@@ -512,7 +512,7 @@ mod breakpoint_tests {
     #[test]
     fn budgets_count_the_tasks_earlier_attempts() {
         let bp = Breakpoints { task_token_budget: 1000, task_cost_budget_usd: 0.5, ..Breakpoints::default() };
-        let earlier = History { tokens: 900, cost_usd: 0.1, failures_in_a_row: 1 };
+        let earlier = History { tokens: 900, cost_usd: 0.1, failures_in_a_row: 1, ..History::default() };
         assert_eq!(breakpoint_hit(&report(50, 0.1, earlier.clone(), vec![]), &bp, None), None);
         let over = breakpoint_hit(&report(200, 0.1, earlier.clone(), vec![]), &bp, None);
         assert_eq!(over.map(|h| h.0), Some("token_budget".to_string()));

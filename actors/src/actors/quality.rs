@@ -439,9 +439,15 @@ async fn task_evidence(
     llm_secrets: &[String],
 ) -> Evidence {
     let mut ev = Evidence::default();
-    let before_map = match earlier {
+    // Only a task whose earlier attempts changed files needs the journal read (a scan of the task's events).
+    let before_map = match earlier.filter(|_| report.history.earlier_changes) {
         Some(e) => {
-            match e.send(EarlierChanges { task: report.attempt.key.clone(), before: report.attempt.attempt }).await {
+            let query = EarlierChanges {
+                task: report.attempt.key.clone(),
+                before: report.attempt.attempt,
+                after_seq: report.history.added_seq,
+            };
+            match e.send(query).await {
                 Ok(Ok(m)) => m,
                 Ok(Err(err)) => {
                     tracing::warn!("{}: earlier changes unreadable: {err}", report.attempt);

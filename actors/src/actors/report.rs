@@ -122,6 +122,10 @@ pub struct History {
     pub cost_usd: f64,
     /// The latest attempts that failed (retry), in a row.
     pub failures_in_a_row: u32,
+    /// An earlier attempt changed files (so the task's cumulative change must be read from the journal).
+    pub earlier_changes: bool,
+    /// The sequence number of the event that added the task: its events all come after it.
+    pub added_seq: u64,
 }
 
 /// The LLM's review of an attempt.

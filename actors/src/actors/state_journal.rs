@@ -78,6 +78,8 @@ pub struct EarlierChanges {
     pub task: crate::types::TaskKey,
     /// Attempts numbered below this one.
     pub before: u32,
+    /// Only events after this sequence number (the task's own start).
+    pub after_seq: u64,
 }
 
 impl Handler<EarlierChanges> for StateJournal {
@@ -89,7 +91,12 @@ impl Handler<EarlierChanges> for StateJournal {
         }
         let mut out = std::collections::BTreeMap::new();
         let code = Event::KINDS.iter().position(|k| *k == "file_changed").unwrap_or(0) as u16;
-        let filter = crate::journal::EventFilter { task: Some(msg.task), kinds: vec![code], ..Default::default() };
+        let filter = crate::journal::EventFilter {
+            task: Some(msg.task),
+            kinds: vec![code],
+            after_seq: msg.after_seq,
+            ..Default::default()
+        };
         for rec in self.journal.scan(filter) {
             if let Event::FileChanged(fc) = rec?.event {
                 if fc.attempt < msg.before {
