@@ -449,3 +449,52 @@ fn opening_a_missing_journal_read_only_is_a_clear_error() {
     let err = Journal::open(&dir.path().join("nope"), false).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.contains("no journal at"), "{err}");
 }
+
+#[test]
+fn every_change_to_a_task_view_is_persisted_even_for_an_attempt_it_does_not_know(
+) -> Result<(), Box<dyn std::error::Error>> {
+    // Each event that changes a task's view must mark it touched, or the view persisted for the next open
+    // differs from the one a replay builds. A clarify about an attempt the view never saw started is one such.
+    let dir = tempfile::tempdir()?;
+    let spec = TaskSpec {
+        project: "api".into(),
+        id: "a".into(),
+        title: String::new(),
+        description: String::new(),
+        priority: 1,
+        depends_on: Vec::new(),
+        acceptance: Vec::new(),
+    };
+    let started = |attempt| {
+        Event::AttemptStarted(AttemptStarted {
+            project: "api".into(),
+            task: "a".into(),
+            attempt,
+            agent: String::new(),
+            program: String::new(),
+            prompt_tokens: None,
+            prompt_bytes: 0,
+            prompt_excerpt: String::new(),
+            resume_session: None,
+        })
+    };
+    let clarify = Event::Decided(Decided {
+        project: "api".into(),
+        task: "a".into(),
+        attempt: 7,
+        decision: Decision::Clarify,
+        reason: String::new(),
+        feedback: String::new(),
+    });
+    let live = {
+        let mut j = Journal::open(dir.path(), true)?;
+        j.append(vec![Event::TaskAdded(TaskAdded { spec, source: "config".into() }), started(1), started(2)])?;
+        j.append(vec![clarify])?;
+        j.flush()?;
+        j.state().clone()
+    };
+    assert!(Journal::wait_released(dir.path(), std::time::Duration::from_secs(10)));
+    let j = Journal::open(dir.path(), false)?;
+    assert_eq!(j.state(), &live);
+    Ok(())
+}

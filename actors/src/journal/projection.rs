@@ -274,10 +274,13 @@ impl State {
                     session = a.session_id.clone();
                 });
                 if e.decision == Decision::Clarify {
-                    if let Some(v) = self.tasks.get_mut(&TaskKey::new(&e.project, &e.task)) {
+                    let key = TaskKey::new(&e.project, &e.task);
+                    if let Some(v) = self.tasks.get_mut(&key) {
                         v.resume_session = session;
                         // A question does not burn an attempt: it is not counted toward max_attempts.
                         v.attempts_since_reset = v.attempts_since_reset.saturating_sub(1);
+                        // Touched even when the attempt is unknown, so the persisted view gets the change.
+                        touched.task = Some(key);
                     }
                 }
             }
