@@ -696,6 +696,129 @@ const NEEDS: &[&str] = &[
     "requires your",
 ];
 
+/// Verbs by which a person answers, decides or hands something over. With the human as their subject ("if you
+/// would indicate which…", "for you to choose", "you've named it") the work is waiting on them.
+const GIVING_VERBS: &[&str] = &[
+    "reply",
+    "respond",
+    "answer",
+    "tell",
+    "choose",
+    "pick",
+    "select",
+    "confirm",
+    "decide",
+    "specify",
+    "clarify",
+    "advise",
+    "provide",
+    "send",
+    "share",
+    "indicate",
+    "approve",
+    "say",
+    "name",
+    "give",
+    "supply",
+    "let",
+    "settle",
+    "sign",
+    "agree",
+    "okay",
+    "ok",
+    "authorise",
+    "authorize",
+    "greenlight",
+    "supply",
+    "fill",
+    "point",
+    "weigh",
+];
+/// Words that may stand between the human and their verb: "you would kindly indicate", "you to first choose".
+const BETWEEN: &[&str] = &[
+    "would", "could", "can", "will", "shall", "might", "may", "to", "just", "kindly", "please", "first", "then",
+    "simply", "only", "also", "either", "be", "able", "have",
+];
+/// What a human gives that work can wait on: "your decision", "your say-so", "the go-ahead from you".
+const DECISION_NOUNS: &[&str] = &[
+    "answer",
+    "reply",
+    "decision",
+    "choice",
+    "call",
+    "pick",
+    "preference",
+    "instruction",
+    "instructions",
+    "confirmation",
+    "go-ahead",
+    "approval",
+    "input",
+    "word",
+    "say-so",
+    "ok",
+    "okay",
+    "sign-off",
+    "guidance",
+    "direction",
+    "view",
+    "opinion",
+    "verdict",
+    "consent",
+    "permission",
+    "answers",
+    "decisions",
+    "thoughts",
+];
+/// A request made as a noun or participle ("Requesting two values", "Needed from you:", "Missing: the URL").
+const REQUEST_WORDS: &[&str] =
+    &["requesting", "request", "requested", "needed", "required", "missing", "grateful", "appreciate", "appreciated"];
+/// Words by which an answer says the work is held back, not finished or refused: "until then it stays", "it has
+/// not been written yet", "Status: blocked", "on hold".
+const DEFERRALS: &[&str] =
+    &["until", "yet", "blocked", "hold", "pending", "paused", "parked", "held", "stays", "waiting"];
+
+/// Whether a sentence hands the next step to the human: they are the source of what is missing ("has to come from
+/// you", "a yes from you and it goes"), the subject of a verb of answering or deciding ("if you would indicate
+/// which…", "for you to pick"), the owner of the decision ("the choice is yours", "your call"), or the one the work
+/// is handed over to ("over to you"). A negation just before ("nothing needed from you") takes it back.
+fn hands_to_the_human(sentence: &str) -> bool {
+    let ws = words(&sentence.replace('’', "'"));
+    let negated_before =
+        |i: usize| ws[i.saturating_sub(3)..i].iter().any(|w| NEGATIONS.contains(&w.as_str()) || w.ends_with("n't"));
+    for (i, w) in ws.iter().enumerate() {
+        let w = w.as_str();
+        let prev = if i > 0 { ws[i - 1].as_str() } else { "" };
+        let hit = match w {
+            "you" | "you'd" | "you've" | "you'll" => {
+                prev == "from"
+                    || (prev == "to"
+                        && i >= 2
+                        && ["over", "up", "down", "left", "leave", "it"].contains(&ws[i - 2].as_str()))
+                    || ws[i + 1..].iter().map(String::as_str).skip_while(|n| BETWEEN.contains(n)).next().is_some_and(
+                        |n| {
+                            GIVING_VERBS.contains(&n.trim_end_matches(['s', 'd']).trim_end_matches("ie"))
+                                || GIVING_VERBS.contains(&n)
+                        },
+                    )
+            }
+            "your" => ws[i + 1..].iter().take(3).any(|n| DECISION_NOUNS.contains(&n.as_str())),
+            "yours" => true,
+            _ => false,
+        };
+        if hit && !negated_before(i) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Whether an answer says its work is held back: on hold, blocked, not done yet, waiting.
+fn defers(answer: &str) -> bool {
+    let lower = answer.to_lowercase();
+    words(&lower).iter().any(|w| DEFERRALS.contains(&w.as_str()))
+}
+
 /// Whether a sentence asks the human for something: a request ("please confirm…", "which do you prefer"), an order
 /// addressed to them ("Reply with a, b or c."), a need ("I'd need to know…"), or the work waiting on them ("once
 /// you've answered, I'll…").
@@ -721,6 +844,18 @@ fn asks(sentence: &str) -> bool {
 /// Read only for an attempt that changed nothing.
 pub fn question(answer: &str) -> Option<String> {
     let all = sentences(answer);
+    let courtesy = |s: &str| {
+        let lower = s.to_lowercase().replace('’', "'");
+        COURTESIES.iter().any(|c| lower.contains(c))
+    };
+    // The next step handed to the human, anywhere in the answer; or a request for something while the work waits.
+    let deferred = defers(answer);
+    if let Some(s) = all.iter().find(|s| {
+        !courtesy(s)
+            && (hands_to_the_human(s) || (deferred && words(s).iter().any(|w| REQUEST_WORDS.contains(&w.as_str()))))
+    }) {
+        return Some(s.to_string());
+    }
     // The end of the answer: its last three sentences (a list of options and a closing request).
     if let Some(s) = all.iter().rev().take(3).find(|s| asks(s)) {
         return Some(s.to_string());
@@ -865,6 +1000,24 @@ mod tests {
         assert!(q("Three variants:\n\n(a) strip\n(b) lower\n(c) both\n\nReply with a, b or c."));
         assert!(q("The release server is not configured. As soon as you send its URL I will write the script."));
         assert!(!q("I read check.sh: it runs calc.sh with 2 and 3 and expects 5. calc.sh already prints that."));
+        // The next step handed to the human, in phrasings the lists above were not written for.
+        assert!(q("The currency has to come from you. Neither file names one."));
+        assert!(q("I should be most grateful if you would indicate which rule the firm follows."));
+        assert!(q("A yes from you and it goes; until then it stays."));
+        assert!(q("Requesting two values:\n\n1. the host\n2. the port\n\nNothing is written yet."));
+        assert!(q("Status: blocked.\n\nNeeded from you: the variable's name."));
+        assert!(q("Over to you: tabs or spaces."));
+        assert!(q("The choice between the two formats is yours."));
+        assert!(q("Once you've named the bucket it is a two-line change."));
+        assert!(q("Both are defensible and it is the team's convention that settles it, so it's for you to pick."));
+        assert!(q("Missing: the SMTP host. The script is on hold."));
+        assert!(q("I'd go with UTF-8, but that is your call."));
+        // …and what hands nothing over.
+        assert!(!q("Nothing needed from you: calc.sh already prints 5."));
+        assert!(!q("If you run sh check.sh you will see it print ok."));
+        assert!(!q("The bug is in the loop bound; changing < to <= fixes it."));
+        assert!(!q("wordcount.sh counts lines, not words. The fix is to use wc -w."));
+        assert!(!q("All good on my end. Let me know if you need anything else."));
     }
 
     #[test]
