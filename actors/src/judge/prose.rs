@@ -795,12 +795,7 @@ fn hands_to_the_human(sentence: &str) -> bool {
                     || (prev == "to"
                         && i >= 2
                         && ["over", "up", "down", "left", "leave", "it"].contains(&ws[i - 2].as_str()))
-                    || ws[i + 1..].iter().map(String::as_str).skip_while(|n| BETWEEN.contains(n)).next().is_some_and(
-                        |n| {
-                            GIVING_VERBS.contains(&n.trim_end_matches(['s', 'd']).trim_end_matches("ie"))
-                                || GIVING_VERBS.contains(&n)
-                        },
-                    )
+                    || ws[i + 1..].iter().map(String::as_str).find(|n| !BETWEEN.contains(n)).is_some_and(giving_verb)
             }
             "your" => ws[i + 1..].iter().take(3).any(|n| DECISION_NOUNS.contains(&n.as_str())),
             "yours" => true,
@@ -811,6 +806,23 @@ fn hands_to_the_human(sentence: &str) -> bool {
         }
     }
     false
+}
+
+/// Whether a word is one of [`GIVING_VERBS`] in any of its regular forms ("indicates", "picked", "replied").
+fn giving_verb(word: &str) -> bool {
+    let forms = [
+        Some(word),
+        word.strip_suffix("ing"),
+        word.strip_suffix("ed"),
+        word.strip_suffix('d'),
+        word.strip_suffix("es"),
+        word.strip_suffix('s'),
+    ];
+    forms.into_iter().flatten().any(|f| !f.is_empty() && GIVING_VERBS.contains(&f))
+        || word
+            .strip_suffix("ied")
+            .or(word.strip_suffix("ies"))
+            .is_some_and(|stem| GIVING_VERBS.contains(&format!("{stem}y").as_str()))
 }
 
 /// Whether an answer says its work is held back: on hold, blocked, not done yet, waiting.
@@ -1012,6 +1024,8 @@ mod tests {
         assert!(q("Both are defensible and it is the team's convention that settles it, so it's for you to pick."));
         assert!(q("Missing: the SMTP host. The script is on hold."));
         assert!(q("I'd go with UTF-8, but that is your call."));
+        assert!(q("Nothing is changed until you've replied with the bucket's name."));
+        assert!(q("It is ready to write the moment you specify the region."));
         // …and what hands nothing over.
         assert!(!q("Nothing needed from you: calc.sh already prints 5."));
         assert!(!q("If you run sh check.sh you will see it print ok."));
