@@ -324,7 +324,7 @@ pub fn follow_live(journal: &Path, json: bool, mut after: u64) -> Option<u64> {
 
 /// Serves the control socket of a run until the returned guard is dropped. Queries run on the journal's actor
 /// through `controller`, so what they read and append is ordered with the run's own events.
-pub fn serve(journal: &Path, controller: orch_actors::system::Controller) -> Result<ServeGuard, Failure> {
+pub fn serve(journal: &Path, controller: orch_actors::Handle) -> Result<ServeGuard, Failure> {
     let path = socket_path(journal);
     // A socket file left by a run that died: nobody answers on it (the journal lock is ours now).
     if path.exists() && connect(journal).is_none() {
@@ -378,7 +378,7 @@ impl Drop for ServeGuard {
     }
 }
 
-async fn handle(stream: tokio::net::UnixStream, controller: orch_actors::system::Controller) -> std::io::Result<()> {
+async fn handle(stream: tokio::net::UnixStream, controller: orch_actors::Handle) -> std::io::Result<()> {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
     let (read, mut write) = stream.into_split();
     let mut lines = tokio::io::BufReader::new(read).lines();

@@ -131,7 +131,7 @@ pub enum TaskCommand {
         #[arg(long)]
         description: Option<String>,
         /// 1 (low) … 10 (high).
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = orch_actors::types::DEFAULT_PRIORITY)]
         priority: u8,
         /// A task this one depends on (repeatable).
         #[arg(long = "depends-on", value_name = "ID")]
@@ -359,7 +359,7 @@ fn run(config_flag: Option<&Path>, args: RunArgs) -> Result<u8, Failure> {
 async fn supervise(settings: orch_actors::settings::Settings, selection: Selection) -> Result<u8, Failure> {
     let (orch, report) = Orchestrator::start(settings).await?;
     // Live control: other commands reach this run through the socket while it holds the journal.
-    let control = match control::serve(orch.journal_path(), orch.controller()) {
+    let control = match control::serve(orch.journal_path(), orch.handle()) {
         Ok(guard) => Some(guard),
         Err(f) => {
             eprintln!("warning: {}; `orch status` and the like will wait for this run to end", f.message);
@@ -413,7 +413,7 @@ async fn supervise(settings: orch_actors::settings::Settings, selection: Selecti
     });
     let signal = std::rc::Rc::new(std::cell::Cell::new(0u8));
     {
-        let stopper = orch.stopper();
+        let stopper = orch.handle();
         let signal = signal.clone();
         actix::spawn(async move {
             use tokio::signal::unix::{signal as unix_signal, SignalKind};

@@ -2,8 +2,8 @@
 //! Messages-API stand-in in `support/messages_api.rs`), the project's checks, and what a careful human expects —
 //! the decisions, the final state, and whether the work the run delivers is acceptable at all.
 //!
-//! `orch run` plays every scenario on evidence alone; then the held-out ones and a fixed third of the others again
-//! with the real llama.cpp server reviewing each attempt (`EVAL_LLM=all`: every scenario). SmolLM2-135M's verdicts
+//! `orch run` plays every scenario on evidence alone; then a fixed quarter of them again with the real llama.cpp
+//! server reviewing each attempt (`EVAL_LLM=held-out`: the held-out ones; `EVAL_LLM=all`: every scenario). SmolLM2-135M's verdicts
 //! are poor, so that pass reports how they move the decisions and fails only on a false accept or a protocol failure.
 //! The report — decision accuracy, final states right, false accepts, false rejects, held-out scenarios apart — is
 //! printed (`cargo test --test eval -- --nocapture`) and written to `target/eval-report.md`.
@@ -530,16 +530,16 @@ fn the_evaluation_corpus_is_decided_right() {
     );
     let corpus = Arc::new(corpus);
     let evidence = play_all(&corpus, &claude, None);
-    // The LLM pass costs a review per attempt on 2 cores: by default it plays every held-out scenario and a fixed
-    // third of the others (by name order, so every family is in it); `EVAL_LLM=all` plays the whole corpus.
+    // The LLM pass costs a review per attempt on 2 cores: by default it plays a fixed quarter of the corpus (by name
+    // order, so every family is in it); `EVAL_LLM=held-out` the held-out scenarios, `EVAL_LLM=all` all of them.
     let llm = match std::env::var("EVAL_LLM").as_deref() {
         Ok("0") => Vec::new(),
         mode => {
-            let all = mode == Ok("all");
+            let (all, held_out) = (mode == Ok("all"), mode == Ok("held-out"));
             let sample: Vec<(String, Case)> = corpus
                 .iter()
                 .enumerate()
-                .filter(|(i, (_, c))| all || c.held_out || i % 3 == 0)
+                .filter(|(i, (_, c))| all || if held_out { c.held_out } else { i % 4 == 0 })
                 .map(|(_, (n, c))| (n.clone(), c.clone()))
                 .collect();
             let server = support::LlamaServer::start();

@@ -86,5 +86,7 @@ pub mod validate;
 pub use actors::scheduler::{RunSummary, Selection};
 pub use error::{EngineError, JournalError, RecordError};
 pub use journal::{Event, EventRecord, Journal, State, TaskView};
-pub use system::Orchestrator;
+pub use settings::{AgentSettings, ProjectSettings, Settings};
+pub use system::{Handle, LlmStatus, Orchestrator};
 pub use types::{Decision, TaskKey, TaskSpec, TaskState};
+pub use validate::Invalid;

@@ -34,12 +34,12 @@ pub const ATTEMPT_PLACEHOLDERS: [&str; 8] =
     ["title", "description", "acceptance", "checks", "answers", "project", "task", "attempt"];
 
 impl Default for PromptTemplates {
-    /// The templates in `config/prompts/`.
+    /// The templates in `actors/prompts/`, inside the engine crate so that it can be packaged on its own.
     fn default() -> Self {
         PromptTemplates {
-            attempt: include_str!("../../config/prompts/attempt.md").to_string(),
-            review_system: include_str!("../../config/prompts/review.md").trim().to_string(),
-            clarify_system: include_str!("../../config/prompts/clarify.md").trim().to_string(),
+            attempt: include_str!("../prompts/attempt.md").to_string(),
+            review_system: include_str!("../prompts/review.md").trim().to_string(),
+            clarify_system: include_str!("../prompts/clarify.md").trim().to_string(),
         }
     }
 }

@@ -23,15 +23,15 @@ use crate::redact::Redactor;
 use crate::settings::Settings;
 use crate::types::{TaskKey, TaskSpec};
 
-/// A handle on a running engine for control requests from outside the run (a control socket, say); see
-/// [`Orchestrator::controller`].
+/// A cloneable handle on a running engine, for whoever acts on it from outside the run — a control socket, a
+/// signal handler, a dashboard: control requests, the event stream, and stop. See [`Orchestrator::handle`].
 #[derive(Clone)]
-pub struct Controller {
+pub struct Handle {
     journal: Addr<StateJournal>,
     scheduler: Addr<Scheduler>,
 }
 
-impl Controller {
+impl Handle {
     /// See [`Orchestrator::control`].
     pub async fn control<R: Send + 'static>(
         &self,
@@ -48,16 +48,10 @@ impl Controller {
     pub async fn subscribe(&self) -> Result<broadcast::Receiver<Arc<EventRecord>>, EngineError> {
         Ok(self.journal.send(Subscribe).await?)
     }
-}
 
-/// Stops a run under way; see [`Orchestrator::stopper`].
-#[derive(Clone)]
-pub struct Stopper(Addr<Scheduler>);
-
-impl Stopper {
-    /// Asks the run to stop gracefully: agents are stopped and their attempts journaled as interrupted.
+    /// Asks a run under way to stop gracefully: agents are stopped and their attempts journaled as interrupted.
     pub fn stop(&self) {
-        self.0.do_send(StopRun);
+        self.scheduler.do_send(StopRun);
     }
 }
 
@@ -270,11 +264,6 @@ impl Orchestrator {
         self.scheduler.send(Run(selection)).await?
     }
 
-    /// A handle that can stop a run from elsewhere (a signal handler, say).
-    pub fn stopper(&self) -> Stopper {
-        Stopper(self.scheduler.clone())
-    }
-
     /// Asks a run under way to stop gracefully; [`Orchestrator::run`] then returns with `interrupted`.
     pub fn stop(&self) {
         self.scheduler.do_send(StopRun);
@@ -304,12 +293,12 @@ impl Orchestrator {
         &self,
         f: impl FnOnce(&Journal) -> Result<(R, Vec<crate::journal::Event>), EngineError> + Send + 'static,
     ) -> Result<R, EngineError> {
-        self.controller().control(f).await
+        self.handle().control(f).await
     }
 
-    /// A cloneable handle for control requests.
-    pub fn controller(&self) -> Controller {
-        Controller { journal: self.journal.clone(), scheduler: self.scheduler.clone() }
+    /// A cloneable handle for control requests, the event stream and stop, from another task or thread.
+    pub fn handle(&self) -> Handle {
+        Handle { journal: self.journal.clone(), scheduler: self.scheduler.clone() }
     }
 
     /// The journal's directory.

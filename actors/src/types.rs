@@ -144,6 +144,9 @@ impl fmt::Display for AttemptRef {
     }
 }
 
+/// The priority of a task that does not say (1 low … 10 high).
+pub const DEFAULT_PRIORITY: u8 = 5;
+
 /// What a task asks for, as written in the config or given to `orch task add`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskSpec {

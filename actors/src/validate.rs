@@ -12,14 +12,28 @@ use crate::types::TaskSpec;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{key}: {message}")]
 pub struct Invalid {
-    /// The setting, dotted (`projects.tasks.id`); for a project or task, its name is in the message.
+    /// The setting, dotted (`projects.tasks.id`); for a project or task, its name is in the message too.
     pub key: String,
     /// What is wrong.
     pub message: String,
+    /// The project it is about, if it is about one.
+    pub project: Option<String>,
+    /// The task it is about (in [`Invalid::project`]), if it is about one.
+    pub task: Option<String>,
 }
 
 fn invalid(key: &str, message: impl Into<String>) -> Invalid {
-    Invalid { key: key.to_string(), message: message.into() }
+    Invalid { key: key.to_string(), message: message.into(), project: None, task: None }
+}
+
+impl Invalid {
+    fn about(mut self, project: &str, task: Option<&str>) -> Self {
+        self.project.get_or_insert_with(|| project.to_string());
+        if let Some(t) = task {
+            self.task.get_or_insert_with(|| t.to_string());
+        }
+        self
+    }
 }
 
 /// The longest id or name (it becomes a path component and a branch name).
@@ -79,6 +93,10 @@ fn globs(key: &str, globs: &[String]) -> Result<(), Invalid> {
 
 /// Checks a task as it is given (config, CLI, socket, API): its ids, priority, and the length of its texts.
 pub fn task(spec: &TaskSpec) -> Result<(), Invalid> {
+    task_rules(spec).map_err(|e| e.about(&spec.project, Some(&spec.id)))
+}
+
+fn task_rules(spec: &TaskSpec) -> Result<(), Invalid> {
     id("projects.name", "project", &spec.project)?;
     id("projects.tasks.id", "task", &spec.id)?;
     if !(1..=10).contains(&spec.priority) {
@@ -113,6 +131,10 @@ pub fn task(spec: &TaskSpec) -> Result<(), Invalid> {
 
 /// Checks one project's settings and its configured tasks.
 pub fn project(p: &ProjectSettings) -> Result<(), Invalid> {
+    project_rules(p).map_err(|e| e.about(&p.name, None))
+}
+
+fn project_rules(p: &ProjectSettings) -> Result<(), Invalid> {
     id("projects.name", "project", &p.name)?;
     if p.workspace.as_os_str().is_empty() {
         return Err(invalid("projects.workspace", format!("project `{}` has no workspace", p.name)));
@@ -146,14 +168,15 @@ pub fn project(p: &ProjectSettings) -> Result<(), Invalid> {
             return Err(invalid(
                 "projects.tasks.id",
                 format!("task `{}` is defined twice in project `{}`", t.id, p.name),
-            ));
+            )
+            .about(&p.name, Some(&t.id)));
         }
     }
     for (id, rules) in &p.judgement.tasks {
         globs("projects.tasks.scope", &rules.scope)
-            .map_err(|e| Invalid { message: format!("task `{id}`: {}", e.message), ..e })?;
+            .map_err(|e| Invalid { message: format!("task `{id}`: {}", e.message), ..e }.about(&p.name, Some(id)))?;
         globs("projects.tasks.may_change", &rules.may_change)
-            .map_err(|e| Invalid { message: format!("task `{id}`: {}", e.message), ..e })?;
+            .map_err(|e| Invalid { message: format!("task `{id}`: {}", e.message), ..e }.about(&p.name, Some(id)))?;
     }
     Ok(())
 }
@@ -227,8 +250,17 @@ impl Settings {
         for p in &self.projects {
             project(p)?;
             if !names.insert(p.name.as_str()) {
-                return Err(invalid("projects.name", format!("project `{}` is defined twice", p.name)));
+                return Err(
+                    invalid("projects.name", format!("project `{}` is defined twice", p.name)).about(&p.name, None)
+                );
             }
+        }
+        let n = &self.notify;
+        if !(n.webhook.is_empty() || n.webhook.starts_with("http://") || n.webhook.starts_with("https://")) {
+            return Err(invalid("notify.webhook", format!("`{}` is not an http:// or https:// URL", n.webhook)));
+        }
+        if n.enabled() {
+            duration("notify.timeout_secs", n.timeout)?;
         }
         Ok(())
     }

@@ -264,7 +264,9 @@ async fn run_attempt(
     let parser = consumer.await.map_err(|e| EngineError::Stopped(format!("output task: {e}")))?;
     let parsed = parser.finish();
     let parsed_unparsed = parsed.unparsed_lines;
-    drop(guard);
+    // Removing the private directory (what the agent left in its TMPDIR) is disk work: off this thread and off the
+    // attempt's path.
+    tokio::task::spawn_blocking(move || drop(guard));
 
     let changes = monitor.send(EndAttempt(a.clone())).await??;
     let git_ws = project.workspace.clone();
