@@ -99,6 +99,13 @@ impl TaskView {
         self.attempts.last()
     }
 
+    /// Takes in a change of state, as the journal's fold does: the one rule for what a change does to a view, for
+    /// the projection and for whoever holds a copy of views ahead of the journal's answer (the scheduler).
+    pub fn change_state(&mut self, e: &crate::journal::event::TaskStateChanged) {
+        self.state = e.to;
+        self.reason = e.to.blocks_dependants().then(|| e.reason.clone());
+    }
+
     fn attempt_mut(&mut self, n: u32) -> Option<&mut AttemptView> {
         self.attempts.iter_mut().rev().find(|a| a.number == n)
     }
@@ -294,8 +301,7 @@ impl State {
             Event::TaskStateChanged(e) => {
                 let key = TaskKey::new(&e.project, &e.task);
                 if let Some(v) = self.tasks.get_mut(&key) {
-                    v.state = e.to;
-                    v.reason = e.to.blocks_dependants().then(|| e.reason.clone());
+                    v.change_state(e);
                     touched.task = Some(key);
                 }
             }

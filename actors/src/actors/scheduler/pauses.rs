@@ -49,3 +49,32 @@ mod tests {
         assert_eq!(rate_limit_reset("usage limit reached|1000000000", now), None);
     }
 }
+
+/// Until when (ms since the epoch) a provider is paused after its `streak`-th rate limit in a row (from 0), and
+/// why: the reset time its agent gave in `text`, else a backoff from `base_ms` that doubles with each rate limit in
+/// a row, capped at 15 minutes (or `base_ms` if that is longer).
+pub fn pause_until(text: &str, base_ms: i64, streak: u32, now_ms: i64) -> (i64, String) {
+    match rate_limit_reset(text, now_ms) {
+        Some(t) => (t, "until the reset time the agent gave".to_string()),
+        None => {
+            let cap = (15 * 60 * 1000).max(base_ms);
+            let wait = base_ms.saturating_mul(1i64 << streak.min(20)).min(cap);
+            (now_ms + wait, format!("for {} s (rate limit {} in a row)", wait / 1000, streak + 1))
+        }
+    }
+}
+
+#[cfg(test)]
+mod pause_tests {
+    use super::*;
+
+    #[test]
+    fn the_backoff_doubles_and_is_capped_and_a_given_reset_time_wins() {
+        let now = 1_000_000;
+        assert_eq!(pause_until("rate limited", 60_000, 0, now).0, now + 60_000);
+        assert_eq!(pause_until("rate limited", 60_000, 2, now).0, now + 240_000);
+        assert_eq!(pause_until("rate limited", 60_000, 30, now).0, now + 15 * 60 * 1000);
+        let (until, why) = pause_until("try again in 7 seconds", 60_000, 3, now);
+        assert_eq!((until, why.as_str()), (now + 7_000, "until the reset time the agent gave"));
+    }
+}
