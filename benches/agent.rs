@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use orch_actors::agent::{claude::ClaudeCode, AgentAdapter};
-use orch_actors::process::Stream;
+use orch_actors::agent::Stream;
 
 fn main() {
     let sample = include_str!("../actors/tests/data/claude-happy.jsonl");

@@ -81,8 +81,8 @@ fn main() {
         for _ in 0..100 {
             let t = Instant::now();
             let exit = rt
-                .block_on(orch_actors::process::run(
-                    orch_actors::process::Spec {
+                .block_on(orch_actors::test_util::run(
+                    orch_actors::test_util::Spec {
                         program: "/bin/true",
                         args: &[],
                         cwd: &ws,

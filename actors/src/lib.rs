@@ -66,24 +66,32 @@
 
 pub mod actors;
 pub mod agent;
-pub mod diff;
+pub(crate) mod diff;
 pub mod error;
-pub mod git;
+pub(crate) mod git;
 pub mod journal;
 pub mod judge;
 pub mod llm;
 pub mod notify;
 pub mod ops;
-pub mod process;
+pub(crate) mod process;
 pub mod prompt;
-pub mod redact;
+pub(crate) mod redact;
 pub mod sandbox;
 pub mod settings;
 pub mod system;
 pub mod types;
 pub mod validate;
 
+/// What the project's own benchmarks and tests reach below the engine's API (the process runner they time); with
+/// the `test-util` feature only.
+#[cfg(feature = "test-util")]
+pub mod test_util {
+    pub use crate::process::{run, Spec};
+}
+
 pub use actors::scheduler::{RunSummary, Selection};
+pub use git::is_repository;
 pub use error::{EngineError, JournalError, RecordError};
 pub use journal::{Event, EventRecord, Journal, State, TaskView};
 pub use settings::{AgentSettings, ProjectSettings, Settings};

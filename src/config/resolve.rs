@@ -282,7 +282,7 @@ fn project(p: &FileProject, default_agent: &AgentSettings, cx: &Context<'_>) -> 
             format!("{} is not a directory (set create_workspace = true to have orch create it)", workspace.display()),
         ));
     }
-    if *p.isolation.get_ref() == Isolation::Worktree && !orch_actors::git::is_repository(&workspace) {
+    if *p.isolation.get_ref() == Isolation::Worktree && !orch_actors::is_repository(&workspace) {
         return Err(origin.at(
             &p.isolation,
             "projects.isolation",

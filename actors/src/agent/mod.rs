@@ -7,7 +7,7 @@ pub mod aider;
 pub mod claude;
 pub mod command;
 
-use crate::process::Stream;
+pub use crate::process::Stream;
 use crate::settings::{AgentKind, AgentSettings};
 pub use crate::types::AgentReport;
 
