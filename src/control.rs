@@ -15,7 +15,7 @@ use orch_actors::ops::{self, HumanRequest};
 use orch_actors::{Event, TaskSpec};
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{Failure, EXIT_INTERNAL, EXIT_OK};
+use crate::common::{Failure, EXIT_INTERNAL, EXIT_OK};
 use crate::render;
 
 /// The socket's file name in the journal directory.
@@ -287,7 +287,7 @@ pub fn dispatch(journal: &Path, query: Query, create: bool) -> Result<u8, Failur
     if let Some(reply) = ask(journal, &query) {
         return reply?.print();
     }
-    let mut j = if create { Journal::open(journal, true)? } else { crate::cli::open_journal(journal)? };
+    let mut j = if create { Journal::open(journal, true)? } else { crate::common::open_journal(journal)? };
     let (reply, events) = execute(&query, &j);
     if !events.is_empty() {
         j.append(events)?;

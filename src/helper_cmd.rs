@@ -4,7 +4,7 @@
 
 use std::io::Read;
 
-use crate::cli::Failure;
+use crate::common::Failure;
 
 /// `orch hook pre-tool-use RULES`: reads claude's hook input on stdin, prints a refusal when the call must not
 /// happen. Always exits 0 (a hook that fails would block every call, or none, depending on claude's version).

@@ -4,7 +4,7 @@
 //! and signals. The engine is the `orch-actors` crate; this crate turns what a user types into its typed settings
 //! and requests, and what it records into what a user reads.
 
-pub mod cli;
+pub mod common;
 pub mod config;
 pub mod control;
 pub mod helper_cmd;

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use orch_actors::journal::{EventFilter, Journal};
 use orch_actors::{Event, JournalError};
 
-use crate::cli::{self, Failure, EXIT_OK};
+use crate::common::{self, Failure, EXIT_OK};
 use crate::control::{self, Query};
 use crate::render;
 
@@ -75,7 +75,7 @@ pub enum Command {
 impl Cli {
     /// Runs the command; returns the exit code.
     pub fn run(self) -> Result<u8, Failure> {
-        let path = cli::journal_path(self.config.as_deref(), self.journal.as_deref())?;
+        let path = common::journal_path(self.config.as_deref(), self.journal.as_deref())?;
         match self.command {
             Command::Events { project, task, kinds, since, json } => events(&path, project, task, kinds, since, json),
             Command::Show { id } => show(&path, &id),

@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use orch_actors::ops;
 use orch_actors::{Journal, Orchestrator, Selection, TaskSpec, TaskState};
 
-use crate::cli::{self, Failure, EXIT_NEEDS_HUMAN, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM};
+use crate::common::{self, Failure, EXIT_NEEDS_HUMAN, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM};
 use crate::config::{self, Overrides};
 use crate::control::{self, Query, Verdict};
 
@@ -200,7 +200,7 @@ fn init(dir: Option<&Path>) -> Result<u8, Failure> {
 
 /// Runs a query on the configured journal: through the run that holds it, or directly.
 fn query(config: Option<&Path>, q: Query) -> Result<u8, Failure> {
-    let path = cli::journal_path(config, None)?;
+    let path = common::journal_path(config, None)?;
     control::dispatch(&path, q, false)
 }
 
@@ -216,7 +216,7 @@ fn task_add(config_flag: Option<&Path>, spec: TaskSpec) -> Result<u8, Failure> {
     if !config::valid_id(&spec.id) {
         return Err(Failure::usage(format!("`{}` is not a valid task id (letters, digits, `-`, `_`, `.`)", spec.id)));
     }
-    let cfg = cli::load_config(config_flag, &Overrides::default(), false)?;
+    let cfg = common::load_config(config_flag, &Overrides::default(), false)?;
     // A run holds the journal: it takes the task in (and runs it, when the run covers its project).
     if let Some(reply) = control::ask(&cfg.settings.journal.path, &Query::TaskAdd { spec: spec.clone() }) {
         return reply?.print();
@@ -241,7 +241,7 @@ fn human(config: Option<&Path>, id: &str, verdict: Verdict) -> Result<u8, Failur
 }
 
 fn rollback(config: Option<&Path>, id: &str, attempt: Option<u32>, force: bool) -> Result<u8, Failure> {
-    let path = cli::journal_path(config, None)?;
+    let path = common::journal_path(config, None)?;
     if let Some(Ok(reply)) = control::ask(&path, &Query::Ping) {
         return Err(Failure::usage(format!(
             "a run (pid {}) is supervising this journal: undoing files under running agents is not safe; stop it \
@@ -249,7 +249,7 @@ fn rollback(config: Option<&Path>, id: &str, attempt: Option<u32>, force: bool) 
             reply.stdout.trim()
         )));
     }
-    let mut j = cli::open_journal(&path)?;
+    let mut j = common::open_journal(&path)?;
     let report = ops::rollback(&mut j, id, attempt, force)?;
     for p in &report.restored {
         println!("restored {p}");
@@ -340,7 +340,7 @@ fn is_executable(p: &Path) -> bool {
 
 fn run(config_flag: Option<&Path>, args: RunArgs) -> Result<u8, Failure> {
     let overrides = Overrides { max_sessions: args.max_sessions, durability: args.durability };
-    let cfg = cli::load_config(config_flag, &overrides, true)?;
+    let cfg = common::load_config(config_flag, &overrides, true)?;
     let journal = &cfg.settings.journal.path;
     if let Some(Ok(reply)) = control::ask(journal, &Query::Ping) {
         let pid = reply.stdout.trim().to_string();

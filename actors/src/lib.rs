@@ -91,8 +91,8 @@ pub mod test_util {
 }
 
 pub use actors::scheduler::{RunSummary, Selection};
-pub use git::is_repository;
 pub use error::{EngineError, JournalError, RecordError};
+pub use git::is_repository;
 pub use journal::{Event, EventRecord, Journal, State, TaskView};
 pub use settings::{AgentSettings, ProjectSettings, Settings};
 pub use system::{Handle, LlmStatus, Orchestrator};

@@ -103,7 +103,7 @@ async fn run_command(settings: &NotifySettings, payload: &str) -> Result<(), Str
     }
     if exit.success() {
         Ok(())
-    } else if exit.timeout != process::Timeout::None {
+    } else if exit.timeout != process::EndedBy::Itself {
         Err(format!("`{}` did not finish within {} s", settings.command, settings.timeout.as_secs()))
     } else {
         Err(format!(

@@ -36,27 +36,27 @@ impl Stream {
     }
 }
 
-/// Why a process was ended by us.
+/// What ended a process: itself, or orch (a limit, or a request to stop).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Timeout {
+pub enum EndedBy {
     /// It ended by itself.
-    None,
+    Itself,
     /// It ran past its wall-clock limit.
     WallClock,
     /// It printed nothing for too long.
     Idle,
-    /// It was stopped on request.
-    Stopped,
+    /// It was stopped on request (the run stopping, a human cancelling).
+    Request,
 }
 
-impl Timeout {
+impl EndedBy {
     /// The name used in the journal.
     pub fn as_str(self) -> &'static str {
         match self {
-            Timeout::None => "none",
-            Timeout::WallClock => "wall_clock",
-            Timeout::Idle => "idle",
-            Timeout::Stopped => "stopped",
+            EndedBy::Itself => "none",
+            EndedBy::WallClock => "wall_clock",
+            EndedBy::Idle => "idle",
+            EndedBy::Request => "stopped",
         }
     }
 }
@@ -94,7 +94,7 @@ pub struct Exit {
     /// Signal that ended it, when one did.
     pub signal: Option<i32>,
     /// Whether we ended it.
-    pub timeout: Timeout,
+    pub timeout: EndedBy,
     /// Wall time from spawn until it was reaped (the sweep for what it left behind is not included).
     pub duration: Duration,
     /// Bytes on stdout.
@@ -108,7 +108,7 @@ pub struct Exit {
 impl Exit {
     /// Exited 0 by itself.
     pub fn success(&self) -> bool {
-        self.code == Some(0) && self.timeout == Timeout::None
+        self.code == Some(0) && self.timeout == EndedBy::Itself
     }
 }
 
@@ -198,7 +198,7 @@ pub async fn run(
     let deadline = tokio::time::Instant::now() + spec.timeout;
     let mut stop = stop;
     let mut last_output = tokio::time::Instant::now();
-    let mut outcome = Timeout::None;
+    let mut outcome = EndedBy::Itself;
     let (mut out_bytes, mut err_bytes) = (0u64, 0u64);
     let mut streams_open = true;
     let status = loop {
@@ -223,15 +223,15 @@ pub async fn run(
                 break status;
             }
             _ = tokio::time::sleep_until(deadline) => {
-                outcome = Timeout::WallClock;
+                outcome = EndedBy::WallClock;
                 break terminate(&mut child, pgid, spec.grace).await;
             }
             _ = tokio::time::sleep_until(idle_deadline), if spec.idle_timeout.is_some() => {
-                outcome = Timeout::Idle;
+                outcome = EndedBy::Idle;
                 break terminate(&mut child, pgid, spec.grace).await;
             }
             _ = async { match stop.as_mut() { Some(s) => { let _ = s.await; } None => std::future::pending::<()>().await } } => {
-                outcome = Timeout::Stopped;
+                outcome = EndedBy::Request;
                 break terminate(&mut child, pgid, spec.grace).await;
             }
         }

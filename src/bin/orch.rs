@@ -1,12 +1,12 @@
 //! The `orch` binary: parse, run, exit with the command's code.
 
 use clap::Parser;
-use orch::cli;
+use orch::common;
 use orch::orch_cmd::Cli;
 
 fn main() -> std::process::ExitCode {
     let args = Cli::parse();
-    cli::init_logging(args.verbose);
+    common::init_logging(args.verbose);
     match args.run() {
         Ok(code) => std::process::ExitCode::from(code),
         Err(f) => {

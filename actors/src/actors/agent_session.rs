@@ -17,7 +17,7 @@ use crate::agent::{self, AgentItem};
 use crate::error::EngineError;
 use crate::journal::event::{AgentExited, AgentOutput, AttemptInterrupted, AttemptStarted, Event};
 use crate::journal::TaskView;
-use crate::process::{self, Stream, Timeout};
+use crate::process::{self, EndedBy, Stream};
 use crate::prompt::{self, PromptInput};
 use crate::redact::{self, Redactor};
 use crate::settings::ProjectSettings;
@@ -297,7 +297,7 @@ async fn run_attempt(
             start_error: Some(e.to_string()),
             exit_code: None,
             signal: None,
-            timeout: Timeout::None,
+            timeout: EndedBy::Itself,
             duration_us: 0,
             stdout_bytes: 0,
             stderr_bytes: 0,
@@ -310,7 +310,7 @@ async fn run_attempt(
             resumed: resume.is_some(),
         },
     };
-    if outcome.timeout == Timeout::Stopped {
+    if outcome.timeout == EndedBy::Request {
         journal
             .send(Append(vec![Event::AttemptInterrupted(AttemptInterrupted {
                 project: a.key.project.clone(),

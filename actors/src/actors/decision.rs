@@ -465,7 +465,7 @@ mod breakpoint_tests {
 
     use super::*;
     use crate::actors::report::{AgentOutcome, History};
-    use crate::process::Timeout;
+    use crate::process::EndedBy;
     use crate::settings::{AgentKind, AgentSettings, ProjectSettings};
     use crate::types::{AgentReport, AttemptRef, TaskKey};
 
@@ -484,7 +484,7 @@ mod breakpoint_tests {
                 start_error: None,
                 exit_code: Some(0),
                 signal: None,
-                timeout: Timeout::None,
+                timeout: EndedBy::Itself,
                 duration_us: 1,
                 stdout_bytes: 1,
                 stderr_bytes: 0,

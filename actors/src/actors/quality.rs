@@ -19,7 +19,7 @@ use crate::journal::event::{CheckFinished, Event};
 use crate::journal::event::{PristineCheck, PristineChecked};
 use crate::judge;
 use crate::llm::LlmRequest;
-use crate::process::{self, Timeout};
+use crate::process::{self, EndedBy};
 use crate::redact::{self, Redactor};
 use crate::types::{ChangeKind, ContentHash, Finding};
 use std::sync::Arc;
@@ -227,7 +227,7 @@ pub async fn run_check(
     let tail = redact::tail(&output, tail_bytes).to_string();
     match res {
         Ok(exit) => {
-            let timed_out = exit.timeout == Timeout::WallClock;
+            let timed_out = exit.timeout == EndedBy::WallClock;
             let mut tail = tail;
             if timed_out {
                 tail.push_str(&format!("[orch: killed after {} s]\n", timeout.as_secs()));

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::file_monitor::FileChange;
 use crate::agent::ToolCall;
-use crate::process::Timeout;
+use crate::process::EndedBy;
 use crate::settings::ProjectSettings;
 use crate::types::AgentReport;
 use crate::types::{AttemptRef, Decision, Factor, Finding};
@@ -20,7 +20,7 @@ pub struct AgentOutcome {
     /// Signal.
     pub signal: Option<i32>,
     /// Whether orch ended it.
-    pub timeout: Timeout,
+    pub timeout: EndedBy,
     /// Agent wall time in µs.
     pub duration_us: u64,
     /// Bytes on stdout.

@@ -13,7 +13,7 @@ use crate::judge::{
     self,
     prose::{self, Claim},
 };
-use crate::process::Timeout;
+use crate::process::EndedBy;
 use crate::types::{AgentReport, Finding, Severity};
 
 /// Validate an attempt's outcome, then pass it on.
@@ -53,12 +53,12 @@ pub fn findings(report: &AttemptReport) -> Vec<Finding> {
         return out;
     }
     match o.timeout {
-        Timeout::WallClock => out.push(finding(
+        EndedBy::WallClock => out.push(finding(
             "wall_clock_timeout",
             Severity::Error,
             format!("the agent ran past its {} s limit and was killed", report.project.agent.timeout.as_secs()),
         )),
-        Timeout::Idle => out.push(finding(
+        EndedBy::Idle => out.push(finding(
             "idle_timeout",
             Severity::Error,
             format!(
@@ -66,10 +66,10 @@ pub fn findings(report: &AttemptReport) -> Vec<Finding> {
                 report.project.agent.idle_timeout.as_secs()
             ),
         )),
-        Timeout::Stopped => {
+        EndedBy::Request => {
             out.push(finding("stopped", Severity::Error, "the agent was stopped before it finished".into()))
         }
-        Timeout::None => match (o.exit_code, o.signal) {
+        EndedBy::Itself => match (o.exit_code, o.signal) {
             (Some(0), _) => {}
             (Some(code), _) => {
                 out.push(finding("nonzero_exit", Severity::Error, format!("the agent exited with status {code}")))

@@ -1,4 +1,5 @@
-//! What both binaries share: logging setup, exit codes, errors that carry their exit code, opening the journal.
+//! What both binaries share (so not the command line itself: that is `orch_cmd.rs` and `log_cmd.rs`): logging setup,
+//! exit codes, errors that carry their exit code, opening the journal.
 
 use std::path::{Path, PathBuf};
 
