@@ -1,0 +1,113 @@
+//! The journal and the workspace's files: secrets never reach the journal, file changes are attributed and rolled
+//! back exactly, and changes are journaled live while the agent runs.
+
+use orch_actors::journal::event::Event;
+use orch_actors::journal::Journal;
+use orch_actors::{Orchestrator, Selection, TaskSpec};
+
+use crate::support::{events, task, Fixture, TestResult};
+
+#[actix::test]
+async fn agent_environment_secrets_never_reach_the_journal() -> TestResult {
+    let f = Fixture::new();
+    let secret = "sk-test-very-secret-value-1234";
+    let script = "cat >/dev/null; echo \"my key is $API_KEY\"; echo \"$API_KEY\" > key.txt; echo \"$API_KEY\" >&2";
+    let mut settings =
+        f.settings(script, &["echo check sees $API_KEY; cat key.txt; false"], vec![task("leak", 5, &[])]);
+    settings.projects[0].agent.env.insert("API_KEY".into(), secret.into());
+    settings.orchestration.max_attempts = 1;
+    let (orch, _) = Orchestrator::start(settings).await?;
+    orch.run(Selection::default()).await?;
+    orch.shutdown().await?;
+    let j = Journal::open(&f.path("journal"), false)?;
+    let mut seen_redacted = false;
+    for seq in 1..j.next_seq() {
+        let raw = j.raw_event_for_tests(seq).ok_or("event")?;
+        assert!(!raw.windows(secret.len()).any(|w| w == secret.as_bytes()), "event {seq} holds the secret");
+        seen_redacted |= raw.windows(10).any(|w| w == b"[redacted]");
+    }
+    assert!(seen_redacted, "the agent's output was journaled, redacted");
+    Ok(())
+}
+
+#[actix::test]
+async fn file_changes_are_attributed_with_hashes_and_rollback_is_exact() -> TestResult {
+    let f = Fixture::new();
+    std::fs::create_dir_all(f.path("ws/sub"))?;
+    std::fs::write(f.path("ws/keep.txt"), "unchanged")?;
+    std::fs::write(f.path("ws/edit.txt"), "before")?;
+    std::fs::write(f.path("ws/sub/gone.txt"), "doomed")?;
+    let script =
+        "cat >/dev/null; echo after > edit.txt; rm sub/gone.txt; mkdir -p new; echo fresh > new/made.txt; echo done";
+    // The task names the file it deletes: a deletion the task does not ask for would be collateral damage.
+    let edit = TaskSpec {
+        description: "Edit edit.txt, remove sub/gone.txt, add new/made.txt.".into(),
+        ..task("edit", 5, &[])
+    };
+    let settings = f.settings(script, &[], vec![edit]);
+    let (orch, _) = Orchestrator::start(settings).await?;
+    assert!(orch.run(Selection::default()).await?.all_completed());
+    orch.shutdown().await?;
+    let changes: Vec<(String, String, u32)> = events(&f.path("journal"))
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::FileChanged(c) => Some((c.path, c.change.as_str().to_string(), c.attempt)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        vec![
+            ("edit.txt".to_string(), "modified".to_string(), 1),
+            ("new/made.txt".to_string(), "created".to_string(), 1),
+            ("sub/gone.txt".to_string(), "deleted".to_string(), 1)
+        ]
+    );
+    let mut j = Journal::open(&f.path("journal"), false)?;
+    let report = orch_actors::ops::rollback(&mut j, "edit", None, false)?;
+    assert_eq!(report.restored.len(), 3);
+    assert_eq!(std::fs::read_to_string(f.path("ws/edit.txt"))?, "before");
+    assert_eq!(std::fs::read_to_string(f.path("ws/sub/gone.txt"))?, "doomed");
+    assert!(!f.path("ws/new/made.txt").exists());
+    assert_eq!(std::fs::read_to_string(f.path("ws/keep.txt"))?, "unchanged");
+    Ok(())
+}
+
+#[actix::test]
+async fn file_changes_are_journaled_live_while_the_agent_runs_ignored_paths_not() -> TestResult {
+    let f = Fixture::new();
+    std::fs::create_dir_all(f.path("ws"))?;
+    std::fs::write(f.path("ws/.gitignore"), "build/\n")?;
+    std::fs::write(f.path("ws/old.txt"), "old\n")?;
+    let script = "echo one > a.txt; mkdir -p build; echo junk > build/out.o; sleep 0.4; \
+                  echo two >> old.txt; rm a.txt; sleep 0.4; echo done";
+    let (orch, _) = Orchestrator::start(f.settings(script, &[], vec![task("t", 5, &[])])).await?;
+    orch.run(Selection::default()).await?;
+    orch.shutdown().await?;
+    let ev = events(&f.path("journal"));
+    let exited = ev.iter().position(|e| matches!(e, Event::AgentExited(_))).ok_or("no agent_exited")?;
+    let live: Vec<(usize, String, orch_actors::types::ChangeKind)> = ev
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| match e {
+            Event::FileTouched(c) => Some((i, c.path.clone(), c.change)),
+            _ => None,
+        })
+        .collect();
+    use orch_actors::types::ChangeKind::*;
+    let seen = |path: &str, kind| live.iter().any(|(i, p, k)| *i < exited && p == path && *k == kind);
+    assert!(seen("a.txt", Created), "{live:?}");
+    assert!(seen("a.txt", Deleted), "{live:?}");
+    assert!(seen("old.txt", Modified), "{live:?}");
+    assert!(!live.iter().any(|(_, p, _)| p.starts_with("build/")), "ignored paths are not journaled: {live:?}");
+    // The authoritative list at the end: a.txt came and went, so only old.txt changed.
+    let changed: Vec<String> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Event::FileChanged(c) => Some(c.path.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(changed, vec!["old.txt".to_string()]);
+    Ok(())
+}
