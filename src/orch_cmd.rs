@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 use orch_actors::ops;
-use orch_actors::{Journal, Orchestrator, Selection, TaskSpec, TaskState};
+use orch_actors::{Journal, Orchestrator, Selection, TaskOutcome, TaskSpec, TaskState};
 
 use crate::common::{self, Failure, EXIT_NEEDS_HUMAN, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM};
 use crate::config::{self, Overrides};
@@ -438,7 +438,7 @@ async fn supervise(settings: orch_actors::settings::Settings, selection: Selecti
     orch.shutdown().await?;
     println!();
     let mut by_state: BTreeMap<TaskState, usize> = BTreeMap::new();
-    for (k, s, reason) in &summary.tasks {
+    for TaskOutcome { key: k, state: s, reason } in &summary.tasks {
         *by_state.entry(*s).or_default() += 1;
         if s.blocks_dependants() {
             println!("{k}: {s} — {}", reason.as_deref().unwrap_or(""));

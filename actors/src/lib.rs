@@ -90,7 +90,7 @@ pub mod test_util {
     pub use crate::process::{run, Spec};
 }
 
-pub use actors::scheduler::{RunSummary, Selection};
+pub use actors::scheduler::{RunSummary, Selection, TaskOutcome};
 pub use error::{EngineError, JournalError, RecordError};
 pub use git::is_repository;
 pub use journal::{Event, EventRecord, Journal, State, TaskView};

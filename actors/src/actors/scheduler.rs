@@ -40,9 +40,9 @@ mod run;
 mod worktrees;
 
 pub use super::pipeline::{record_or_fail, Concluded, SessionEnded};
-pub use budgets::{budget_hit, Usage};
+pub use budgets::{budget_hit, BudgetHit, Usage};
 use graph::change;
-pub use messages::{Refresh, Run, RunSummary, Selection, StopRun};
+pub use messages::{Refresh, Run, RunSummary, Selection, StopRun, TaskOutcome};
 pub use pauses::{pause_until, rate_limit_reset};
 pub use queue::ReadyQueue;
 use run::{Idle, RunState};
@@ -414,7 +414,7 @@ impl Scheduler {
                 "completed": summary.count(TaskState::Completed),
                 "needs_human": needs_human,
                 "cancelled": summary.count(TaskState::Cancelled),
-                "tasks": summary.tasks.iter().map(|(k, s, r)| serde_json::json!({"task": k.to_string(), "state": s.as_str(), "reason": r})).collect::<Vec<_>>(),
+                "tasks": summary.tasks.iter().map(|t| serde_json::json!({"task": t.key.to_string(), "state": t.state.as_str(), "reason": t.reason})).collect::<Vec<_>>(),
             }),
         });
         let (settings, http) = (self.notify.clone(), self.http.clone());

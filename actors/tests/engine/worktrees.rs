@@ -69,12 +69,12 @@ async fn a_merge_that_conflicts_escalates_and_keeps_the_work_on_its_branch() -> 
     let summary = orch.run(Selection::default()).await?;
     orch.shutdown().await?;
     assert_eq!(summary.count(TaskState::Completed), 1, "{:?}", summary.tasks);
-    let escalated = summary.tasks.iter().find(|(_, s, _)| *s == TaskState::Escalated).ok_or("one escalated")?;
-    let why = escalated.2.clone().unwrap_or_default();
+    let escalated = summary.tasks.iter().find(|t| t.state == TaskState::Escalated).ok_or("one escalated")?;
+    let why = escalated.reason.clone().unwrap_or_default();
     assert!(why.starts_with("accepted, but orch/") && why.contains("does not merge into main"), "{why}");
     // The main checkout is clean (the merge was aborted) and the work waits on its branch, in its worktree.
     assert_eq!(git(&ws, &["status", "--porcelain"]), "");
-    let loser = &escalated.0.task;
+    let loser = &escalated.key.task;
     assert!(git(&ws, &["show", &format!("orch/p/{loser}:README.md")]).contains(&format!("{loser} was here")));
     assert!(f.path(&format!("journal/worktrees/p/{loser}")).exists());
     // Once a human cancels it, the next run removes its worktree; the branch stays.

@@ -15,11 +15,22 @@ pub struct Selection {
     pub tasks: Vec<String>,
 }
 
+/// Where one task of a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskOutcome {
+    /// The task.
+    pub key: TaskKey,
+    /// Its state at the run's end.
+    pub state: TaskState,
+    /// Where it needs a human (escalated, failed, blocked, cancelled): why.
+    pub reason: Option<String>,
+}
+
 /// How a run ended.
 #[derive(Debug, Clone)]
 pub struct RunSummary {
     /// Every selected task with its final state and, where it needs a human, why.
-    pub tasks: Vec<(TaskKey, TaskState, Option<String>)>,
+    pub tasks: Vec<TaskOutcome>,
     /// The run was stopped before it finished.
     pub interrupted: bool,
 }
@@ -27,12 +38,12 @@ pub struct RunSummary {
 impl RunSummary {
     /// Every selected task completed.
     pub fn all_completed(&self) -> bool {
-        self.tasks.iter().all(|(_, s, _)| *s == TaskState::Completed)
+        self.tasks.iter().all(|t| t.state == TaskState::Completed)
     }
 
     /// Tasks in `state`.
     pub fn count(&self, state: TaskState) -> usize {
-        self.tasks.iter().filter(|(_, s, _)| *s == state).count()
+        self.tasks.iter().filter(|t| t.state == state).count()
     }
 }
 

@@ -10,9 +10,9 @@ use std::time::Instant;
 use actix::Addr;
 use tokio::sync::oneshot;
 
-use super::budgets::{budget_hit, Usage};
+use super::budgets::{budget_hit, BudgetHit, Usage};
 use super::graph::{self, change};
-use super::messages::RunSummary;
+use super::messages::{RunSummary, TaskOutcome};
 use super::plan::{self, Plan};
 use super::queue::{ReadyQueue, Slots};
 use crate::actors::agent_session::AgentSession;
@@ -231,7 +231,7 @@ impl RunState {
             }
             let Some(key) = picked.or_else(|| self.ready.pick(|name| free(&slots, name))) else { break };
             let in_project = self.usage.get(&key.project).copied().unwrap_or_default();
-            if let Some((name, detail)) =
+            if let Some(BudgetHit { name, detail }) =
                 budget_hit(&orchestration.breakpoints, &key.project, in_project, self.run_usage)
             {
                 let attempt = self.views.get(&key).and_then(|v| v.attempts.last()).map(|a| a.number).unwrap_or(0);
@@ -306,7 +306,9 @@ impl RunState {
             tasks: self
                 .selected
                 .iter()
-                .filter_map(|k| self.views.get(k).map(|v| (k.clone(), v.state, v.reason.clone())))
+                .filter_map(|k| {
+                    self.views.get(k).map(|v| TaskOutcome { key: k.clone(), state: v.state, reason: v.reason.clone() })
+                })
                 .collect(),
             interrupted: self.stopping,
         }
