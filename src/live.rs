@@ -9,8 +9,12 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use orch_actors::journal::State;
 use orch_actors::{Event, TaskKey, TaskState};
 
-/// The progress line an event deserves, if any.
+/// The progress line an event deserves, if any, with nothing in it a terminal would act on.
 pub fn progress_line(e: &Event) -> Option<String> {
+    line(e).map(crate::render::visible)
+}
+
+fn line(e: &Event) -> Option<String> {
     match e {
         Event::AttemptStarted(a) => Some(format!("▶ {}/{}  attempt {} started", a.project, a.task, a.attempt)),
         Event::CheckFinished(c) if !c.passed => Some(format!(

@@ -102,7 +102,7 @@ pub fn status_text(state: &State) -> String {
     }
     let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
     let _ = writeln!(out, "\n{} task(s): {}", state.tasks.len(), summary.join(", "));
-    out
+    visible(out)
 }
 
 /// `orch task show --json`.
@@ -188,7 +188,7 @@ pub fn task_text(v: &TaskView) -> String {
             let _ = writeln!(out, "  why: {r}");
         }
     }
-    out
+    visible(out)
 }
 
 fn scope_label(e: &Event) -> String {
@@ -411,14 +411,14 @@ pub fn record_line(r: &EventRecord, json: bool) -> String {
 
 /// One event as a line of `orch-log events`.
 pub fn event_line(r: &EventRecord) -> String {
-    format!(
+    visible(format!(
         "{:>6}  {}  {:<19} {:<28} {}",
         r.seq,
         r.time_rfc3339(),
         r.event.kind(),
         scope_label(&r.event),
         event_summary(&r.event)
-    )
+    ))
 }
 
 /// `orch-log show`: a task's timeline.
@@ -450,7 +450,7 @@ pub fn timeline(view: &TaskView, records: &[EventRecord]) -> String {
             _ => {}
         }
     }
-    out
+    visible(out)
 }
 
 /// Per-project totals for `orch-log stats`.
@@ -538,5 +538,43 @@ pub fn stats_text(stats: &BTreeMap<String, ProjectStats>) -> String {
     if stats.is_empty() {
         out.push_str("no projects yet\n");
     }
+    visible(out)
+}
+
+/// Text for a terminal, with nothing in it that a terminal would act on: control characters (escape sequences
+/// — OSC 52 clipboard writes, titles, screen clears —, carriage returns, backspaces, bells; C1 controls) and the
+/// invisible bidirectional overrides are shown escaped, as `\u{1b}`. What agents print reaches the user this way;
+/// only line breaks and tabs pass as they are.
+pub fn visible(s: String) -> String {
+    let acts = |c: char| {
+        (c.is_control() && c != '\n' && c != '\t') || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !s.chars().any(acts) {
+        return s;
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        if acts(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::visible;
+
+    #[test]
+    fn what_a_terminal_would_act_on_is_shown_escaped() {
+        let osc52 = "copied \u{1b}]52;c;ZWNobyBwd25lZA==\u{7}done".to_string();
+        assert_eq!(visible(osc52), "copied \\u{1b}]52;c;ZWNobyBwd25lZA==\\u{7}done");
+        assert_eq!(visible("\u{1b}[2J\u{1b}[H".into()), "\\u{1b}[2J\\u{1b}[H");
+        assert_eq!(visible("a\rb\u{8}c\u{9b}31m".into()), "a\\u{d}b\\u{8}c\\u{9b}31m");
+        assert_eq!(visible("user\u{202e}gnp.exe".into()), "user\\u{202e}gnp.exe");
+        let plain = "line one\n\tindented — ünïcode ✓\n".to_string();
+        assert_eq!(visible(plain.clone()), plain);
+    }
 }

@@ -640,3 +640,30 @@ fn a_task_id_that_could_leave_its_directory_is_refused_at_every_door() -> TestRe
     }
     Ok(())
 }
+
+#[test]
+fn what_an_agent_prints_never_reaches_the_terminal_as_escape_sequences() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path();
+    // The agent prints a clipboard write (OSC 52), a title, a screen clear and a C1 CSI, then does its work.
+    let script = r"printf 'copy \033]52;c;ZWNobyBvd25lZA==\007 title \033]0;pwned\007 clear \033[2J csi \302\23331m\n'; echo ok > out.txt; echo done";
+    std::fs::write(
+        root.join("orch.toml"),
+        format!(
+            "[agent]\nkind = \"command\"\nprogram = \"sh\"\nargs = [\"-c\", '''{script}''']\n[[projects]]\nname = \"p\"\nworkspace = \"ws\"\ncreate_workspace = true\n[[projects.tasks]]\nid = \"t\"\ntitle = \"T\"\n"
+        ),
+    )?;
+    let out = orch(&["run"], root);
+    assert_eq!(out.status.code(), Some(0), "{}", err(&out));
+    for args in [&["events"][..], &["show", "t"][..]] {
+        let o = orch_log(args, root);
+        assert!(o.status.success(), "{}", err(&o));
+        assert!(!o.stdout.contains(&0x1b) && !text(&o).contains('\u{9b}'), "orch-log {args:?} printed raw escapes");
+        assert!(text(&o).contains("\\u{1b}]52;c;"), "orch-log {args:?} shows the sequence escaped: {}", text(&o));
+    }
+    // JSON carries the text as it was, escaped by JSON itself.
+    let o = orch_log(&["events", "--json", "--kind", "agent_output"], root);
+    assert!(!o.stdout.contains(&0x1b), "{}", text(&o));
+    assert!(text(&o).contains("\\u001b]52"), "{}", text(&o));
+    Ok(())
+}

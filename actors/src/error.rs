@@ -87,6 +87,9 @@ pub enum JournalError {
     /// Writing the journal to disk failed (a full disk, an I/O error): what was appended may not be durable.
     #[error("the journal could not be written to disk: {0}")]
     Flush(String),
+    /// The sequence numbers would overflow: nothing was staged.
+    #[error("the journal's sequence numbers are exhausted; nothing was appended")]
+    SequenceExhausted,
     /// The journal writer is gone (the actor stopped).
     #[error("the journal writer has stopped")]
     WriterGone,

@@ -498,3 +498,23 @@ fn every_change_to_a_task_view_is_persisted_even_for_an_attempt_it_does_not_know
     assert_eq!(j.state(), &live);
     Ok(())
 }
+
+#[test]
+fn an_append_that_cannot_be_stored_changes_nothing() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let mut j = Journal::open(dir.path(), true)?;
+    let answered =
+        |task: String| Event::HumanAnswered(HumanAnswered { project: "p".into(), task, answer: "yes".into() });
+    // The second event's scope key (its task id) is too long for a record: the whole append is refused.
+    let err = j.append(vec![answered("ok".into()), answered("x".repeat(70_000))]).expect_err("too large");
+    assert!(err.to_string().contains("event 2"), "{err}");
+    assert!(!j.has_staged());
+    assert_eq!(j.next_seq(), 1);
+    let stored = j.append(vec![answered("ok".into())])?;
+    assert_eq!(stored[0].seq, 1);
+    j.flush()?;
+    let report = j.verify()?;
+    assert!(report.is_whole(), "{:?}", report.problems);
+    assert_eq!(j.scan(EventFilter::default()).count(), 1);
+    Ok(())
+}

@@ -99,7 +99,7 @@ pub fn clarify_request(system: &str, report: &AttemptReport, question: &str) -> 
 /// A confident answer must say something: not an empty string or a row of digits.
 pub fn clarify_sense(v: &serde_json::Value) -> Result<(), String> {
     let answer = v["answer"].as_str().unwrap_or("");
-    if v["confident"] == serde_json::Value::Bool(true) && !super::quality::says_something(answer) {
+    if v["confident"] == serde_json::Value::Bool(true) && !crate::llm::schema::says_something(answer) {
         return Err(format!("a confident answer that says nothing: `{}`", crate::redact::head(answer, 40)));
     }
     Ok(())

@@ -7,9 +7,9 @@
 //! error that the Validator names.
 
 use super::{AgentAdapter, AgentItem, AgentReport, Invocation, OutputParser, ParsedOutcome, ToolCall};
-use crate::process::Stream;
 use crate::redact;
 use crate::settings::{AgentKind, AgentSettings};
+use crate::types::Stream;
 
 /// See the module documentation.
 pub struct Aider;

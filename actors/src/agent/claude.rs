@@ -8,9 +8,9 @@
 use serde::Deserialize;
 
 use super::{AgentAdapter, AgentItem, AgentReport, Invocation, OutputParser, ParsedOutcome, ToolCall};
-use crate::process::Stream;
 use crate::redact;
 use crate::settings::{AgentKind, AgentSettings};
+use crate::types::Stream;
 
 /// See the module documentation.
 pub struct ClaudeCode;

@@ -2,9 +2,9 @@
 //! output's last lines are its answer.
 
 use super::{AgentAdapter, AgentItem, Invocation, OutputParser, ParsedOutcome};
-use crate::process::Stream;
 use crate::redact;
 use crate::settings::{AgentKind, AgentSettings};
+use crate::types::Stream;
 
 /// See the module documentation.
 pub struct CommandAgent;

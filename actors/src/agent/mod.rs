@@ -7,9 +7,9 @@ pub mod aider;
 pub mod claude;
 pub mod command;
 
-pub use crate::process::Stream;
 use crate::settings::{AgentKind, AgentSettings};
 pub use crate::types::AgentReport;
+pub use crate::types::Stream;
 
 /// How to start the agent.
 #[derive(Debug, Clone)]

@@ -286,16 +286,20 @@ impl Journal {
     /// written by the next [`Journal::commit`]. Returns them as stored, with the tasks whose views they changed.
     pub fn stage(&mut self, events: Vec<Event>) -> Result<Staged, JournalError> {
         let time_us = now_us();
+        // All or nothing: every event is encoded before any is staged, so one that cannot be stored leaves the
+        // journal as it was.
         let mut records = Vec::with_capacity(events.len());
+        let mut encoded = Vec::with_capacity(events.len());
         for (i, event) in events.into_iter().enumerate() {
-            let seq = self.next_seq + i as u64;
+            let seq = self.next_seq.checked_add(i as u64).ok_or(JournalError::SequenceExhausted)?;
             let bytes = codec::encode_event(time_us, &event)
                 .map_err(|source| JournalError::Record { about: format!("event {seq}"), source })?;
-            self.staged_bytes += bytes.len();
-            self.staged.push(bytes);
+            encoded.push(bytes);
             records.push(EventRecord { seq, time_us, event });
         }
-        self.next_seq += records.len() as u64;
+        self.next_seq = self.next_seq.checked_add(records.len() as u64).ok_or(JournalError::SequenceExhausted)?;
+        self.staged_bytes += encoded.iter().map(Vec::len).sum::<usize>();
+        self.staged.extend(encoded);
         let mut tasks = Vec::new();
         for r in &records {
             let t = self.state.apply(r);
@@ -327,7 +331,7 @@ impl Journal {
             return Ok(());
         }
         // Blocks of at most ~64 KiB: sled stores larger values out of line, which costs more.
-        let mut first = self.next_seq - self.staged.len() as u64;
+        let mut first = self.next_seq.checked_sub(self.staged.len() as u64).ok_or(JournalError::SequenceExhausted)?;
         let mut batch = sled::Batch::default();
         let mut start = 0;
         let mut size = 0;

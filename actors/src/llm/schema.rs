@@ -86,6 +86,12 @@ fn check(schema: &Value, v: &Value, at: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether a text says something: not empty, not only numbers and punctuation like `1.1.1.0` (a formula such as
+/// `2 + 3 = 5` says something).
+pub fn says_something(s: &str) -> bool {
+    !s.trim().chars().all(|c| c.is_ascii_digit() || c.is_whitespace() || ".,;:-_#()[]".contains(c))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +119,11 @@ mod tests {
         assert!(bad(json!({"verdict": "accept", "score": 1, "issues": ["a", "b", "c"]})).contains("more than 2"));
         assert!(bad(json!({"verdict": "accept", "score": 1, "issues": ["toolong"]})).contains("$.issues[0]"));
         assert!(bad(json!([1])).contains("should be object"));
+    }
+
+    #[test]
+    fn a_text_says_something_unless_it_is_only_numbers_and_punctuation() {
+        assert!(says_something("a b ok") && says_something("über") && says_something("2 + 3 = 5"));
+        assert!(!says_something("1, 2; 3") && !says_something("  ") && !says_something("(1.1.1.0)"));
     }
 }
