@@ -341,6 +341,10 @@ fn is_executable(p: &Path) -> bool {
 fn run(config_flag: Option<&Path>, args: RunArgs) -> Result<u8, Failure> {
     let overrides = Overrides { max_sessions: args.max_sessions, durability: args.durability };
     let cfg = common::load_config(config_flag, &overrides, true)?;
+    // The run calls the LLM: the key it needs must be there (other commands never read it).
+    if let Some(e) = cfg.llm_key_missing.clone() {
+        return Err(e.into());
+    }
     let journal = &cfg.settings.journal.path;
     if let Some(Ok(reply)) = control::ask(journal, &Query::Ping) {
         let pid = reply.stdout.trim().to_string();

@@ -667,3 +667,24 @@ fn what_an_agent_prints_never_reaches_the_terminal_as_escape_sequences() -> Resu
     assert!(text(&o).contains("\\u001b]52"), "{}", text(&o));
     Ok(())
 }
+
+#[test]
+fn an_unset_llm_key_stops_only_the_run() -> Result<(), Box<dyn std::error::Error>> {
+    let (_dir, root) = demo_copy();
+    let path = root.join("orch.toml");
+    let text = std::fs::read_to_string(&path)?;
+    let llm = "[llm]\nprovider = \"openai\"\napi_key_env = \"ORCH_TEST_UNSET_KEY\"\n";
+    assert!(!text.contains("[llm]"), "the demo has an [llm] table of its own: adjust this test");
+    // A journal to look at, made by a run without the LLM.
+    let first = orch(&["run"], &root);
+    assert_eq!(first.status.code(), Some(0), "{}", err(&first));
+    std::fs::write(&path, format!("{llm}\n{text}"))?;
+    let status = orch(&["status"], &root);
+    assert_eq!(status.status.code(), Some(0), "status never calls the LLM: {}", err(&status));
+    let log = orch_log(&["events"], &root);
+    assert!(log.status.success(), "{}", err(&log));
+    let run = orch(&["run"], &root);
+    assert_eq!(run.status.code(), Some(2), "{}", err(&run));
+    assert!(err(&run).contains("ORCH_TEST_UNSET_KEY") && err(&run).contains("orch.toml:3"), "{}", err(&run));
+    Ok(())
+}

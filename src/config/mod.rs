@@ -53,6 +53,8 @@ pub struct Config {
     pub settings: Settings,
     /// The LLM section.
     pub llm: LlmConfig,
+    /// The LLM needs a key from a variable that is not set: an error for the commands that call the LLM only.
+    pub llm_key_missing: Option<ConfigError>,
 }
 
 /// Which file to read: `--config`, else `$ORCH_CONFIG`, else `./orch.toml`.
@@ -110,12 +112,13 @@ pub fn load_with_env(
     }
     // The engine's own rules, whoever gives it settings; an error is mapped back to the value's line.
     settings.validate().map_err(|e| resolve::locate(e, &file, &origin))?;
+    let llm_key_missing = resolve::llm_key_missing(&settings, &file.llm, &cx);
     let llm = LlmConfig {
         provider: file.llm.provider.get_ref().clone(),
         model: file.llm.model.clone(),
         base_url: file.llm.base_url.clone(),
     };
-    Ok(Config { path: path.map(Path::to_path_buf), settings, llm })
+    Ok(Config { path: path.map(Path::to_path_buf), settings, llm, llm_key_missing })
 }
 
 /// The program that is claude's hook: `orch-guard` beside this binary, which starts fastest, else this binary itself

@@ -63,6 +63,15 @@ pub fn settings(file: &FileConfig, cx: &Context<'_>) -> Result<Settings, ConfigE
     })
 }
 
+/// The error of a configuration whose LLM needs a key from a variable that is not set: for the commands that call
+/// the LLM (`orch run`); the others never read the key.
+pub fn llm_key_missing(settings: &Settings, l: &FileLlm, cx: &Context<'_>) -> Option<ConfigError> {
+    let var = l.api_key_env.get_ref();
+    (settings.llm.provider != LlmProviderKind::None && !var.is_empty() && settings.llm.api_key.is_none()).then(|| {
+        cx.origin.at(&l.api_key_env, "llm.api_key_env", format!("the environment variable `{var}` it names is not set"))
+    })
+}
+
 /// Reads `sync` or `batch`.
 pub fn durability(s: &str) -> Option<Durability> {
     match s {
@@ -96,22 +105,11 @@ fn llm(l: &FileLlm, cx: &Context<'_>) -> Result<LlmSettings, ConfigError> {
             ))
         }
     };
+    // The environment this load was given (the process's for the binaries), never read behind its back. Unset,
+    // it matters only to a command that calls the LLM: see `llm_key_missing`.
     let var = l.api_key_env.get_ref();
-    let api_key = if var.is_empty() {
-        None
-    } else {
-        // The environment this load was given (the process's for the binaries), never read behind its back.
-        match cx.env.iter().find(|(k, _)| k == var).map(|(_, v)| v.clone()) {
-            Some(k) if !k.is_empty() => Some(k),
-            _ => {
-                return Err(cx.origin.at(
-                    &l.api_key_env,
-                    "llm.api_key_env",
-                    format!("the environment variable `{var}` it names is not set"),
-                ))
-            }
-        }
-    };
+    let api_key =
+        cx.env.iter().find(|(k, _)| !var.is_empty() && k == var).map(|(_, v)| v.clone()).filter(|k| !k.is_empty());
     Ok(LlmSettings {
         provider,
         model: l.model.clone(),

@@ -215,3 +215,19 @@ fn unknown_dependency_is_an_error_with_its_line() {
     assert_eq!(err.line, Some(7));
     assert!(err.message.contains("a/nope"));
 }
+
+#[test]
+fn an_unset_llm_key_matters_only_to_what_calls_the_llm() -> Result<(), ConfigError> {
+    let text = "[llm]\nprovider = \"openai\"\napi_key_env = \"ORCH_TEST_KEY\"\n";
+    let c = load_text(text, &[])?;
+    let e = c.llm_key_missing.expect("the key is missing");
+    assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("llm.api_key_env")), "{e}");
+    assert!(e.message.contains("`ORCH_TEST_KEY`"), "{e}");
+    let c = load_text(text, &[("ORCH_TEST_KEY".into(), "sk-test-123456".into())])?;
+    assert!(c.llm_key_missing.is_none());
+    assert_eq!(c.settings.llm.api_key.as_deref(), Some("sk-test-123456"));
+    // No LLM, no key needed.
+    let c = load_text("[llm]\napi_key_env = \"ORCH_TEST_KEY\"\n", &[])?;
+    assert!(c.llm_key_missing.is_none());
+    Ok(())
+}
