@@ -70,6 +70,12 @@ pub enum Command {
     },
     /// Check every record's checksum and the sequence; exit 0 when whole, 1 when not.
     Verify,
+    /// Write into DIR a new journal holding every record (and blob) that can still be read from this one, its
+    /// projections rebuilt; report what was lost. Exit 0 when nothing was, 1 when something was.
+    Recover {
+        /// Where the new journal goes (a new or empty directory).
+        dir: PathBuf,
+    },
 }
 
 impl Cli {
@@ -82,6 +88,7 @@ impl Cli {
             Command::Follow { json } => follow(&path, json),
             Command::Stats { json } => stats(&path, json),
             Command::Verify => verify(&path),
+            Command::Recover { dir } => recover(&path, &dir),
         }
     }
 }
@@ -141,6 +148,69 @@ fn verify(path: &Path) -> Result<u8, Failure> {
     // Opened without the damage warning of the other commands: verify names every damaged record itself.
     let j = Journal::open(path, false)?;
     control::execute(&Query::Verify, &j).0.print()
+}
+
+fn recover(path: &Path, dir: &Path) -> Result<u8, Failure> {
+    if control::ask(path, &Query::Ping).is_some() {
+        return Err(Failure::usage(format!(
+            "a run is supervising the journal at {}: stop it before recovering the journal",
+            path.display()
+        )));
+    }
+    // A journal too damaged to open: its storage's snapshot (an index it can rebuild) is left out of a scratch
+    // copy, so that the log is read as far as it is whole.
+    let scratch;
+    let from = match Journal::open(path, false) {
+        Err(JournalError::Damaged { what, .. }) => {
+            eprintln!("the journal cannot be opened as it is ({what}); reading its log without its snapshot");
+            scratch = tempfile::tempdir_in(dir.parent().unwrap_or(Path::new(".")))
+                .map_err(|e| Failure::internal(format!("a scratch directory beside {}: {e}", dir.display())))?;
+            copy_without_snapshots(path, scratch.path())
+                .map_err(|e| Failure::internal(format!("copying {} to read it: {e}", path.display())))?;
+            Journal::open(scratch.path(), false)?
+        }
+        other => other?,
+    };
+    let report = orch_actors::journal::recover::recover(&from, dir)?;
+    println!(
+        "recovered {} event(s) and {} blob(s) from {} into {}",
+        report.events,
+        report.blobs,
+        path.display(),
+        dir.display()
+    );
+    if report.is_complete() {
+        println!("nothing was lost");
+        return Ok(EXIT_OK);
+    }
+    println!("lost:");
+    for l in &report.lost {
+        println!("  {l}");
+    }
+    println!(
+        "to go on with the recovered journal: move {} aside and {} into its place (or point `[journal] path` at it)",
+        path.display(),
+        dir.display()
+    );
+    Ok(common::EXIT_INTERNAL)
+}
+
+/// Copies a journal directory, leaving out its storage snapshots (`snap.*`).
+fn copy_without_snapshots(from: &Path, to: &Path) -> std::io::Result<()> {
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let name = e.file_name();
+        if name.to_string_lossy().starts_with("snap.") {
+            continue;
+        }
+        if e.file_type()?.is_dir() {
+            std::fs::create_dir_all(to.join(&name))?;
+            copy_without_snapshots(&e.path(), &to.join(&name))?;
+        } else {
+            std::fs::copy(e.path(), to.join(&name))?;
+        }
+    }
+    Ok(())
 }
 
 /// Prints new events as they are written: streamed live from the run holding the journal, and between runs read

@@ -688,3 +688,54 @@ fn an_unset_llm_key_stops_only_the_run() -> Result<(), Box<dyn std::error::Error
     assert!(err(&run).contains("ORCH_TEST_UNSET_KEY") && err(&run).contains("orch.toml:3"), "{}", err(&run));
     Ok(())
 }
+
+/// Flips one bit at `at` (a fraction of its length) in the journal's storage file under `journal`.
+fn flip_bit(journal: &Path, at: f64) -> std::io::Result<()> {
+    let db = journal.join("db");
+    let mut bytes = std::fs::read(&db)?;
+    let i = ((bytes.len() as f64) * at) as usize;
+    bytes[i] ^= 0x10;
+    std::fs::write(db, bytes)
+}
+
+#[test]
+fn a_flipped_bit_never_silently_loses_work_and_recover_saves_what_can_be_read() -> Result<(), Box<dyn std::error::Error>>
+{
+    let (_dir, root) = demo_copy();
+    let first = orch(&["run"], &root);
+    assert_eq!(first.status.code(), Some(0), "{}", err(&first));
+    let journal = root.join(".orch/journal");
+    let pristine = root.join("pristine-journal");
+    copy_tree(&journal, &pristine)?;
+    // Damage in the middle of what was written, with the storage's snapshot (as `orch-log` leaves it) and without
+    // (as the run leaves it).
+    for (at, snapshot) in [(0.5, false), (0.3, false), (0.8, false), (0.5, true)] {
+        let _ = std::fs::remove_dir_all(&journal);
+        copy_tree(&pristine, &journal)?;
+        if snapshot {
+            assert!(orch_log(&["verify"], &root).status.success());
+        }
+        let size = std::fs::metadata(pristine.join("db"))?.len() as f64;
+        let len = std::fs::metadata(journal.join("db"))?.len() as f64;
+        flip_bit(&journal, at * size / len)?;
+        let case = format!("bit flipped at {:.0} % (snapshot: {snapshot})", at * 100.0);
+        let verify = orch_log(&["verify"], &root);
+        assert_ne!(verify.status.code(), Some(0), "{case}: verify calls it whole: {}", text(&verify));
+        let run = orch(&["run"], &root);
+        assert_ne!(run.status.code(), Some(0), "{case}: a run went ahead on it");
+        assert!(err(&run).contains("orch-log recover"), "{case}: {}", err(&run));
+        let saved = root.join(format!("recovered-{}-{snapshot}", (at * 100.0) as u32));
+        let recover = orch_log(&["recover", saved.to_str().ok_or("path")?], &root);
+        assert_eq!(recover.status.code(), Some(1), "{case}: {}{}", text(&recover), err(&recover));
+        assert!(text(&recover).contains("were on disk and are gone"), "{case}: {}", text(&recover));
+        let whole = orch_log(&["--journal", saved.to_str().ok_or("path")?, "verify"], &root);
+        assert_eq!(whole.status.code(), Some(0), "{case}: {}{}", text(&whole), err(&whole));
+    }
+    // An undamaged journal recovers whole.
+    let saved = root.join("recovered-whole");
+    let recover =
+        orch_log(&["--journal", pristine.to_str().ok_or("path")?, "recover", saved.to_str().ok_or("path")?], &root);
+    assert_eq!(recover.status.code(), Some(0), "{}", text(&recover));
+    assert!(text(&recover).contains("nothing was lost"));
+    Ok(())
+}

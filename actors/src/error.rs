@@ -87,6 +87,31 @@ pub enum JournalError {
     /// Writing the journal to disk failed (a full disk, an I/O error): what was appended may not be durable.
     #[error("the journal could not be written to disk: {0}")]
     Flush(String),
+    /// The journal lost acknowledged records (its seal says so): it takes no new events.
+    #[error(
+        "the journal at {path} lost acknowledged records: {what}. Nothing more is written to it; \
+         `orch-log recover DIR` copies every record that can still be read into a new journal"
+    )]
+    Lost {
+        /// The journal directory.
+        path: PathBuf,
+        /// What is missing.
+        what: String,
+    },
+    /// The journal's storage is damaged so that it cannot be opened at all.
+    #[error("the journal at {path} is damaged and cannot be opened ({what}); `orch-log recover DIR` copies every record that can still be read into a new journal")]
+    Damaged {
+        /// The journal directory.
+        path: PathBuf,
+        /// What the storage said.
+        what: String,
+    },
+    /// A journal is already there (a recovery writes a new one).
+    #[error("{path} already holds a journal: recover into a new directory")]
+    Exists {
+        /// The directory.
+        path: PathBuf,
+    },
     /// The sequence numbers would overflow: nothing was staged.
     #[error("the journal's sequence numbers are exhausted; nothing was appended")]
     SequenceExhausted,

@@ -89,6 +89,15 @@ impl Orchestrator {
         let journal = tokio::task::spawn_blocking(move || Journal::open(&path, true))
             .await
             .map_err(|e| EngineError::Stopped(format!("opening the journal: {e}")))??;
+        // A journal that lost acknowledged records is not built on: tasks it no longer knows were done would run
+        // again, and new events would take the lost ones' numbers.
+        if let Some(loss) = journal.loss() {
+            return Err(crate::error::JournalError::Lost {
+                path: journal.path().to_path_buf(),
+                what: loss.to_string(),
+            }
+            .into());
+        }
         let damaged = journal.damaged_at_open().to_vec();
         let journal_dir = journal.path().canonicalize().unwrap_or_else(|_| journal.path().to_path_buf());
         let (journal, released) = StateJournal::new(journal, settings.journal.durability);

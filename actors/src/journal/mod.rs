@@ -15,6 +15,8 @@
 pub mod codec;
 pub mod event;
 pub mod projection;
+pub mod recover;
+pub mod seal;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use event::{Event, EventRecord, Scope, FORMAT_VERSION};
 pub use projection::{AttemptView, ProjectView, State, TaskView, Touched};
+pub use seal::{Loss, Seal};
 
 use crate::error::{JournalError, RecordError};
 use crate::types::{ContentHash, TaskKey};
@@ -126,6 +129,21 @@ pub struct Journal {
     staged_touched: Vec<Touched>,
     /// Damaged records found when opening (their projections could not be folded).
     damaged_at_open: Vec<Problem>,
+    /// The seal each flush writes (see [`seal`]).
+    sealing: Arc<std::sync::Mutex<Sealing>>,
+    /// What the seal says this journal lost, if anything: it then takes no new events.
+    loss: Option<Loss>,
+}
+
+/// The seal a flush is to write, and the last one written.
+#[derive(Debug, Default)]
+struct Sealing {
+    /// The last record committed.
+    pending: Option<Seal>,
+    /// The sequence number of the last seal written.
+    written: Option<u64>,
+    /// False when the journal lost records: the seal is the evidence, never overwritten.
+    enabled: bool,
 }
 
 const APPLIED_SEQ: &[u8] = b"applied_seq";
@@ -150,6 +168,9 @@ impl Journal {
                 |e| match &e {
                     sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
                         JournalError::Locked { path: path.to_path_buf() }
+                    }
+                    sled::Error::Corruption { .. } => {
+                        JournalError::Damaged { path: path.to_path_buf(), what: e.to_string() }
                     }
                     _ => storage(e),
                 },
@@ -181,8 +202,11 @@ impl Journal {
             staged_bytes: 0,
             staged_touched: Vec::new(),
             damaged_at_open: Vec::new(),
+            sealing: Arc::default(),
+            loss: None,
         };
         j.load_state()?;
+        j.check_seal();
         Ok(j)
     }
 
@@ -229,6 +253,34 @@ impl Journal {
         Ok(())
     }
 
+    /// Holds the journal against its seal: a journal shorter than it was, or whose last sealed record differs,
+    /// lost acknowledged records (see [`Journal::loss`]).
+    fn check_seal(&mut self) {
+        let present = self.next_seq - 1;
+        let last = (present > 0).then(|| self.raw_event(present)).flatten().map(|b| Seal::of(present, &b));
+        let loss = match Seal::read(&self.path) {
+            Ok(Some(seal)) => seal.loss(present, self.raw_event(seal.seq).as_deref()),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!("{}: {e}; it is written anew", self.path.display());
+                None
+            }
+        };
+        if let Some(l) = &loss {
+            tracing::error!("the journal at {} lost acknowledged records: {l}", self.path.display());
+        }
+        let mut s = self.sealing.lock().unwrap_or_else(|p| p.into_inner());
+        *s = Sealing { pending: last, written: None, enabled: loss.is_none() };
+        drop(s);
+        self.loss = loss;
+    }
+
+    /// Acknowledged records this journal no longer has, as its seal tells; such a journal takes no new events
+    /// (`orch-log recover DIR` copies what can still be read into a new one).
+    pub fn loss(&self) -> Option<&Loss> {
+        self.loss.as_ref()
+    }
+
     /// Waits until no process (this one included) holds the journal's lock, up to `timeout`. sled releases its
     /// lock from background threads shortly after the last handle is dropped.
     pub fn wait_released(path: &Path, timeout: std::time::Duration) -> bool {
@@ -272,7 +324,7 @@ impl Journal {
 
     /// A handle for flushing from another thread.
     pub fn flusher(&self) -> Flusher {
-        Flusher { db: self.db.clone(), path: Arc::new(self.path.clone()) }
+        Flusher { db: self.db.clone(), path: Arc::new(self.path.clone()), sealing: self.sealing.clone() }
     }
 
     /// Appends events and writes them at once (not flushed); returns them as stored.
@@ -286,11 +338,19 @@ impl Journal {
     /// written by the next [`Journal::commit`]. Returns them as stored, with the tasks whose views they changed.
     pub fn stage(&mut self, events: Vec<Event>) -> Result<Staged, JournalError> {
         let time_us = now_us();
+        self.stage_at(events.into_iter().map(|e| (time_us, e)).collect())
+    }
+
+    /// As [`Journal::stage`], each event with the time it is recorded at (a recovery keeps the original times).
+    pub(crate) fn stage_at(&mut self, events: Vec<(i64, Event)>) -> Result<Staged, JournalError> {
+        if let Some(loss) = &self.loss {
+            return Err(JournalError::Lost { path: self.path.clone(), what: loss.to_string() });
+        }
         // All or nothing: every event is encoded before any is staged, so one that cannot be stored leaves the
         // journal as it was.
         let mut records = Vec::with_capacity(events.len());
         let mut encoded = Vec::with_capacity(events.len());
-        for (i, event) in events.into_iter().enumerate() {
+        for (i, (time_us, event)) in events.into_iter().enumerate() {
             let seq = self.next_seq.checked_add(i as u64).ok_or(JournalError::SequenceExhausted)?;
             let bytes = codec::encode_event(time_us, &event)
                 .map_err(|source| JournalError::Record { about: format!("event {seq}"), source })?;
@@ -345,6 +405,10 @@ impl Journal {
             }
         }
         self.events.apply_batch(batch).map_err(|source| JournalError::Storage { path: self.path.clone(), source })?;
+        if let Some(last) = self.staged.last() {
+            let seal = Seal::of(self.next_seq - 1, last);
+            self.sealing.lock().unwrap_or_else(|p| p.into_inner()).pending = Some(seal);
+        }
         self.staged.clear();
         self.staged_bytes = 0;
         let touched = std::mem::take(&mut self.staged_touched);
@@ -472,6 +536,9 @@ impl Journal {
     pub fn verify(&self) -> Result<VerifyReport, JournalError> {
         let storage = |source| JournalError::Storage { path: self.path.clone(), source };
         let mut report = VerifyReport::default();
+        if let Some(l) = &self.loss {
+            report.problems.push(Problem { about: "seal".into(), what: l.to_string() });
+        }
         let mut expected = 1u64;
         for item in self.events.iter() {
             let (k, v) = item.map_err(storage)?;
@@ -546,6 +613,26 @@ impl Journal {
         Ok(report)
     }
 
+    /// Every blob that can be read back whole, with its hash; damaged ones are named.
+    pub(crate) fn readable_blobs(&self) -> Vec<Result<(ContentHash, Vec<u8>), String>> {
+        let mut out = Vec::new();
+        for item in self.blobs.iter() {
+            let Ok((k, v)) = item else {
+                out.push(Err("a blob key that cannot be read".to_string()));
+                continue;
+            };
+            let about = format!("blob {}", hex(&k));
+            match (<[u8; 32]>::try_from(k.as_ref()), codec::decode_raw(&v)) {
+                (Ok(h), Ok(data)) if blake3::hash(data).as_bytes() == &h => {
+                    out.push(Ok((ContentHash(h), data.to_vec())))
+                }
+                (_, Err(e)) => out.push(Err(format!("{about}: {e}"))),
+                _ => out.push(Err(format!("{about}: content does not match its hash"))),
+            }
+        }
+        out
+    }
+
     /// The block holding event `seq`: its first seq and its records.
     fn block_of(&self, seq: u64) -> Option<(u64, Vec<Vec<u8>>)> {
         let (k, v) = self.events.range(..=seq_key(seq)).next_back()?.ok()?;
@@ -575,6 +662,10 @@ impl Journal {
     /// Reads the raw stored bytes of event `seq`. For tests of damage detection only.
     #[doc(hidden)]
     pub fn raw_event_for_tests(&self, seq: u64) -> Option<Vec<u8>> {
+        self.raw_event(seq)
+    }
+
+    fn raw_event(&self, seq: u64) -> Option<Vec<u8>> {
         let (first, records) = self.block_of(seq)?;
         records.into_iter().nth((seq - first) as usize)
     }
@@ -590,12 +681,29 @@ fn hex(k: &[u8]) -> String {
 pub struct Flusher {
     db: sled::Db,
     path: Arc<PathBuf>,
+    sealing: Arc<std::sync::Mutex<Sealing>>,
 }
 
 impl Flusher {
-    /// Blocks until everything written so far is on disk.
+    /// Blocks until everything written so far is on disk, then seals it (see [`seal`]).
     pub fn flush(&self) -> Result<(), JournalError> {
-        self.db.flush().map(|_| ()).map_err(|source| JournalError::Storage { path: (*self.path).clone(), source })
+        // What was committed before the flush starts is on disk when it returns: that is what the seal may claim.
+        let pending = {
+            let s = self.sealing.lock().unwrap_or_else(|p| p.into_inner());
+            s.pending.filter(|p| s.enabled && s.written != Some(p.seq))
+        };
+        self.db.flush().map_err(|source| JournalError::Storage { path: (*self.path).clone(), source })?;
+        if let Some(seal) = pending {
+            // A seal that cannot be written weakens the check; it never stops the run.
+            match seal.write(&self.path) {
+                Ok(()) => {
+                    let mut s = self.sealing.lock().unwrap_or_else(|p| p.into_inner());
+                    s.written = Some(s.written.map_or(seal.seq, |w| w.max(seal.seq)));
+                }
+                Err(e) => tracing::warn!("the journal's seal could not be written in {}: {e}", self.path.display()),
+            }
+        }
+        Ok(())
     }
 }
 
