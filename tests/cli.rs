@@ -739,3 +739,68 @@ fn a_flipped_bit_never_silently_loses_work_and_recover_saves_what_can_be_read() 
     assert!(text(&recover).contains("nothing was lost"));
     Ok(())
 }
+
+/// A tmpfs of `size` mounted at `dir` for the length of a test (root only), unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .map_err(|e| format!("mount: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        Ok(Tmpfs(dir.to_path_buf()))
+    }
+
+    fn resize(&self, size: &str) -> bool {
+        Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_ends_the_run_saying_so_and_the_next_run_goes_on() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path();
+    let disk = match Tmpfs::mount(&root.join("disk"), "1m") {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("not tested: a small disk for the journal cannot be mounted here ({e}); needs root");
+            return Ok(());
+        }
+    };
+    let mut config = String::from(
+        "[journal]\npath = \"disk/journal\"\n[agent]\nkind = \"command\"\nprogram = \"sh\"\n\
+         args = [\"-c\", \"head -c 150000 /dev/zero | tr '\\\\0' x | fold -w 100; echo $ORCH_TASK_ID > $ORCH_TASK_ID.txt; echo done\"]\n\
+         [[projects]]\nname = \"p\"\nworkspace = \"ws\"\ncreate_workspace = true\n",
+    );
+    for i in 0..12 {
+        config.push_str(&format!("[[projects.tasks]]\nid = \"t{i:02}\"\ntitle = \"T{i}\"\n"));
+    }
+    std::fs::write(root.join("orch.toml"), config)?;
+    let full = run("timeout", &["120", ORCH, "run"], root);
+    assert_eq!(full.status.code(), Some(1), "the run ends by itself, as an internal error: {}", err(&full));
+    let said = err(&full);
+    assert!(said.contains("is full") && said.contains("disk/journal"), "it says the disk is full, and which: {said}");
+    // Space is freed: the next run goes on where it stopped and finishes every task.
+    assert!(disk.resize("64m"), "remount");
+    let again = run("timeout", &["120", ORCH, "run"], root);
+    assert_eq!(again.status.code(), Some(0), "{}{}", text(&again), err(&again));
+    let verify = orch_log(&["verify"], root);
+    assert!(verify.status.success(), "{}", text(&verify));
+    Ok(())
+}

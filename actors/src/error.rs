@@ -87,6 +87,15 @@ pub enum JournalError {
     /// Writing the journal to disk failed (a full disk, an I/O error): what was appended may not be durable.
     #[error("the journal could not be written to disk: {0}")]
     Flush(String),
+    /// The disk holding the journal is full.
+    #[error(
+        "the disk holding the journal ({path}) is full: nothing more can be recorded, so the run stops; free space \
+         there, then `orch run` again goes on where it stopped"
+    )]
+    DiskFull {
+        /// The journal directory.
+        path: PathBuf,
+    },
     /// The journal lost acknowledged records (its seal says so): it takes no new events.
     #[error(
         "the journal at {path} lost acknowledged records: {what}. Nothing more is written to it; \
@@ -161,5 +170,24 @@ pub enum EngineError {
 impl From<actix::MailboxError> for EngineError {
     fn from(e: actix::MailboxError) -> Self {
         EngineError::Stopped(e.to_string())
+    }
+}
+
+impl JournalError {
+    /// What a storage failure at the journal `path` means: a full disk said as such, else the storage's words.
+    pub fn storage(path: &std::path::Path, source: sled::Error) -> JournalError {
+        let full = match &source {
+            sled::Error::Io(io) => {
+                io.kind() == std::io::ErrorKind::StorageFull
+                    || io.raw_os_error() == Some(28)
+                    || io.to_string().contains("No space left on device")
+            }
+            _ => false,
+        };
+        if full {
+            JournalError::DiskFull { path: path.to_path_buf() }
+        } else {
+            JournalError::Storage { path: path.to_path_buf(), source }
+        }
     }
 }

@@ -162,7 +162,7 @@ impl Journal {
         if !create && !path.join("db").exists() && !path.join("conf").exists() {
             return Err(JournalError::Missing { path: path.to_path_buf() });
         }
-        let storage = |source| JournalError::Storage { path: path.to_path_buf(), source };
+        let storage = |source| JournalError::storage(path, source);
         let db =
             sled::Config::new().path(path).cache_capacity(64 * 1024 * 1024).flush_every_ms(Some(200)).open().map_err(
                 |e| match &e {
@@ -212,7 +212,7 @@ impl Journal {
 
     /// Loads the persisted projections and folds in any events past them.
     fn load_state(&mut self) -> Result<(), JournalError> {
-        let storage = |source| JournalError::Storage { path: self.path.clone(), source };
+        let storage = |source| JournalError::storage(&self.path, source);
         let applied = match self.meta.get(APPLIED_SEQ).map_err(storage)? {
             Some(v) => codec::decode_value::<u64>(&v)
                 .map_err(|source| JournalError::Record { about: "meta applied_seq".into(), source })?,
@@ -404,7 +404,7 @@ impl Journal {
                 size = 0;
             }
         }
-        self.events.apply_batch(batch).map_err(|source| JournalError::Storage { path: self.path.clone(), source })?;
+        self.events.apply_batch(batch).map_err(|source| JournalError::storage(&self.path, source))?;
         if let Some(last) = self.staged.last() {
             let seal = Seal::of(self.next_seq - 1, last);
             self.sealing.lock().unwrap_or_else(|p| p.into_inner()).pending = Some(seal);
@@ -417,7 +417,7 @@ impl Journal {
 
     /// Writes the projection records named in `touched`, then `applied_seq`.
     fn persist(&mut self, touched: &[Touched]) -> Result<(), JournalError> {
-        let storage = |source| JournalError::Storage { path: self.path.clone(), source };
+        let storage = |source| JournalError::storage(&self.path, source);
         let mut projects: Vec<&String> = touched.iter().filter_map(|t| t.project.as_ref()).collect();
         projects.sort();
         projects.dedup();
@@ -458,7 +458,7 @@ impl Journal {
 
     /// Stores a blob whose hash the caller already computed.
     pub fn put_blob_hashed(&self, hash: ContentHash, data: &[u8]) -> Result<(), JournalError> {
-        let storage = |source| JournalError::Storage { path: self.path.clone(), source };
+        let storage = |source| JournalError::storage(&self.path, source);
         if !self.blobs.contains_key(hash.0).map_err(storage)? {
             self.blobs.insert(hash.0, codec::encode_raw(data)).map_err(storage)?;
         }
@@ -467,7 +467,7 @@ impl Journal {
 
     /// Reads a blob back, verified against its checksum and its hash.
     pub fn get_blob(&self, hash: &ContentHash) -> Result<Option<Vec<u8>>, JournalError> {
-        let storage = |source| JournalError::Storage { path: self.path.clone(), source };
+        let storage = |source| JournalError::storage(&self.path, source);
         let Some(v) = self.blobs.get(hash.0).map_err(storage)? else { return Ok(None) };
         let about = || format!("blob {}", hash.to_hex());
         let data = codec::decode_raw(&v).map_err(|source| JournalError::Record { about: about(), source })?;
@@ -495,7 +495,7 @@ impl Journal {
             let (k, v) = match item {
                 Ok(kv) => kv,
                 Err(source) => {
-                    out.push(Err(JournalError::Storage { path: self.path.clone(), source }));
+                    out.push(Err(JournalError::storage(&self.path, source)));
                     return out;
                 }
             };
@@ -534,7 +534,7 @@ impl Journal {
 
     /// Checks every record's checksum and decoding, the gap-free sequence, and the projections and blobs.
     pub fn verify(&self) -> Result<VerifyReport, JournalError> {
-        let storage = |source| JournalError::Storage { path: self.path.clone(), source };
+        let storage = |source| JournalError::storage(&self.path, source);
         let mut report = VerifyReport::default();
         if let Some(l) = &self.loss {
             report.problems.push(Problem { about: "seal".into(), what: l.to_string() });
@@ -646,7 +646,7 @@ impl Journal {
     /// tests of damage detection only.
     #[doc(hidden)]
     pub fn corrupt_event_for_tests(&self, seq: u64, bytes: &[u8]) -> Result<(), JournalError> {
-        let storage = |source| JournalError::Storage { path: self.path.clone(), source };
+        let storage = |source| JournalError::storage(&self.path, source);
         match self.block_of(seq) {
             Some((first, mut records)) => {
                 records[(seq - first) as usize] = bytes.to_vec();
@@ -692,7 +692,7 @@ impl Flusher {
             let s = self.sealing.lock().unwrap_or_else(|p| p.into_inner());
             s.pending.filter(|p| s.enabled && s.written != Some(p.seq))
         };
-        self.db.flush().map_err(|source| JournalError::Storage { path: (*self.path).clone(), source })?;
+        self.db.flush().map_err(|source| JournalError::storage(&self.path, source))?;
         if let Some(seal) = pending {
             // A seal that cannot be written weakens the check; it never stops the run.
             match seal.write(&self.path) {
