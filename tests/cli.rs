@@ -688,3 +688,104 @@ fn an_unset_llm_key_stops_only_the_run() -> Result<(), Box<dyn std::error::Error
     assert!(err(&run).contains("ORCH_TEST_UNSET_KEY") && err(&run).contains("orch.toml:3"), "{}", err(&run));
     Ok(())
 }
+
+/// `orch run` in `root` (the test's `ORCH_*` variables removed), its output piped.
+fn spawn_run(root: &Path) -> std::io::Result<std::process::Child> {
+    let mut cmd = Command::new(ORCH);
+    cmd.arg("run").current_dir(root).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ORCH_") || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.spawn()
+}
+
+fn status_json(root: &Path) -> Value {
+    serde_json::from_slice(&orch(&["status", "--json"], root).stdout).unwrap_or(Value::Null)
+}
+
+#[test]
+fn an_agent_may_read_the_journal_but_never_give_a_verdict() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("ws"))?;
+    std::fs::create_dir_all(root.join("ws2"))?;
+    // `ask` is escalated (it asks a question); `sneak` waits for that, then tries to approve it — through the run's
+    // socket, with its environment and with none (`env -i`) — and to add a task; then reads, which it may.
+    std::fs::write(
+        root.join("agent.sh"),
+        "case $ORCH_TASK_ID in\n\
+         ask) echo 'Which greeting should it print?';;\n\
+         sneak)\n\
+           until \"$ORCH_BIN\" --config \"$ROOT/orch.toml\" task show q/ask --json | grep -q '\"state\":\"escalated\"'; do sleep 0.05; done\n\
+           \"$ORCH_BIN\" --config \"$ROOT/orch.toml\" approve q/ask > approve.out 2>&1; echo $? > approve.code\n\
+           env -i \"$ORCH_BIN\" --config \"$ROOT/orch.toml\" approve q/ask > approve-bare.out 2>&1; echo $? > approve-bare.code\n\
+           \"$ORCH_BIN\" --config \"$ROOT/orch.toml\" task add --project q --id planted --title Planted > add.out 2>&1; echo $? > add.code\n\
+           \"$ORCH_BIN\" --config \"$ROOT/orch.toml\" status > status.out 2>&1; echo $? > status.code\n\
+           echo 'Tried.';;\n\
+         esac\n",
+    )?;
+    std::fs::write(
+        root.join("orch.toml"),
+        format!(
+            "[agent]\nkind = \"command\"\nprogram = \"sh\"\nargs = [\"../agent.sh\"]\n[agent.env]\nORCH_BIN = \"{ORCH}\"\n\
+             ROOT = \"{}\"\n\n[orchestration]\nmax_sessions = 2\n\n\
+             [[projects]]\nname = \"p\"\nworkspace = \"ws\"\n\n[[projects.tasks]]\nid = \"sneak\"\ntitle = \"Sneak\"\n\n\
+             [[projects]]\nname = \"q\"\nworkspace = \"ws2\"\n\n[[projects.tasks]]\nid = \"ask\"\ntitle = \"Ask\"\n",
+            root.display()
+        ),
+    )?;
+    let run = spawn_run(root)?;
+    let out = run.wait_with_output()?;
+    let ws = root.join("ws");
+    let read = |f: &str| std::fs::read_to_string(ws.join(f)).unwrap_or_default();
+    let log = format!("run: {}\n{}", text(&out), err(&out));
+    for attempt in ["approve", "approve-bare", "add"] {
+        assert_eq!(
+            read(&format!("{attempt}.code")).trim(),
+            "2",
+            "{attempt}: {}\n{log}",
+            read(&format!("{attempt}.out"))
+        );
+        assert!(
+            read(&format!("{attempt}.out"))
+                .contains("from inside an attempt (p/sneak#1) may only read; verdicts are a human's"),
+            "{attempt}: {}",
+            read(&format!("{attempt}.out"))
+        );
+    }
+    assert_eq!(read("status.code").trim(), "0", "{}", read("status.out"));
+    assert!(read("status.out").contains("ask"), "{}", read("status.out"));
+    // The escalated task is still waiting for a human; nothing was added.
+    let s = status_json(root);
+    assert_eq!(task_state(&s, "ask"), "escalated", "{s}");
+    assert_eq!(task_state(&s, "sneak"), "completed", "{s}");
+    assert_eq!(task_state(&s, "planted"), "", "{s}");
+    let events = text(&orch_log(&["events", "--task", "q/ask"], root));
+    assert!(!events.contains("approved by a human"), "{events}");
+    // With no run, the command opens the journal itself: inside an attempt it refuses the same.
+    let mut direct = Command::new(ORCH);
+    direct.args(["approve", "q/ask"]).current_dir(root).stdin(Stdio::null());
+    direct.env("ORCH_PROCESS_TAG", "orch:0123456789abcdef:p/sneak#1/1-2-3");
+    let refused = direct.output()?;
+    assert_eq!(refused.status.code(), Some(2), "{}", err(&refused));
+    assert!(
+        err(&refused).contains("refused: requests from inside an attempt (p/sneak#1) may only read"),
+        "{}",
+        err(&refused)
+    );
+    let rollback = Command::new(ORCH)
+        .args(["rollback", "p/sneak"])
+        .current_dir(root)
+        .env("ORCH_PROCESS_TAG", "orch:0123456789abcdef:p/sneak#1/1-2-3")
+        .output()?;
+    assert_eq!(rollback.status.code(), Some(2), "{}", err(&rollback));
+    assert!(err(&rollback).contains("refused"), "{}", err(&rollback));
+    assert_eq!(task_state(&status_json(root), "ask"), "escalated");
+    // A human's approval goes through.
+    let approved = orch(&["approve", "q/ask"], root);
+    assert_eq!(approved.status.code(), Some(0), "{}", err(&approved));
+    assert_eq!(task_state(&status_json(root), "ask"), "completed");
+    Ok(())
+}
