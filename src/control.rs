@@ -295,11 +295,14 @@ pub const BUSY_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30
 fn exchange(mut stream: UnixStream, query: &Query) -> Result<Reply, Failure> {
     let lost = |e: std::io::Error| Failure::internal(format!("the run's control socket: {e}"));
     let line = serde_json::to_string(query).map_err(|e| Failure::internal(e.to_string()))?;
-    stream.write_all(format!("{line}\n").as_bytes()).map_err(lost)?;
+    // A busy run answers and closes without reading: its answer is read even when the request could not be sent.
+    let sent = stream.write_all(format!("{line}\n").as_bytes());
     let mut reader = BufReader::new(stream);
     let mut answer = String::new();
-    reader.read_line(&mut answer).map_err(lost)?;
+    let read = reader.read_line(&mut answer);
     if answer.trim().is_empty() {
+        sent.map_err(lost)?;
+        read.map_err(lost)?;
         return Err(Failure::internal("the run closed its control socket without answering (it may be ending)"));
     }
     serde_json::from_str(&answer).map_err(|e| Failure::internal(format!("the run's answer is not understood: {e}")))
@@ -443,11 +446,24 @@ impl Drop for ServeGuard {
 /// is logged and waited out, never the end of the loop.
 async fn accept_loop(listener: tokio::net::UnixListener, controller: orch_actors::Handle, limits: Limits) {
     let gate = Gate::new(limits.connections);
+    // Failed accepts in a row: the first is a warning, the rest of the streak only debug output.
+    let mut failing = 0u64;
     loop {
         let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
+            Ok((stream, _)) => {
+                if failing > 0 {
+                    tracing::warn!("control socket: accepting again after {failing} failed accept(s)");
+                    failing = 0;
+                }
+                stream
+            }
             Err(e) => {
-                tracing::warn!("control socket: accept failed ({e}); accepting again in {:?}", limits.accept_pause);
+                if failing == 0 {
+                    tracing::warn!("control socket: accept failed ({e}); retrying every {:?}", limits.accept_pause);
+                } else {
+                    tracing::debug!("control socket: accept failed ({e})");
+                }
+                failing += 1;
                 tokio::time::sleep(limits.accept_pause).await;
                 continue;
             }

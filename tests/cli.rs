@@ -789,3 +789,110 @@ fn an_agent_may_read_the_journal_but_never_give_a_verdict() -> TestResult {
     assert_eq!(task_state(&status_json(root), "ask"), "completed");
     Ok(())
 }
+
+/// A run in `root` whose one task (`p/slow`) holds it open until `root/release` exists.
+fn held_open_run(root: &Path, wrap: Option<&str>) -> std::io::Result<std::process::Child> {
+    std::fs::create_dir_all(root.join("ws"))?;
+    std::fs::write(
+        root.join("orch.toml"),
+        "[agent]\nkind = \"command\"\nprogram = \"sh\"\nargs = [\"-c\", \"while [ ! -f ../release ]; do sleep 0.05; done; echo done > slow.txt; echo done\"]\n\n\
+         [[projects]]\nname = \"p\"\nworkspace = \"ws\"\n\n[[projects.tasks]]\nid = \"slow\"\ntitle = \"Slow\"\n",
+    )?;
+    let mut cmd = match wrap {
+        None => Command::new(ORCH),
+        Some(shell) => {
+            let mut c = Command::new("sh");
+            c.args(["-c", &format!("{shell}; exec \"$0\" run"), ORCH]);
+            c
+        }
+    };
+    if wrap.is_none() {
+        cmd.arg("run");
+    }
+    cmd.current_dir(root).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ORCH_") || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    let child = cmd.spawn()?;
+    wait_for("slow to be running", || task_state(&status_json(root), "slow") == "running");
+    Ok(child)
+}
+
+fn reply_of(stream: &std::os::unix::net::UnixStream) -> Value {
+    use std::io::BufRead;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(20))).expect("read timeout");
+    let mut line = String::new();
+    let _ = std::io::BufReader::new(stream).read_line(&mut line);
+    serde_json::from_str(&line).unwrap_or(Value::Null)
+}
+
+#[test]
+fn the_control_socket_outlives_idle_floods_and_oversized_requests() -> TestResult {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    let dir = tempfile::tempdir()?;
+    let root = dir.path();
+    let run = held_open_run(root, None)?;
+    let socket = root.join(".orch/journal/control.sock");
+    // More idle connections than the run serves at once (64): those past the cap are told it is busy.
+    let idle: Vec<UnixStream> = (0..100).map(|_| UnixStream::connect(&socket)).collect::<Result<_, _>>()?;
+    let busy = reply_of(&idle[99]);
+    assert_eq!(busy["busy"], true, "{busy}");
+    // A real command still gets through: it asks again while the run is busy, and the idle ones are let go.
+    let started = std::time::Instant::now();
+    let status = orch(&["status", "--json"], root);
+    assert_eq!(status.status.code(), Some(0), "{}", err(&status));
+    assert!(started.elapsed() < std::time::Duration::from_secs(25), "{:?}", started.elapsed());
+    let timed_out = reply_of(&idle[0]);
+    assert!(timed_out["error"].as_str().unwrap_or("").contains("no request within"), "{timed_out}");
+    drop(idle);
+    // A request of 2 MiB with no newline is refused once past 1 MiB, not buffered whole.
+    let big = UnixStream::connect(&socket)?;
+    let mut writer = big.try_clone()?;
+    let sender = std::thread::spawn(move || {
+        let chunk = vec![b'x'; 64 << 10];
+        for _ in 0..32 {
+            if writer.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+    });
+    let refused = reply_of(&big);
+    assert!(refused["error"].as_str().unwrap_or("").contains("longer than 1048576 bytes"), "{refused}");
+    drop(big);
+    let _ = sender.join();
+    // And the run goes on serving.
+    let status = orch(&["status", "--json"], root);
+    assert_eq!(status.status.code(), Some(0), "{}", err(&status));
+    assert_eq!(task_state(&serde_json::from_slice(&status.stdout)?, "slow"), "running");
+    std::fs::write(root.join("release"), "")?;
+    let out = run.wait_with_output()?;
+    assert_eq!(out.status.code(), Some(0), "{}", err(&out));
+    Ok(())
+}
+
+#[test]
+fn the_accept_loop_survives_running_out_of_file_descriptors() -> TestResult {
+    use std::os::unix::net::UnixStream;
+    let dir = tempfile::tempdir()?;
+    let root = dir.path();
+    // Room for fewer descriptors than the 64 connections served at once: the flood makes accept fail (EMFILE).
+    let run = held_open_run(root, Some("ulimit -n 48"))?;
+    let socket = root.join(".orch/journal/control.sock");
+    let flood: Vec<UnixStream> = (0..200).filter_map(|_| UnixStream::connect(&socket).ok()).collect();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    drop(flood);
+    // Once the idle ones are let go, the run answers again.
+    let status = orch(&["status", "--json"], root);
+    assert_eq!(status.status.code(), Some(0), "{}", err(&status));
+    assert_eq!(task_state(&serde_json::from_slice(&status.stdout)?, "slow"), "running");
+    std::fs::write(root.join("release"), "")?;
+    let out = run.wait_with_output()?;
+    let quiet: String = err(&out).lines().filter(|l| !l.contains("accept failed")).collect::<Vec<_>>().join("\n");
+    assert_eq!(out.status.code(), Some(0), "{}\n{quiet}\n{}", text(&out), text(&orch_log(&["events"], root)));
+    assert!(err(&out).contains("accept failed (Too many open files"), "the flood did reach the limit: {}", err(&out));
+    assert!(err(&out).contains("accepting again after"), "{}", err(&out));
+    Ok(())
+}
