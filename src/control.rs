@@ -5,6 +5,12 @@
 //!
 //! The protocol: one JSON line, the query; then JSON lines back — one [`Reply`], or for `follow`, one line per event
 //! (`{"seq": N, "line": "…"}`) until the run ends.
+//!
+//! Only humans change the journal: a request that adds a task or gives a verdict ([`Query::changes`]) from a process
+//! of an attempt — told by the peer's credentials and the process tag up its parent chain ([`crate::origin`]) — is
+//! refused; such processes may read. The socket outlives its clients ([`Limits`]): a request is one line of at most
+//! 1 MiB, sent within 10 s; 64 connections are served at once (and 64 `follow` streams apart), more are answered
+//! `busy` (and [`ask`] asks again); a failed accept (no file descriptor left) is waited out, never the end of serving.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
