@@ -5,6 +5,12 @@
 //!
 //! The protocol: one JSON line, the query; then JSON lines back — one [`Reply`], or for `follow`, one line per event
 //! (`{"seq": N, "line": "…"}`) until the run ends.
+//!
+//! Only humans change the journal: a request that adds a task or gives a verdict ([`Query::changes`]) from a process
+//! of an attempt — told by the peer's credentials and the process tag up its parent chain ([`crate::origin`]) — is
+//! refused; such processes may read. The socket outlives its clients ([`Limits`]): a request is one line of at most
+//! 1 MiB, sent within 10 s; 64 connections are served at once (and 64 `follow` streams apart), more are answered
+//! `busy` (and [`ask`] asks again); a failed accept (no file descriptor left) is waited out, never the end of serving.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -119,6 +125,13 @@ pub enum Query {
     },
 }
 
+impl Query {
+    /// Whether it changes the journal (a task added, a human's verdict): what only a human may ask for.
+    pub fn changes(&self) -> bool {
+        matches!(self, Query::TaskAdd { .. } | Query::Human { .. })
+    }
+}
+
 /// What a query printed and how it ended.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Reply {
@@ -130,6 +143,9 @@ pub struct Reply {
     pub stderr: String,
     /// An error message, printed as `orch: …` (the code is then the error's).
     pub error: Option<String>,
+    /// The run is serving as many connections as it will: try again shortly.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub busy: bool,
 }
 
 impl Reply {
@@ -263,19 +279,36 @@ pub fn connect(journal: &Path) -> Option<UnixStream> {
 }
 
 /// Sends `query` to the run holding the journal and returns its reply; `None` when no run is there.
+/// A busy run (as many connections as it serves at once) is asked again, for up to [`BUSY_PATIENCE`].
 pub fn ask(journal: &Path, query: &Query) -> Option<Result<Reply, Failure>> {
-    let stream = connect(journal)?;
-    Some(exchange(stream, query))
+    let start = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(50);
+    loop {
+        let stream = connect(journal)?;
+        match exchange(stream, query) {
+            Ok(reply) if reply.busy && start.elapsed() < BUSY_PATIENCE => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(500));
+            }
+            other => return Some(other),
+        }
+    }
 }
+
+/// How long a client asks a busy run again before it gives up.
+pub const BUSY_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn exchange(mut stream: UnixStream, query: &Query) -> Result<Reply, Failure> {
     let lost = |e: std::io::Error| Failure::internal(format!("the run's control socket: {e}"));
     let line = serde_json::to_string(query).map_err(|e| Failure::internal(e.to_string()))?;
-    stream.write_all(format!("{line}\n").as_bytes()).map_err(lost)?;
+    // A busy run answers and closes without reading: its answer is read even when the request could not be sent.
+    let sent = stream.write_all(format!("{line}\n").as_bytes());
     let mut reader = BufReader::new(stream);
     let mut answer = String::new();
-    reader.read_line(&mut answer).map_err(lost)?;
+    let read = reader.read_line(&mut answer);
     if answer.trim().is_empty() {
+        sent.map_err(lost)?;
+        read.map_err(lost)?;
         return Err(Failure::internal("the run closed its control socket without answering (it may be ending)"));
     }
     serde_json::from_str(&answer).map_err(|e| Failure::internal(format!("the run's answer is not understood: {e}")))
@@ -287,6 +320,9 @@ pub fn dispatch(journal: &Path, query: Query, create: bool) -> Result<u8, Failur
     if let Some(reply) = ask(journal, &query) {
         return reply?.print();
     }
+    if query.changes() {
+        refuse_inside_attempt()?;
+    }
     let mut j = if create { Journal::open(journal, true)? } else { crate::common::open_journal(journal)? };
     let (reply, events) = execute(&query, &j);
     if !events.is_empty() {
@@ -294,6 +330,14 @@ pub fn dispatch(journal: &Path, query: Query, create: bool) -> Result<u8, Failur
         j.flush()?;
     }
     reply.print()
+}
+
+/// Refuses when this process works for an attempt (what the journal is changed by directly, with no run to ask).
+pub fn refuse_inside_attempt() -> Result<(), Failure> {
+    match crate::origin::of_self().refusal() {
+        Some(why) => Err(Failure::usage(why)),
+        None => Ok(()),
+    }
 }
 
 /// Streams new events from the run holding the journal, printing each; returns the last sequence number seen when
@@ -307,6 +351,13 @@ pub fn follow_live(journal: &Path, json: bool, mut after: u64) -> Option<u64> {
     for l in reader.lines() {
         let Ok(l) = l else { break };
         let Ok(v) = serde_json::from_str::<serde_json::Value>(&l) else { continue };
+        if v.get("seq").is_none() {
+            // A reply instead of events: the run is busy, or refused the request.
+            if let Ok(reply) = serde_json::from_value::<Reply>(v) {
+                eprintln!("orch-log: {}", reply.error.unwrap_or_default());
+            }
+            break;
+        }
         // Sequence 0: a notice, not an event.
         let seq = v["seq"].as_u64().unwrap_or(0);
         if seq != 0 && seq <= after {
@@ -325,6 +376,35 @@ pub fn follow_live(journal: &Path, json: bool, mut after: u64) -> Option<u64> {
 /// Serves the control socket of a run until the returned guard is dropped. Queries run on the journal's actor
 /// through `controller`, so what they read and append is ordered with the run's own events.
 pub fn serve(journal: &Path, controller: orch_actors::Handle) -> Result<ServeGuard, Failure> {
+    serve_with(journal, controller, Limits::default())
+}
+
+/// What the control socket bears: it outlives its clients, whatever they send or keep open.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The largest request line (bytes, newline excluded); a longer one is refused with an error line.
+    pub max_request: usize,
+    /// How long a client has to send its request, and to take each line of the answer.
+    pub idle: std::time::Duration,
+    /// Connections served at once (and, apart, `orch-log follow` streams); more are told the run is busy.
+    pub connections: usize,
+    /// How long the accept loop waits after a failed accept (no file descriptor left, say) before it accepts again.
+    pub accept_pause: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request: 1 << 20,
+            idle: std::time::Duration::from_secs(10),
+            connections: 64,
+            accept_pause: std::time::Duration::from_millis(50),
+        }
+    }
+}
+
+/// [`serve`] with other limits.
+pub fn serve_with(journal: &Path, controller: orch_actors::Handle, limits: Limits) -> Result<ServeGuard, Failure> {
     let path = socket_path(journal);
     // A socket file left by a run that died: nobody answers on it (the journal lock is ours now).
     if path.exists() && connect(journal).is_none() {
@@ -351,17 +431,7 @@ pub fn serve(journal: &Path, controller: orch_actors::Handle) -> Result<ServeGua
         let _ = std::fs::remove_dir_all(&private);
         bound?
     };
-    let task = actix::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { break };
-            let controller = controller.clone();
-            actix::spawn(async move {
-                if let Err(e) = handle(stream, controller).await {
-                    tracing::debug!("control connection: {e}");
-                }
-            });
-        }
-    });
+    let task = actix::spawn(accept_loop(listener, controller, limits));
     Ok(ServeGuard { path, task })
 }
 
@@ -378,31 +448,187 @@ impl Drop for ServeGuard {
     }
 }
 
-async fn handle(stream: tokio::net::UnixStream, controller: orch_actors::Handle) -> std::io::Result<()> {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+/// Accepts connections until the run ends (the task is aborted): a failed accept — no file descriptor left, for one —
+/// is logged and waited out, never the end of the loop.
+async fn accept_loop(listener: tokio::net::UnixListener, controller: orch_actors::Handle, limits: Limits) {
+    let gate = Gate::new(limits.connections);
+    // Failed accepts in a row: the first is a warning, the rest of the streak only debug output.
+    let mut failing = 0u64;
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => {
+                if failing > 0 {
+                    tracing::warn!("control socket: accepting again after {failing} failed accept(s)");
+                    failing = 0;
+                }
+                stream
+            }
+            Err(e) => {
+                if failing == 0 {
+                    tracing::warn!("control socket: accept failed ({e}); retrying every {:?}", limits.accept_pause);
+                } else {
+                    tracing::debug!("control socket: accept failed ({e})");
+                }
+                failing += 1;
+                tokio::time::sleep(limits.accept_pause).await;
+                continue;
+            }
+        };
+        let controller = controller.clone();
+        let gate = gate.clone();
+        actix::spawn(async move {
+            if let Err(e) = handle(stream, controller, limits, gate).await {
+                tracing::debug!("control connection: {e}");
+            }
+        });
+    }
+}
+
+/// The connections served at once: requests, and `follow` streams apart (they last as long as the run).
+#[derive(Clone)]
+struct Gate {
+    requests: std::sync::Arc<tokio::sync::Semaphore>,
+    follows: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl Gate {
+    fn new(n: usize) -> Gate {
+        Gate {
+            requests: std::sync::Arc::new(tokio::sync::Semaphore::new(n)),
+            follows: std::sync::Arc::new(tokio::sync::Semaphore::new(n)),
+        }
+    }
+}
+
+/// Why a request line could not be had.
+#[derive(Debug, PartialEq, Eq)]
+enum Unread {
+    /// The client closed the connection without a request.
+    Closed,
+    /// Longer than the limit.
+    TooLarge,
+    /// Nothing complete within the limit.
+    Idle,
+    /// The connection failed.
+    Failed(String),
+}
+
+/// Reads one request line: at most `limits.max_request` bytes, within `limits.idle`.
+async fn read_request<R: tokio::io::AsyncRead + Unpin>(read: R, limits: &Limits) -> Result<String, Unread> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let mut reader = tokio::io::BufReader::new(read.take(limits.max_request as u64 + 1));
+    let mut buf = Vec::new();
+    match tokio::time::timeout(limits.idle, reader.read_until(b'\n', &mut buf)).await {
+        Err(_) => Err(Unread::Idle),
+        Ok(Err(e)) => Err(Unread::Failed(e.to_string())),
+        Ok(Ok(0)) => Err(Unread::Closed),
+        Ok(Ok(_)) => {
+            if buf.last() == Some(&b'\n') {
+                buf.pop();
+            } else if buf.len() > limits.max_request {
+                return Err(Unread::TooLarge);
+            }
+            Ok(String::from_utf8_lossy(&buf).into_owned())
+        }
+    }
+}
+
+/// Writes one line, within `idle` (a client that does not read is let go).
+async fn write_line<W: tokio::io::AsyncWrite + Unpin>(
+    write: &mut W,
+    line: &str,
+    idle: std::time::Duration,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let text = format!("{line}\n");
+    match tokio::time::timeout(idle, write.write_all(text.as_bytes())).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client does not read its answer")),
+    }
+}
+
+fn reply_line(reply: &Reply) -> String {
+    serde_json::to_string(reply).unwrap_or_default()
+}
+
+/// Where the peer of a connection stands (its pid from its credentials): a human, or a process of an attempt.
+fn peer_origin(peer: &std::io::Result<Option<i32>>) -> crate::origin::Origin {
+    use crate::origin::Origin;
+    match peer {
+        Ok(Some(pid)) if *pid > 0 => crate::origin::of_pid(*pid as u32, Some(std::process::id())),
+        Ok(_) => Origin::Unknown("the peer's process is not visible from here".to_string()),
+        Err(e) => Origin::Unknown(format!("no peer credentials: {e}")),
+    }
+}
+
+async fn handle(
+    stream: tokio::net::UnixStream,
+    controller: orch_actors::Handle,
+    limits: Limits,
+    gate: Gate,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let Ok(permit) = gate.requests.clone().try_acquire_owned() else {
+        let (_, mut write) = stream.into_split();
+        let busy = Reply {
+            busy: true,
+            ..Reply::failure(Failure::internal(format!(
+                "the run is busy ({} connections at once); try again shortly",
+                limits.connections
+            )))
+        };
+        write_line(&mut write, &reply_line(&busy), limits.idle).await?;
+        return write.shutdown().await;
+    };
+    let peer = stream.peer_cred().map(|c| c.pid());
     let (read, mut write) = stream.into_split();
-    let mut lines = tokio::io::BufReader::new(read).lines();
-    let Some(line) = lines.next_line().await? else { return Ok(()) };
+    let line = match read_request(read, &limits).await {
+        Ok(line) => line,
+        Err(Unread::Closed) => return Ok(()),
+        Err(Unread::Failed(e)) => return Err(std::io::Error::other(e)),
+        Err(why) => {
+            let message = match why {
+                Unread::TooLarge => format!("request refused: longer than {} bytes", limits.max_request),
+                _ => format!("no request within {:?}", limits.idle),
+            };
+            write_line(&mut write, &reply_line(&Reply::failure(Failure::usage(message))), limits.idle).await?;
+            return write.shutdown().await;
+        }
+    };
     let reply = match serde_json::from_str::<Query>(&line) {
         Err(e) => Reply::failure(Failure::usage(format!("not a query: {e}"))),
+        Ok(query) if query.changes() && peer_origin(&peer).refusal().is_some() => {
+            let why = peer_origin(&peer).refusal().unwrap_or_default();
+            tracing::warn!("control socket: {why}");
+            Reply::failure(Failure::usage(why))
+        }
         Ok(Query::Follow { json }) => {
+            drop(permit);
+            let Ok(_follow) = gate.follows.clone().try_acquire_owned() else {
+                let busy = Reply {
+                    busy: true,
+                    ..Reply::failure(Failure::internal(format!(
+                        "the run is busy ({} followers at once)",
+                        limits.connections
+                    )))
+                };
+                write_line(&mut write, &reply_line(&busy), limits.idle).await?;
+                return write.shutdown().await;
+            };
             let Ok(mut events) = controller.subscribe().await else { return Ok(()) };
             loop {
-                match events.recv().await {
+                let msg = match events.recv().await {
                     Ok(rec) => {
                         let line = render::record_line(&rec, json);
-                        let msg = serde_json::json!({"seq": rec.seq, "line": line}).to_string() + "\n";
-                        if write.write_all(msg.as_bytes()).await.is_err() {
-                            return Ok(());
-                        }
+                        serde_json::json!({"seq": rec.seq, "line": line})
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        let msg = serde_json::json!({"seq": 0, "line": format!("… {n} events not shown (see `orch-log events`)")});
-                        if write.write_all((msg.to_string() + "\n").as_bytes()).await.is_err() {
-                            return Ok(());
-                        }
+                        serde_json::json!({"seq": 0, "line": format!("… {n} events not shown (see `orch-log events`)")})
                     }
                     Err(_) => return Ok(()),
+                };
+                if write_line(&mut write, &msg.to_string(), limits.idle).await.is_err() {
+                    return Ok(());
                 }
             }
         }
@@ -411,7 +637,72 @@ async fn handle(stream: tokio::net::UnixStream, controller: orch_actors::Handle)
             Err(e) => Reply::failure(e.into()),
         },
     };
-    let text = serde_json::to_string(&reply).unwrap_or_default() + "\n";
-    write.write_all(text.as_bytes()).await?;
+    write_line(&mut write, &reply_line(&reply), limits.idle).await?;
+    drop(permit);
     write.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    fn small() -> Limits {
+        Limits {
+            max_request: 16,
+            idle: std::time::Duration::from_millis(200),
+            connections: 2,
+            accept_pause: std::time::Duration::from_millis(10),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_is_one_bounded_line_sent_in_time() {
+        let (mut client, server) = tokio::net::UnixStream::pair().unwrap();
+        client.write_all(b"{\"query\":\"ping\"}\n").await.unwrap();
+        assert_eq!(read_request(server, &small()).await.unwrap(), "{\"query\":\"ping\"}");
+
+        // Longer than the limit, newline or not: refused after reading no more than the limit.
+        let (mut client, server) = tokio::net::UnixStream::pair().unwrap();
+        let writer = tokio::spawn(async move {
+            let _ = client.write_all(&vec![b'x'; 1 << 20]).await;
+            client
+        });
+        assert_eq!(read_request(server, &small()).await, Err(Unread::TooLarge));
+        drop(writer);
+
+        // Nothing sent: let go after the idle limit.
+        let (_client, server) = tokio::net::UnixStream::pair().unwrap();
+        let started = std::time::Instant::now();
+        assert_eq!(read_request(server, &small()).await, Err(Unread::Idle));
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+
+        // Half a line, then silence: let go too.
+        let (mut client, server) = tokio::net::UnixStream::pair().unwrap();
+        client.write_all(b"{\"query\"").await.unwrap();
+        assert_eq!(read_request(server, &small()).await, Err(Unread::Idle));
+
+        // Closed at once: nothing to answer.
+        let (client, server) = tokio::net::UnixStream::pair().unwrap();
+        drop(client);
+        assert_eq!(read_request(server, &small()).await, Err(Unread::Closed));
+    }
+
+    #[test]
+    fn a_busy_reply_says_so_and_older_replies_still_parse() {
+        let busy = Reply { busy: true, ..Reply::default() };
+        let back: Reply = serde_json::from_str(&reply_line(&busy)).unwrap();
+        assert!(back.busy);
+        let old: Reply = serde_json::from_str(r#"{"code":0,"stdout":"x","stderr":"","error":null}"#).unwrap();
+        assert!(!old.busy);
+        assert!(!reply_line(&Reply::default()).contains("busy"));
+    }
+
+    #[test]
+    fn only_additions_and_verdicts_change_the_journal() {
+        assert!(Query::Human { id: "t".into(), verdict: Verdict::Approve }.changes());
+        assert!(!Query::Status { json: true }.changes());
+        assert!(!Query::Verify.changes());
+        assert!(!Query::Follow { json: true }.changes());
+    }
 }

@@ -11,4 +11,5 @@ pub mod helper_cmd;
 pub mod live;
 pub mod log_cmd;
 pub mod orch_cmd;
+pub mod origin;
 pub mod render;

@@ -221,6 +221,7 @@ fn task_add(config_flag: Option<&Path>, spec: TaskSpec) -> Result<u8, Failure> {
     if let Some(reply) = control::ask(&cfg.settings.journal.path, &Query::TaskAdd { spec: spec.clone() }) {
         return reply?.print();
     }
+    control::refuse_inside_attempt()?;
     let mut j = Journal::open(&cfg.settings.journal.path, true)?;
     // A project known to the config but not yet to the journal is registered first.
     if !j.state().projects.contains_key(&spec.project) {
@@ -241,6 +242,8 @@ fn human(config: Option<&Path>, id: &str, verdict: Verdict) -> Result<u8, Failur
 }
 
 fn rollback(config: Option<&Path>, id: &str, attempt: Option<u32>, force: bool) -> Result<u8, Failure> {
+    // Undoing an attempt's files is a human's call, like a verdict.
+    control::refuse_inside_attempt()?;
     let path = common::journal_path(config, None)?;
     if let Some(Ok(reply)) = control::ask(&path, &Query::Ping) {
         return Err(Failure::usage(format!(

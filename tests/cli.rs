@@ -804,3 +804,211 @@ fn a_full_disk_ends_the_run_saying_so_and_the_next_run_goes_on() -> Result<(), B
     assert!(verify.status.success(), "{}", text(&verify));
     Ok(())
 }
+
+/// `orch run` in `root` (the test's `ORCH_*` variables removed), its output piped.
+fn spawn_run(root: &Path) -> std::io::Result<std::process::Child> {
+    let mut cmd = Command::new(ORCH);
+    cmd.arg("run").current_dir(root).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ORCH_") || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.spawn()
+}
+
+fn status_json(root: &Path) -> Value {
+    serde_json::from_slice(&orch(&["status", "--json"], root).stdout).unwrap_or(Value::Null)
+}
+
+#[test]
+fn an_agent_may_read_the_journal_but_never_give_a_verdict() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("ws"))?;
+    std::fs::create_dir_all(root.join("ws2"))?;
+    // `ask` is escalated (it asks a question); `sneak` waits for that, then tries to approve it — through the run's
+    // socket, with its environment and with none (`env -i`) — and to add a task; then reads, which it may.
+    std::fs::write(
+        root.join("agent.sh"),
+        "case $ORCH_TASK_ID in\n\
+         ask) echo 'Which greeting should it print?';;\n\
+         sneak)\n\
+           until \"$ORCH_BIN\" --config \"$ROOT/orch.toml\" task show q/ask --json | grep -q '\"state\":\"escalated\"'; do sleep 0.05; done\n\
+           \"$ORCH_BIN\" --config \"$ROOT/orch.toml\" approve q/ask > approve.out 2>&1; echo $? > approve.code\n\
+           env -i \"$ORCH_BIN\" --config \"$ROOT/orch.toml\" approve q/ask > approve-bare.out 2>&1; echo $? > approve-bare.code\n\
+           \"$ORCH_BIN\" --config \"$ROOT/orch.toml\" task add --project q --id planted --title Planted > add.out 2>&1; echo $? > add.code\n\
+           \"$ORCH_BIN\" --config \"$ROOT/orch.toml\" status > status.out 2>&1; echo $? > status.code\n\
+           echo 'Tried.';;\n\
+         esac\n",
+    )?;
+    std::fs::write(
+        root.join("orch.toml"),
+        format!(
+            "[agent]\nkind = \"command\"\nprogram = \"sh\"\nargs = [\"../agent.sh\"]\n[agent.env]\nORCH_BIN = \"{ORCH}\"\n\
+             ROOT = \"{}\"\n\n[orchestration]\nmax_sessions = 2\n\n\
+             [[projects]]\nname = \"p\"\nworkspace = \"ws\"\n\n[[projects.tasks]]\nid = \"sneak\"\ntitle = \"Sneak\"\n\n\
+             [[projects]]\nname = \"q\"\nworkspace = \"ws2\"\n\n[[projects.tasks]]\nid = \"ask\"\ntitle = \"Ask\"\n",
+            root.display()
+        ),
+    )?;
+    let run = spawn_run(root)?;
+    let out = run.wait_with_output()?;
+    let ws = root.join("ws");
+    let read = |f: &str| std::fs::read_to_string(ws.join(f)).unwrap_or_default();
+    let log = format!("run: {}\n{}", text(&out), err(&out));
+    for attempt in ["approve", "approve-bare", "add"] {
+        assert_eq!(
+            read(&format!("{attempt}.code")).trim(),
+            "2",
+            "{attempt}: {}\n{log}",
+            read(&format!("{attempt}.out"))
+        );
+        assert!(
+            read(&format!("{attempt}.out"))
+                .contains("from inside an attempt (p/sneak#1) may only read; verdicts are a human's"),
+            "{attempt}: {}",
+            read(&format!("{attempt}.out"))
+        );
+    }
+    assert_eq!(read("status.code").trim(), "0", "{}", read("status.out"));
+    assert!(read("status.out").contains("ask"), "{}", read("status.out"));
+    // The escalated task is still waiting for a human; nothing was added.
+    let s = status_json(root);
+    assert_eq!(task_state(&s, "ask"), "escalated", "{s}");
+    assert_eq!(task_state(&s, "sneak"), "completed", "{s}");
+    assert_eq!(task_state(&s, "planted"), "", "{s}");
+    let events = text(&orch_log(&["events", "--task", "q/ask"], root));
+    assert!(!events.contains("approved by a human"), "{events}");
+    // With no run, the command opens the journal itself: inside an attempt it refuses the same.
+    let mut direct = Command::new(ORCH);
+    direct.args(["approve", "q/ask"]).current_dir(root).stdin(Stdio::null());
+    direct.env("ORCH_PROCESS_TAG", "orch:0123456789abcdef:p/sneak#1/1-2-3");
+    let refused = direct.output()?;
+    assert_eq!(refused.status.code(), Some(2), "{}", err(&refused));
+    assert!(
+        err(&refused).contains("refused: requests from inside an attempt (p/sneak#1) may only read"),
+        "{}",
+        err(&refused)
+    );
+    let rollback = Command::new(ORCH)
+        .args(["rollback", "p/sneak"])
+        .current_dir(root)
+        .env("ORCH_PROCESS_TAG", "orch:0123456789abcdef:p/sneak#1/1-2-3")
+        .output()?;
+    assert_eq!(rollback.status.code(), Some(2), "{}", err(&rollback));
+    assert!(err(&rollback).contains("refused"), "{}", err(&rollback));
+    assert_eq!(task_state(&status_json(root), "ask"), "escalated");
+    // A human's approval goes through.
+    let approved = orch(&["approve", "q/ask"], root);
+    assert_eq!(approved.status.code(), Some(0), "{}", err(&approved));
+    assert_eq!(task_state(&status_json(root), "ask"), "completed");
+    Ok(())
+}
+
+/// A run in `root` whose one task (`p/slow`) holds it open until `root/release` exists.
+fn held_open_run(root: &Path, wrap: Option<&str>) -> std::io::Result<std::process::Child> {
+    std::fs::create_dir_all(root.join("ws"))?;
+    std::fs::write(
+        root.join("orch.toml"),
+        "[agent]\nkind = \"command\"\nprogram = \"sh\"\nargs = [\"-c\", \"while [ ! -f ../release ]; do sleep 0.05; done; echo done > slow.txt; echo done\"]\n\n\
+         [[projects]]\nname = \"p\"\nworkspace = \"ws\"\n\n[[projects.tasks]]\nid = \"slow\"\ntitle = \"Slow\"\n",
+    )?;
+    let mut cmd = match wrap {
+        None => Command::new(ORCH),
+        Some(shell) => {
+            let mut c = Command::new("sh");
+            c.args(["-c", &format!("{shell}; exec \"$0\" run"), ORCH]);
+            c
+        }
+    };
+    if wrap.is_none() {
+        cmd.arg("run");
+    }
+    cmd.current_dir(root).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ORCH_") || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    let child = cmd.spawn()?;
+    wait_for("slow to be running", || task_state(&status_json(root), "slow") == "running");
+    Ok(child)
+}
+
+fn reply_of(stream: &std::os::unix::net::UnixStream) -> Value {
+    use std::io::BufRead;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(20))).expect("read timeout");
+    let mut line = String::new();
+    let _ = std::io::BufReader::new(stream).read_line(&mut line);
+    serde_json::from_str(&line).unwrap_or(Value::Null)
+}
+
+#[test]
+fn the_control_socket_outlives_idle_floods_and_oversized_requests() -> TestResult {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    let dir = tempfile::tempdir()?;
+    let root = dir.path();
+    let run = held_open_run(root, None)?;
+    let socket = root.join(".orch/journal/control.sock");
+    // More idle connections than the run serves at once (64): those past the cap are told it is busy.
+    let idle: Vec<UnixStream> = (0..100).map(|_| UnixStream::connect(&socket)).collect::<Result<_, _>>()?;
+    let busy = reply_of(&idle[99]);
+    assert_eq!(busy["busy"], true, "{busy}");
+    // A real command still gets through: it asks again while the run is busy, and the idle ones are let go.
+    let started = std::time::Instant::now();
+    let status = orch(&["status", "--json"], root);
+    assert_eq!(status.status.code(), Some(0), "{}", err(&status));
+    assert!(started.elapsed() < std::time::Duration::from_secs(25), "{:?}", started.elapsed());
+    let timed_out = reply_of(&idle[0]);
+    assert!(timed_out["error"].as_str().unwrap_or("").contains("no request within"), "{timed_out}");
+    drop(idle);
+    // A request of 2 MiB with no newline is refused once past 1 MiB, not buffered whole.
+    let big = UnixStream::connect(&socket)?;
+    let mut writer = big.try_clone()?;
+    let sender = std::thread::spawn(move || {
+        let chunk = vec![b'x'; 64 << 10];
+        for _ in 0..32 {
+            if writer.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+    });
+    let refused = reply_of(&big);
+    assert!(refused["error"].as_str().unwrap_or("").contains("longer than 1048576 bytes"), "{refused}");
+    drop(big);
+    let _ = sender.join();
+    // And the run goes on serving.
+    let status = orch(&["status", "--json"], root);
+    assert_eq!(status.status.code(), Some(0), "{}", err(&status));
+    assert_eq!(task_state(&serde_json::from_slice(&status.stdout)?, "slow"), "running");
+    std::fs::write(root.join("release"), "")?;
+    let out = run.wait_with_output()?;
+    assert_eq!(out.status.code(), Some(0), "{}", err(&out));
+    Ok(())
+}
+
+#[test]
+fn the_accept_loop_survives_running_out_of_file_descriptors() -> TestResult {
+    use std::os::unix::net::UnixStream;
+    let dir = tempfile::tempdir()?;
+    let root = dir.path();
+    // Room for fewer descriptors than the 64 connections served at once: the flood makes accept fail (EMFILE).
+    let run = held_open_run(root, Some("ulimit -n 48"))?;
+    let socket = root.join(".orch/journal/control.sock");
+    let flood: Vec<UnixStream> = (0..200).filter_map(|_| UnixStream::connect(&socket).ok()).collect();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    drop(flood);
+    // Once the idle ones are let go, the run answers again.
+    let status = orch(&["status", "--json"], root);
+    assert_eq!(status.status.code(), Some(0), "{}", err(&status));
+    assert_eq!(task_state(&serde_json::from_slice(&status.stdout)?, "slow"), "running");
+    std::fs::write(root.join("release"), "")?;
+    let out = run.wait_with_output()?;
+    let quiet: String = err(&out).lines().filter(|l| !l.contains("accept failed")).collect::<Vec<_>>().join("\n");
+    assert_eq!(out.status.code(), Some(0), "{}\n{quiet}\n{}", text(&out), text(&orch_log(&["events"], root)));
+    assert!(err(&out).contains("accept failed (Too many open files"), "the flood did reach the limit: {}", err(&out));
+    assert!(err(&out).contains("accepting again after"), "{}", err(&out));
+    Ok(())
+}

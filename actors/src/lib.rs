@@ -94,6 +94,8 @@ pub use actors::scheduler::{RunSummary, Selection, TaskOutcome};
 pub use error::{EngineError, JournalError, RecordError};
 pub use git::is_repository;
 pub use journal::{Event, EventRecord, Journal, State, TaskView};
+/// The environment variable every process orch starts carries, and its descendants inherit.
+pub use process::TAG_VAR;
 pub use settings::{AgentSettings, ProjectSettings, Settings};
 pub use system::{Handle, LlmStatus, Orchestrator};
 pub use types::{Decision, TaskKey, TaskSpec, TaskState};
