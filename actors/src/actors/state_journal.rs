@@ -421,7 +421,9 @@ impl Handler<Flush> for StateJournal {
         }
         let flusher = self.flusher.clone();
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || flusher.flush()).await.map_err(|_| JournalError::WriterGone)?
+            tokio::task::spawn_blocking(move || flusher.flush_and_seal(true))
+                .await
+                .map_err(|_| JournalError::WriterGone)?
         })
     }
 }

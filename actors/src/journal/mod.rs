@@ -144,7 +144,12 @@ struct Sealing {
     written: Option<u64>,
     /// False when the journal lost records: the seal is the evidence, never overwritten.
     enabled: bool,
+    /// When a seal was last written: the flushes of a busy run seal at most every [`SEAL_EVERY`].
+    at: Option<std::time::Instant>,
 }
+
+/// How often the flushes of a run under way write the seal (a seal that lags is safe: it only claims less).
+const SEAL_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 const APPLIED_SEQ: &[u8] = b"applied_seq";
 
@@ -270,7 +275,7 @@ impl Journal {
             tracing::error!("the journal at {} lost acknowledged records: {l}", self.path.display());
         }
         let mut s = self.sealing.lock().unwrap_or_else(|p| p.into_inner());
-        *s = Sealing { pending: last, written: None, enabled: loss.is_none() };
+        *s = Sealing { pending: last, written: None, enabled: loss.is_none(), at: None };
         drop(s);
         self.loss = loss;
     }
@@ -446,7 +451,7 @@ impl Journal {
 
     /// Flushes everything written so far to disk.
     pub fn flush(&self) -> Result<(), JournalError> {
-        self.flusher().flush()
+        self.flusher().flush_and_seal(true)
     }
 
     /// Stores a blob under its content hash (idempotent).
@@ -685,12 +690,19 @@ pub struct Flusher {
 }
 
 impl Flusher {
-    /// Blocks until everything written so far is on disk, then seals it (see [`seal`]).
+    /// Blocks until everything written so far is on disk, then seals it (see [`seal`]) unless a seal was written
+    /// less than 100 ms ago.
     pub fn flush(&self) -> Result<(), JournalError> {
+        self.flush_and_seal(false)
+    }
+
+    /// As [`Flusher::flush`]; `always`: seal whenever there is something new to seal.
+    pub fn flush_and_seal(&self, always: bool) -> Result<(), JournalError> {
         // What was committed before the flush starts is on disk when it returns: that is what the seal may claim.
         let pending = {
             let s = self.sealing.lock().unwrap_or_else(|p| p.into_inner());
-            s.pending.filter(|p| s.enabled && s.written != Some(p.seq))
+            let due = always || s.at.is_none_or(|t| t.elapsed() >= SEAL_EVERY);
+            s.pending.filter(|p| due && s.enabled && s.written != Some(p.seq))
         };
         self.db.flush().map_err(|source| JournalError::storage(&self.path, source))?;
         if let Some(seal) = pending {
@@ -699,6 +711,7 @@ impl Flusher {
                 Ok(()) => {
                     let mut s = self.sealing.lock().unwrap_or_else(|p| p.into_inner());
                     s.written = Some(s.written.map_or(seal.seq, |w| w.max(seal.seq)));
+                    s.at = Some(std::time::Instant::now());
                 }
                 Err(e) => tracing::warn!("the journal's seal could not be written in {}: {e}", self.path.display()),
             }
