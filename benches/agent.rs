@@ -3,8 +3,8 @@
 
 use std::time::Instant;
 
-use orch_actors::agent::{claude::ClaudeCode, AgentAdapter};
 use orch_actors::agent::Stream;
+use orch_actors::agent::{claude::ClaudeCode, AgentAdapter};
 
 fn main() {
     let sample = include_str!("../actors/tests/data/claude-happy.jsonl");
