@@ -220,3 +220,24 @@ async fn rollback_reports_a_fifo_a_directory_and_a_non_utf8_name_as_conflicts_an
     assert_eq!(rolled.conflicts, report.conflicts);
     Ok(())
 }
+
+#[actix::test]
+async fn rollback_never_follows_a_directory_swapped_for_a_link_out_of_the_workspace() -> TestResult {
+    let f = Fixture::new();
+    std::fs::create_dir_all(f.path("ws/sub"))?;
+    std::fs::create_dir_all(f.path("human"))?;
+    std::fs::write(f.path("ws/sub/edit.txt"), "before")?;
+    std::fs::write(f.path("ws/edit.txt"), "before")?;
+    std::fs::write(f.path("human/edit.txt"), "after\n")?;
+    let script = "cat >/dev/null; echo after > sub/edit.txt; echo after > edit.txt; echo done";
+    run_one(&f, script).await?;
+    // Since: the directory is now a link to a human's directory, whose file has the content the attempt left.
+    std::fs::remove_dir_all(f.path("ws/sub"))?;
+    std::os::unix::fs::symlink(f.path("human"), f.path("ws/sub"))?;
+    let report = rollback_within(&f, true)?;
+    assert_eq!(report.restored, vec!["edit.txt".to_string()], "{report:?}");
+    assert_eq!(report.conflicts, vec!["sub/edit.txt (the path leaves the workspace)".to_string()], "{report:?}");
+    assert_eq!(std::fs::read_to_string(f.path("human/edit.txt"))?, "after\n");
+    assert_eq!(std::fs::read_to_string(f.path("ws/edit.txt"))?, "before");
+    Ok(())
+}
