@@ -286,54 +286,14 @@ pub fn rollback_files(
         source,
     })?;
     let mut report = RollbackReport { task: key.to_string(), ..RollbackReport::default() };
+    // Each file on its own: one that cannot be restored is a conflict, reported, and the rest are still restored.
     for (rel, before) in &first_before {
-        let target = safe_join(&ws_canon, rel).ok_or_else(|| {
-            EngineError::InvalidRequest(format!("refusing to roll back `{rel}`: the path leaves the workspace"))
-        })?;
-        let current = match std::fs::symlink_metadata(&target) {
-            Ok(m) if m.file_type().is_symlink() => {
-                report.conflicts.push(format!("{rel} (now a symbolic link)"));
-                continue;
-            }
-            Ok(_) => Some(ContentHash::of(
-                &std::fs::read(&target)
-                    .map_err(|source| EngineError::Io { about: format!("reading {}", target.display()), source })?,
-            )),
-            Err(_) => None,
-        };
-        if current == *before {
-            continue; // already as it was
+        match restore_one(journal, &ws_canon, rel, *before, known.get(rel), force) {
+            Restored::Yes => report.restored.push(rel.clone()),
+            Restored::AlreadyAsItWas => {}
+            Restored::ChangedSince => report.conflicts.push(rel.clone()),
+            Restored::No(why) => report.conflicts.push(format!("{rel} ({why})")),
         }
-        // Content none of the attempts produced means someone else changed the file since.
-        let ours = known.get(rel).is_some_and(|s| s.contains(&current));
-        if !ours && !force {
-            report.conflicts.push(rel.clone());
-            continue;
-        }
-        match before {
-            Some(hash) => {
-                let data = journal.get_blob(hash)?.ok_or_else(|| {
-                    EngineError::InvalidRequest(format!("no pre-image of `{rel}` in the journal (blob {hash})"))
-                })?;
-                if let Some(parent) = target.parent() {
-                    std::fs::create_dir_all(parent).map_err(|source| EngineError::Io {
-                        about: format!("creating {}", parent.display()),
-                        source,
-                    })?;
-                }
-                std::fs::write(&target, data)
-                    .map_err(|source| EngineError::Io { about: format!("writing {}", target.display()), source })?;
-            }
-            None => {
-                if current.is_some() {
-                    std::fs::remove_file(&target).map_err(|source| EngineError::Io {
-                        about: format!("removing {}", target.display()),
-                        source,
-                    })?;
-                }
-            }
-        }
-        report.restored.push(rel.clone());
     }
     let event = Event::RolledBack(RolledBack {
         project: key.project.clone(),
@@ -343,6 +303,147 @@ pub fn rollback_files(
         conflicts: report.conflicts.clone(),
     });
     Ok((report, event))
+}
+
+/// What [`restore_one`] did with one file.
+enum Restored {
+    /// Restored (rewritten or removed).
+    Yes,
+    /// Nothing to do: it is as it was before the attempts.
+    AlreadyAsItWas,
+    /// Left alone: its content is none the attempts produced (someone else changed it since).
+    ChangedSince,
+    /// Left alone, for this reason.
+    No(String),
+}
+
+/// Restores one file to `before` (its content before the attempts, `None`: it did not exist), refusing whatever
+/// could write outside the workspace, block, or destroy what is not the attempts' work.
+fn restore_one(
+    journal: &Journal,
+    ws_canon: &Path,
+    rel: &str,
+    before: Option<ContentHash>,
+    known: Option<&BTreeSet<Option<ContentHash>>>,
+    force: bool,
+) -> Restored {
+    // The file monitor journals names as UTF-8, lossily: such a name is not known exactly, so not touched.
+    if rel.contains(char::REPLACEMENT_CHARACTER) {
+        return Restored::No("its name is not valid UTF-8, so the journal does not hold it exactly".into());
+    }
+    let Some(target) = safe_join(ws_canon, rel) else {
+        return Restored::No("the path leaves the workspace".into());
+    };
+    // What is there now, never following a symbolic link and never opening what is not a regular file.
+    let (current, mode) = match std::fs::symlink_metadata(&target) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, None),
+        Err(e) => return Restored::No(format!("cannot be examined: {e}")),
+        Ok(m) => match kind_of(&m.file_type()) {
+            Some(other) => return Restored::No(format!("now {other}")),
+            None => match read_regular(&target) {
+                Ok((data, mode)) => (Some(ContentHash::of(&data)), Some(mode)),
+                Err(e) => return Restored::No(format!("cannot be read: {e}")),
+            },
+        },
+    };
+    if current == before {
+        return Restored::AlreadyAsItWas;
+    }
+    // Content none of the attempts produced means someone else changed the file since.
+    if !force && !known.is_some_and(|s| s.contains(&current)) {
+        return Restored::ChangedSince;
+    }
+    match before {
+        Some(hash) => {
+            let data = match journal.get_blob(&hash) {
+                Ok(Some(data)) => data,
+                Ok(None) => return Restored::No(format!("no pre-image in the journal (blob {hash})")),
+                Err(e) => return Restored::No(format!("its pre-image cannot be read: {e}")),
+            };
+            let Some(parent) = target.parent() else { return Restored::No("no parent directory".into()) };
+            if let Err(e) = std::fs::create_dir_all(parent) {
+                return Restored::No(format!("its directory cannot be made: {e}"));
+            }
+            // The directory made must still be inside the workspace (nothing swapped a parent for a link since).
+            if !parent.canonicalize().is_ok_and(|c| c.starts_with(ws_canon)) {
+                return Restored::No("the path leaves the workspace".into());
+            }
+            if let Err(e) = replace_file(&target, &data, mode) {
+                return Restored::No(format!("cannot be written: {e}"));
+            }
+        }
+        None => {
+            if current.is_some() {
+                // Unlinking removes this name only: another hard link to the same file keeps its content.
+                if let Err(e) = std::fs::remove_file(&target) {
+                    return Restored::No(format!("cannot be removed: {e}"));
+                }
+            }
+        }
+    }
+    Restored::Yes
+}
+
+/// What a file type is when it is not a regular file (`None`), for a conflict's reason.
+fn kind_of(t: &std::fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_file() {
+        None
+    } else if t.is_symlink() {
+        Some("a symbolic link")
+    } else if t.is_dir() {
+        Some("a directory")
+    } else if t.is_fifo() {
+        Some("a FIFO")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else if t.is_block_device() || t.is_char_device() {
+        Some("a device")
+    } else {
+        Some("not a regular file")
+    }
+}
+
+/// Reads a regular file and its permission bits: opened without following a symbolic link and without blocking
+/// (a FIFO swapped in since it was examined), and refused unless what was opened is a regular file.
+fn read_regular(path: &Path) -> std::io::Result<(Vec<u8>, u32)> {
+    use std::io::Read;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let flags = nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK;
+    let mut f = std::fs::OpenOptions::new().read(true).custom_flags(flags.bits()).open(path)?;
+    let meta = f.metadata()?;
+    if let Some(other) = kind_of(&meta.file_type()) {
+        return Err(std::io::Error::other(format!("it is {other}")));
+    }
+    let mut data = Vec::with_capacity(meta.len() as usize);
+    f.read_to_end(&mut data)?;
+    Ok((data, meta.permissions().mode() & 0o7777))
+}
+
+/// Puts `data` at `target` as a new file: written to a temporary file in the same directory, synced, then renamed
+/// over the name. The inode that was there is never opened or truncated, so a hard link to a file elsewhere does not
+/// carry the write out of the workspace, and a crash leaves the old file or the new one, never half of it. The file
+/// keeps the permissions of the one it replaces (a new one gets the umask's default, as `std::fs::write` would).
+fn replace_file(target: &Path, data: &[u8], mode: Option<u32>) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = target.parent().ok_or_else(|| std::io::Error::other("no parent directory"))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".orch-restore-")
+        .permissions(std::fs::Permissions::from_mode(mode.unwrap_or(0o666)))
+        .tempfile_in(dir)?;
+    if let Some(mode) = mode {
+        // The umask applied at creation: the old file's bits exactly.
+        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode))?;
+    }
+    tmp.write_all(data)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(target).map_err(|e| e.error)?;
+    // The rename itself, durable (best effort: not every file system syncs a directory).
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 /// Joins a workspace-relative path, refusing absolute paths, `..`, and parents that are symbolic links leading out.

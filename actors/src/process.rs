@@ -178,14 +178,14 @@ pub async fn run(
     }
     drop(tx);
 
-    let deadline = tokio::time::Instant::now() + spec.timeout;
+    let deadline = tokio_deadline_after(tokio::time::Instant::now(), spec.timeout);
     let mut stop = stop;
     let mut last_output = tokio::time::Instant::now();
     let mut outcome = EndedBy::Itself;
     let (mut out_bytes, mut err_bytes) = (0u64, 0u64);
     let mut streams_open = true;
     let status = loop {
-        let idle_deadline = spec.idle_timeout.map(|d| last_output + d).unwrap_or(deadline);
+        let idle_deadline = spec.idle_timeout.map(|d| tokio_deadline_after(last_output, d)).unwrap_or(deadline);
         tokio::select! {
             line = rx.recv(), if streams_open => match line {
                 Some((stream, bytes)) => {
@@ -226,7 +226,7 @@ pub async fn run(
     let first = pgid.map(|p| p.as_raw() as u32).unwrap_or(0);
     let orphans_killed = tokio::task::spawn_blocking(move || kill_tagged(&tag, first)).await.unwrap_or(0);
     // Lines already read before the exit are still delivered.
-    let drain_until = tokio::time::Instant::now() + Duration::from_millis(500);
+    let drain_until = tokio_deadline_after(tokio::time::Instant::now(), Duration::from_millis(500));
     while streams_open {
         match tokio::time::timeout_at(drain_until, rx.recv()).await {
             Ok(Some((stream, bytes))) => {
@@ -267,6 +267,23 @@ fn new_tag() -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     format!("{}-{}-{}", std::process::id(), nanos, N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// How far away a deadline is when `now + d` is past what an `Instant` holds (about 30 years, as tokio does).
+const FAR: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// `now + d`, never panicking: a duration past what an `Instant` holds gives a deadline far enough away never to
+/// come (the settings' limits are at most a week; this holds for any duration).
+pub fn deadline_after(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(FAR))
+        .or_else(|| now.checked_add(crate::validate::MAX_DURATION))
+        .unwrap_or(now)
+}
+
+/// [`deadline_after`] on tokio's clock.
+pub fn tokio_deadline_after(now: tokio::time::Instant, d: Duration) -> tokio::time::Instant {
+    tokio::time::Instant::from_std(deadline_after(now.into_std(), d))
 }
 
 /// The tag prefix of an attempt's processes: the journal (its canonical path, hashed) and the attempt, so that two
@@ -373,4 +390,21 @@ pub fn attempt_env(attempt: &crate::types::AttemptRef, workspace: &std::path::Pa
         ("ORCH_ATTEMPT".to_string(), attempt.attempt.to_string()),
         ("ORCH_WORKSPACE".to_string(), workspace.display().to_string()),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_past_what_an_instant_holds_is_far_away_not_a_panic() {
+        let now = Instant::now();
+        assert_eq!(deadline_after(now, Duration::from_secs(5)), now + Duration::from_secs(5));
+        for d in [Duration::MAX, Duration::from_secs(u64::MAX / 2), Duration::new(u64::MAX, 999_999_999)] {
+            let far = deadline_after(now, d);
+            assert!(far >= now + crate::validate::MAX_DURATION, "{d:?}");
+        }
+        let t = tokio::time::Instant::now();
+        assert!(tokio_deadline_after(t, Duration::MAX) > t + Duration::from_secs(86_400));
+    }
 }

@@ -103,17 +103,31 @@ impl Actor for AgentSession {
         self.stop = Some(stop_tx);
         let attempt = spec.attempt.clone();
         let fut = run_attempt(spec, self.journal.clone(), self.monitor.clone(), stop_rx, self.stop_reason.clone());
+        // A panic in the attempt's work ends the attempt as an internal error (journaled and escalated by the
+        // scheduler), never as a session that vanished while the run waits for it.
+        let fut = super::pipeline::catch_panic(fut);
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
-            match res {
-                Ok(Ended::Done(report)) => act.validator.do_send(Validate(*report)),
-                Ok(Ended::Stopped(a)) => {
-                    act.scheduler.do_send(SessionEnded { attempt: a, interrupted: true, error: None })
+            let error = match res {
+                Ok(Ok(Ended::Done(report))) => {
+                    act.validator.do_send(Validate(*report));
+                    None
                 }
-                Err(e) => act.scheduler.do_send(SessionEnded {
+                Ok(Ok(Ended::Stopped(a))) => {
+                    act.scheduler.do_send(SessionEnded { attempt: a, interrupted: true, error: None });
+                    None
+                }
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(panic) => {
+                    tracing::error!("{attempt}: {panic}");
+                    Some(panic)
+                }
+            };
+            if let Some(error) = error {
+                act.scheduler.do_send(SessionEnded {
                     attempt: attempt.clone(),
                     interrupted: act.stop_requested,
-                    error: Some(e.to_string()),
-                }),
+                    error: Some(error),
+                });
             }
             ctx.stop();
         }));

@@ -4,7 +4,7 @@
 use actix::prelude::*;
 
 use super::decision::Decide;
-use super::pipeline::{record_or_fail, SessionEnded};
+use super::pipeline::{guarded, record_or_fail, SessionEnded};
 use super::report::AttemptReport;
 use super::state_journal::Append;
 use crate::journal::event::{Event, Scored};
@@ -138,27 +138,28 @@ impl Handler<Score> for ConfidenceScorer {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, msg: Score, _ctx: &mut Self::Context) -> Self::Result {
-        let mut report = msg.0;
-        let (s, factors) = score(&report, &self.weights);
-        report.score = Some(s);
-        report.factors = factors.clone();
-        let event = Event::Scored(Scored {
-            project: report.attempt.key.project.clone(),
-            task: report.attempt.key.task.clone(),
-            attempt: report.attempt.attempt,
-            score: s,
-            factors,
-        });
-        let journal = self.journal.clone();
-        let next = self.next.clone();
+        let attempt = msg.0.attempt.clone();
         let failed = self.failed.clone();
-        Box::pin(
+        guarded(&failed, attempt, "its score", move || {
+            let mut report = msg.0;
+            let (s, factors) = score(&report, &self.weights);
+            report.score = Some(s);
+            report.factors = factors.clone();
+            let event = Event::Scored(Scored {
+                project: report.attempt.key.project.clone(),
+                task: report.attempt.key.task.clone(),
+                attempt: report.attempt.attempt,
+                score: s,
+                factors,
+            });
+            let journal = self.journal.clone();
+            let next = self.next.clone();
+            let failed = self.failed.clone();
             async move {
                 if record_or_fail(&journal, &failed, &report.attempt, "its score", vec![event]).await {
                     next.do_send(Decide(report));
                 }
             }
-            .into_actor(self),
-        )
+        })
     }
 }

@@ -3,7 +3,7 @@
 
 use actix::prelude::*;
 
-use super::pipeline::{record_or_fail, Concluded, SessionEnded};
+use super::pipeline::{guarded, record_or_fail, Concluded, SessionEnded};
 use super::report::{AttemptReport, Conclusion};
 use super::state_journal::Append;
 use crate::journal::event::{BreakpointHit, Decided, Event};
@@ -394,21 +394,23 @@ impl Handler<Decide> for DecisionEngine {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, msg: Decide, _ctx: &mut Self::Context) -> Self::Result {
-        let report = msg.0;
-        let mut conclusion = decide(
-            &report,
-            &self.thresholds,
-            self.max_attempts,
-            self.confidence_threshold,
-            &self.breakpoints,
-            self.allowed.as_ref(),
-        );
-        let journal = self.journal.clone();
-        let scheduler = self.scheduler.clone();
+        let attempt = msg.0.attempt.clone();
         let failed = self.failed.clone();
-        let gateway = self.gateway.clone().filter(|_| conclusion.decision == Decision::Clarify);
-        let clarify_system = self.clarify_system.clone();
-        Box::pin(
+        guarded(&failed, attempt, "its decision", move || {
+            let report = msg.0;
+            let mut conclusion = decide(
+                &report,
+                &self.thresholds,
+                self.max_attempts,
+                self.confidence_threshold,
+                &self.breakpoints,
+                self.allowed.as_ref(),
+            );
+            let journal = self.journal.clone();
+            let scheduler = self.scheduler.clone();
+            let failed = self.failed.clone();
+            let gateway = self.gateway.clone().filter(|_| conclusion.decision == Decision::Clarify);
+            let clarify_system = self.clarify_system.clone();
             async move {
                 let mut events = Vec::new();
                 // A question: first the LLM, from the task and its acceptance criteria; a human only if it is unsure.
@@ -454,8 +456,7 @@ impl Handler<Decide> for DecisionEngine {
                     scheduler.do_send(Concluded { report, conclusion });
                 }
             }
-            .into_actor(self),
-        )
+        })
     }
 }
 

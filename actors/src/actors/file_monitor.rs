@@ -128,8 +128,20 @@ impl FileMonitor {
 
     fn relative(&self, p: &Path) -> Option<String> {
         let rel = p.strip_prefix(&self.workspace).ok()?;
-        let s = rel.to_string_lossy().replace('\\', "/");
+        let s = rel_name(rel);
         (!s.is_empty()).then_some(s)
+    }
+}
+
+/// A workspace-relative path as journaled: `/`-separated. A backslash is part of a name on Unix (only Windows
+/// separates with it), so it is kept, and a rollback finds the very file. A name that is not UTF-8 is journaled
+/// lossily (with U+FFFD), which a rollback reports as a conflict instead of touching another file.
+fn rel_name(rel: &Path) -> String {
+    let s = rel.to_string_lossy();
+    if cfg!(windows) {
+        s.replace('\\', "/")
+    } else {
+        s.into_owned()
     }
 }
 
@@ -573,7 +585,7 @@ fn scan(
     for (path, meta) in files {
         let entry = Walked { path, meta };
         let Ok(rel) = entry.path.strip_prefix(ws) else { continue };
-        let rel = rel.to_string_lossy().replace('\\', "/");
+        let rel = rel_name(rel);
         let meta = entry.meta;
         let mtime_ns = mtime_ns(&meta);
         let len = meta.len();

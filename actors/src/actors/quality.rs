@@ -8,7 +8,7 @@ use actix::prelude::*;
 use super::confidence::Score;
 use super::file_monitor::FileChange;
 use super::llm_gateway::Ask;
-use super::pipeline::{record_or_fail, SessionEnded};
+use super::pipeline::{guarded, record_or_fail, SessionEnded};
 use super::report::Review;
 use super::report::{AttemptReport, CheckResult};
 use super::state_journal::Append;
@@ -254,17 +254,19 @@ impl Handler<Assess> for QualityController {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, msg: Assess, _ctx: &mut Self::Context) -> Self::Result {
-        let mut report = msg.0;
-        let journal = self.journal.clone();
-        let next = self.next.clone();
-        let tail_bytes = self.tail_bytes;
-        let redactor = self.redactor.clone();
+        let attempt = msg.0.attempt.clone();
         let failed = self.failed.clone();
-        let reviewer = self.reviewer.clone();
-        let blobs = self.blobs.clone();
-        let earlier = self.earlier.clone();
-        let llm_secrets = self.secrets.clone();
-        Box::pin(
+        guarded(&failed, attempt, "its checks and review", move || {
+            let mut report = msg.0;
+            let journal = self.journal.clone();
+            let next = self.next.clone();
+            let tail_bytes = self.tail_bytes;
+            let redactor = self.redactor.clone();
+            let failed = self.failed.clone();
+            let reviewer = self.reviewer.clone();
+            let blobs = self.blobs.clone();
+            let earlier = self.earlier.clone();
+            let llm_secrets = self.secrets.clone();
             async move {
                 // The task's work so far, and what is wrong with it by structure (before the checks, so that a
                 // pristine re-run can follow them).
@@ -390,8 +392,7 @@ impl Handler<Assess> for QualityController {
                 }
                 next.do_send(Score(report));
             }
-            .into_actor(self),
-        )
+        })
     }
 }
 

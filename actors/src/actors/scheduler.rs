@@ -224,11 +224,11 @@ impl Scheduler {
         let streak = self.run.as_ref().and_then(|r| r.rate_streak.get(&provider)).copied().unwrap_or(0);
         let (until, why) = pause_until(report.outcome.result.as_deref().unwrap_or(""), base, streak, now);
         if let Some(run) = self.run.as_mut() {
-            run.rate_streak.insert(provider.clone(), streak + 1);
+            run.rate_streak.insert(provider.clone(), streak.saturating_add(1));
             let entry = run.paused.entry(provider.clone()).or_insert(until);
             *entry = (*entry).max(until);
         }
-        let delay = std::time::Duration::from_millis((until - now).max(0) as u64);
+        let delay = std::time::Duration::from_millis(until.saturating_sub(now).max(0) as u64);
         let p = provider.clone();
         ctx.run_later(delay, move |act, ctx| act.resume_provider(ctx, &p));
         Event::ProviderPaused(ProviderPaused {
@@ -285,12 +285,15 @@ impl Scheduler {
         let mut events = run.settle();
         let picks = run.choose(&self.projects, &self.orchestration, now);
         if let Some(due) = picks.wake {
-            ctx.run_later(due.saturating_duration_since(now) + std::time::Duration::from_millis(1), |act, ctx| {
-                if let Some(run) = act.run.as_mut() {
-                    run.wake_at = None;
-                }
-                act.schedule(ctx);
-            });
+            ctx.run_later(
+                due.saturating_duration_since(now).saturating_add(std::time::Duration::from_millis(1)),
+                |act, ctx| {
+                    if let Some(run) = act.run.as_mut() {
+                        run.wake_at = None;
+                    }
+                    act.schedule(ctx);
+                },
+            );
         }
         events.extend(picks.events);
         if events.is_empty() {

@@ -4,7 +4,7 @@
 
 use actix::prelude::*;
 
-use super::pipeline::{record_or_fail, SessionEnded};
+use super::pipeline::{guarded, record_or_fail, SessionEnded};
 use super::quality::Assess;
 use super::report::AttemptReport;
 use super::state_journal::Append;
@@ -314,25 +314,26 @@ impl Handler<Validate> for Validator {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, msg: Validate, _ctx: &mut Self::Context) -> Self::Result {
-        let mut report = msg.0;
-        report.findings = findings(&report);
-        let event = Event::Validated(Validated {
-            project: report.attempt.key.project.clone(),
-            task: report.attempt.key.task.clone(),
-            attempt: report.attempt.attempt,
-            ok: report.valid(),
-            findings: report.findings.clone(),
-        });
-        let journal = self.journal.clone();
-        let next = self.next.clone();
+        let attempt = msg.0.attempt.clone();
         let failed = self.failed.clone();
-        Box::pin(
+        guarded(&failed, attempt, "its validation", move || {
+            let mut report = msg.0;
+            report.findings = findings(&report);
+            let event = Event::Validated(Validated {
+                project: report.attempt.key.project.clone(),
+                task: report.attempt.key.task.clone(),
+                attempt: report.attempt.attempt,
+                ok: report.valid(),
+                findings: report.findings.clone(),
+            });
+            let journal = self.journal.clone();
+            let next = self.next.clone();
+            let failed = self.failed.clone();
             async move {
                 if record_or_fail(&journal, &failed, &report.attempt, "its validation", vec![event]).await {
                     next.do_send(Assess(report));
                 }
             }
-            .into_actor(self),
-        )
+        })
     }
 }

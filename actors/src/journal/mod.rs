@@ -289,7 +289,7 @@ impl Journal {
     /// Waits until no process (this one included) holds the journal's lock, up to `timeout`. sled releases its
     /// lock from background threads shortly after the last handle is dropped.
     pub fn wait_released(path: &Path, timeout: std::time::Duration) -> bool {
-        let deadline = std::time::Instant::now() + timeout;
+        let deadline = crate::process::deadline_after(std::time::Instant::now(), timeout);
         loop {
             match std::fs::File::open(path.join("db")) {
                 Err(_) => return true,

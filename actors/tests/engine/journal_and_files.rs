@@ -111,3 +111,133 @@ async fn file_changes_are_journaled_live_while_the_agent_runs_ignored_paths_not(
     assert_eq!(changed, vec!["old.txt".to_string()]);
     Ok(())
 }
+
+/// Runs `script` as the agent of one task `t` that names the files it touches, then returns the journal, closed.
+async fn run_one(f: &Fixture, script: &str) -> TestResult {
+    let t = TaskSpec {
+        description: "Edit edit.txt, remove gone.txt, replace fifo.txt and dir.txt, add the odd names.".into(),
+        ..task("t", 5, &[])
+    };
+    let (orch, _) = Orchestrator::start(f.settings(script, &[], vec![t])).await?;
+    orch.run(Selection::default()).await?;
+    orch.shutdown().await?;
+    Ok(())
+}
+
+/// Rolls back on another thread, failing (instead of hanging the test) if it does not return in time.
+fn rollback_within(f: &Fixture, force: bool) -> Result<orch_actors::ops::RollbackReport, Box<dyn std::error::Error>> {
+    let path = f.path("journal");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = Journal::open(&path, false)
+            .map_err(|e| e.to_string())
+            .and_then(|mut j| orch_actors::ops::rollback(&mut j, "t", None, force).map_err(|e| e.to_string()));
+        let _ = tx.send(r);
+    });
+    Ok(rx.recv_timeout(std::time::Duration::from_secs(20)).map_err(|_| "rollback hung")??)
+}
+
+#[actix::test]
+async fn rollback_replaces_a_hard_linked_file_and_never_writes_through_the_link_outside() -> TestResult {
+    let f = Fixture::new();
+    std::fs::create_dir_all(f.path("ws"))?;
+    std::fs::write(f.path("ws/edit.txt"), "before")?;
+    std::fs::write(f.path("ws/other.txt"), "before too")?;
+    // The agent leaves hard links to files outside the workspace (a human's files) where rollback will write.
+    let script = "cat >/dev/null; echo after > edit.txt; echo after > ../outside.txt; rm edit.txt; \
+                  ln ../outside.txt edit.txt; echo changed > other.txt; ln other.txt ../outside2.txt; echo done";
+    run_one(&f, script).await?;
+    assert_eq!(std::fs::read_to_string(f.path("outside.txt"))?, "after\n");
+    let report = rollback_within(&f, false)?;
+    assert_eq!(report.restored, vec!["edit.txt".to_string(), "other.txt".to_string()], "{report:?}");
+    assert_eq!(std::fs::read_to_string(f.path("ws/edit.txt"))?, "before");
+    assert_eq!(std::fs::read_to_string(f.path("ws/other.txt"))?, "before too");
+    // The files outside the workspace keep their content: the names inside were replaced, not written through.
+    assert_eq!(std::fs::read_to_string(f.path("outside.txt"))?, "after\n");
+    assert_eq!(std::fs::read_to_string(f.path("outside2.txt"))?, "changed\n");
+    // No temporary file is left behind.
+    let names: Vec<String> = std::fs::read_dir(f.path("ws"))?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_, _>>()?;
+    assert!(names.iter().all(|n| !n.starts_with(".orch-restore-")), "{names:?}");
+    Ok(())
+}
+
+#[actix::test]
+async fn rollback_reports_a_fifo_a_directory_and_a_non_utf8_name_as_conflicts_and_restores_the_rest() -> TestResult {
+    let f = Fixture::new();
+    std::fs::create_dir_all(f.path("ws"))?;
+    for name in ["edit.txt", "gone.txt", "fifo.txt", "dir.txt"] {
+        std::fs::write(f.path(&format!("ws/{name}")), format!("{name} before"))?;
+    }
+    let script = "cat >/dev/null; echo after > edit.txt; rm gone.txt; echo x > fifo.txt; echo y > dir.txt; \
+                  echo z > 'back\\slash.txt'; echo w > \"$(printf 'bad\\377name.txt')\"; echo done";
+    run_one(&f, script).await?;
+    let changed: Vec<String> = events(&f.path("journal"))
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::FileChanged(c) => Some(c.path),
+            _ => None,
+        })
+        .collect();
+    assert!(changed.contains(&"back\\slash.txt".to_string()), "a backslash is part of the name: {changed:?}");
+    assert!(f.path("ws/back\\slash.txt").exists());
+    // Since the attempt: a FIFO where a file was (reading it would block forever), a directory where another was.
+    std::fs::remove_file(f.path("ws/fifo.txt"))?;
+    let status = std::process::Command::new("mkfifo").arg(f.path("ws/fifo.txt")).status()?;
+    assert!(status.success());
+    std::fs::remove_file(f.path("ws/dir.txt"))?;
+    std::fs::create_dir(f.path("ws/dir.txt"))?;
+    std::fs::write(f.path("ws/dir.txt/inside"), "a human's work")?;
+    // Forced, so only the kind of file stops it.
+    let report = rollback_within(&f, true)?;
+    assert_eq!(
+        report.restored,
+        vec!["back\\slash.txt".to_string(), "edit.txt".to_string(), "gone.txt".to_string()],
+        "{report:?}"
+    );
+    assert_eq!(report.conflicts.len(), 3, "{report:?}");
+    assert!(report.conflicts.iter().any(|c| c.starts_with("bad") && c.contains("not valid UTF-8")), "{report:?}");
+    assert!(report.conflicts.contains(&"dir.txt (now a directory)".to_string()), "{report:?}");
+    assert!(report.conflicts.contains(&"fifo.txt (now a FIFO)".to_string()), "{report:?}");
+    assert_eq!(std::fs::read_to_string(f.path("ws/edit.txt"))?, "edit.txt before");
+    assert_eq!(std::fs::read_to_string(f.path("ws/gone.txt"))?, "gone.txt before");
+    assert!(!f.path("ws/back\\slash.txt").exists());
+    assert!(!f.path("ws/back").exists(), "nothing made at the name with the backslash read as a separator");
+    assert_eq!(std::fs::read_to_string(f.path("ws/dir.txt/inside"))?, "a human's work");
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let bad = f.path("ws").join(std::ffi::OsStr::from_bytes(b"bad\xffname.txt"));
+        assert!(bad.exists(), "the file with the non-UTF-8 name is left alone");
+    }
+    // It was journaled, conflicts and all.
+    let rolled = events(&f.path("journal")).into_iter().rev().find_map(|e| match e {
+        Event::RolledBack(r) => Some(r),
+        _ => None,
+    });
+    let rolled = rolled.ok_or("no rolled_back event")?;
+    assert_eq!(rolled.restored, report.restored);
+    assert_eq!(rolled.conflicts, report.conflicts);
+    Ok(())
+}
+
+#[actix::test]
+async fn rollback_never_follows_a_directory_swapped_for_a_link_out_of_the_workspace() -> TestResult {
+    let f = Fixture::new();
+    std::fs::create_dir_all(f.path("ws/sub"))?;
+    std::fs::create_dir_all(f.path("human"))?;
+    std::fs::write(f.path("ws/sub/edit.txt"), "before")?;
+    std::fs::write(f.path("ws/edit.txt"), "before")?;
+    std::fs::write(f.path("human/edit.txt"), "after\n")?;
+    let script = "cat >/dev/null; echo after > sub/edit.txt; echo after > edit.txt; echo done";
+    run_one(&f, script).await?;
+    // Since: the directory is now a link to a human's directory, whose file has the content the attempt left.
+    std::fs::remove_dir_all(f.path("ws/sub"))?;
+    std::os::unix::fs::symlink(f.path("human"), f.path("ws/sub"))?;
+    let report = rollback_within(&f, true)?;
+    assert_eq!(report.restored, vec!["edit.txt".to_string()], "{report:?}");
+    assert_eq!(report.conflicts, vec!["sub/edit.txt (the path leaves the workspace)".to_string()], "{report:?}");
+    assert_eq!(std::fs::read_to_string(f.path("human/edit.txt"))?, "after\n");
+    assert_eq!(std::fs::read_to_string(f.path("ws/edit.txt"))?, "before");
+    Ok(())
+}

@@ -268,7 +268,7 @@ impl RunState {
         }
         // A pass when the oldest wait runs out, in case nothing else happens by then (one timer at a time).
         if let Some(oldest) = self.waiting_since.values().min().copied() {
-            let due = oldest + orchestration.max_wait;
+            let due = crate::process::deadline_after(oldest, orchestration.max_wait);
             if self.wake_at.is_none_or(|w| w <= now || due < w) {
                 self.wake_at = Some(due);
                 picks.wake = Some(due);
