@@ -83,18 +83,23 @@ pub(crate) mod tests {
     use super::*;
     use crate::types::TaskSpec;
 
+    /// Task `p/id`, depending on `deps`.
+    pub(crate) fn spec(id: &str, deps: &[&str]) -> TaskSpec {
+        TaskSpec {
+            project: "p".into(),
+            id: id.into(),
+            title: id.into(),
+            description: String::new(),
+            priority: 5,
+            depends_on: deps.iter().map(|d| d.to_string()).collect(),
+            acceptance: vec![],
+        }
+    }
+
     /// A view of task `p/id` in `state`, depending on `deps`, added at `seq`.
     pub(crate) fn view(id: &str, state: TaskState, deps: &[&str], seq: u64) -> TaskView {
         TaskView {
-            spec: TaskSpec {
-                project: "p".into(),
-                id: id.into(),
-                title: id.into(),
-                description: String::new(),
-                priority: 5,
-                depends_on: deps.iter().map(|d| d.to_string()).collect(),
-                acceptance: vec![],
-            },
+            spec: spec(id, deps),
             state,
             reason: state.blocks_dependants().then(|| format!("{id} is {state}")),
             added_seq: seq,

@@ -109,7 +109,6 @@ mod tests {
     use crate::journal::event::TaskAdded;
     use crate::journal::EventRecord;
     use crate::settings::{AgentSettings, ProjectSettings};
-    use crate::types::TaskSpec;
 
     fn record(seq: u64, event: Event) -> EventRecord {
         EventRecord { seq, time_us: seq as i64 * 1000, event }
@@ -117,15 +116,7 @@ mod tests {
 
     fn added(id: &str, deps: &[&str]) -> Event {
         Event::TaskAdded(TaskAdded {
-            spec: TaskSpec {
-                project: "p".into(),
-                id: id.into(),
-                title: id.into(),
-                description: String::new(),
-                priority: 5,
-                depends_on: deps.iter().map(|d| d.to_string()).collect(),
-                acceptance: vec![],
-            },
+            spec: crate::actors::scheduler::graph::tests::spec(id, deps),
             source: "config".into(),
         })
     }
