@@ -431,7 +431,11 @@ pub fn serve_with(journal: &Path, controller: orch_actors::Handle, limits: Limit
         let _ = std::fs::remove_dir_all(&private);
         bound?
     };
-    let task = actix::spawn(accept_loop(listener, controller, limits));
+    let descriptors = descriptor_budget(&limits, spare_descriptors());
+    if descriptors < limits.connections * 2 + BUSY_SPARE {
+        tracing::debug!("control socket: {descriptors} descriptor(s) for connections, fewer than the limits ask");
+    }
+    let task = actix::spawn(accept_loop(listener, controller, limits, descriptors));
     Ok(ServeGuard { path, task })
 }
 
@@ -448,13 +452,39 @@ impl Drop for ServeGuard {
     }
 }
 
-/// Accepts connections until the run ends (the task is aborted): a failed accept — no file descriptor left, for one —
-/// is logged and waited out, never the end of the loop.
-async fn accept_loop(listener: tokio::net::UnixListener, controller: orch_actors::Handle, limits: Limits) {
+/// Connections beyond those served that may be open at once to be told the run is busy.
+const BUSY_SPARE: usize = 8;
+
+/// The file descriptors this process may still open: its soft limit less those open now (`None` if unknown).
+fn spare_descriptors() -> Option<usize> {
+    let (soft, _) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).ok()?;
+    let open = std::fs::read_dir("/proc/self/fd").ok()?.count();
+    Some(usize::try_from(soft).unwrap_or(usize::MAX).saturating_sub(open))
+}
+
+/// How many connections the socket holds open at once: what the limits ask (requests, `follow` streams and busy
+/// answers), but never more than half the descriptors left, so that a flood of clients cannot take from the run
+/// the descriptors its attempts need (a walk of the workspace, a pipe to the agent). At least one.
+fn descriptor_budget(limits: &Limits, spare: Option<usize>) -> usize {
+    let asked = limits.connections.saturating_mul(2).saturating_add(BUSY_SPARE);
+    spare.map_or(asked, |spare| asked.min(spare / 2)).max(1)
+}
+
+/// Accepts connections until the run ends (the task is aborted), holding at most `descriptors` open at once (more
+/// wait in the listen queue); a failed accept — no file descriptor left, for one — is logged and waited out, never
+/// the end of the loop.
+async fn accept_loop(
+    listener: tokio::net::UnixListener,
+    controller: orch_actors::Handle,
+    limits: Limits,
+    descriptors: usize,
+) {
     let gate = Gate::new(limits.connections);
+    let held = std::sync::Arc::new(tokio::sync::Semaphore::new(descriptors));
     // Failed accepts in a row: the first is a warning, the rest of the streak only debug output.
     let mut failing = 0u64;
     loop {
+        let Ok(slot) = held.clone().acquire_owned().await else { return };
         let stream = match listener.accept().await {
             Ok((stream, _)) => {
                 if failing > 0 {
@@ -480,6 +510,7 @@ async fn accept_loop(listener: tokio::net::UnixListener, controller: orch_actors
             if let Err(e) = handle(stream, controller, limits, gate).await {
                 tracing::debug!("control connection: {e}");
             }
+            drop(slot);
         });
     }
 }
@@ -654,6 +685,16 @@ mod tests {
             connections: 2,
             accept_pause: std::time::Duration::from_millis(10),
         }
+    }
+
+    #[test]
+    fn the_socket_never_holds_more_than_half_the_descriptors_left() {
+        let limits = Limits::default();
+        assert_eq!(descriptor_budget(&limits, None), 64 * 2 + BUSY_SPARE);
+        assert_eq!(descriptor_budget(&limits, Some(20_000)), 64 * 2 + BUSY_SPARE);
+        assert_eq!(descriptor_budget(&limits, Some(30)), 15);
+        assert_eq!(descriptor_budget(&limits, Some(0)), 1);
+        assert!(spare_descriptors().is_some_and(|n| n > 0));
     }
 
     #[tokio::test]

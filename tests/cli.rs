@@ -920,8 +920,10 @@ fn held_open_run(root: &Path, wrap: Option<&str>) -> std::io::Result<std::proces
     std::fs::create_dir_all(root.join("ws"))?;
     std::fs::write(
         root.join("orch.toml"),
-        "[agent]\nkind = \"command\"\nprogram = \"sh\"\nargs = [\"-c\", \"while [ ! -f ../release ]; do sleep 0.05; done; echo done > slow.txt; echo done\"]\n\n\
+        format!("[agent]\nkind = \"command\"\nprogram = \"sh\"\nargs = [\"-c\", \"while [ ! -f {}/release ]; do sleep 0.05; done; echo done > slow.txt; echo done\"]\n\n\
          [[projects]]\nname = \"p\"\nworkspace = \"ws\"\n\n[[projects.tasks]]\nid = \"slow\"\ntitle = \"Slow\"\n",
+            root.display()
+        ),
     )?;
     let mut cmd = match wrap {
         None => Command::new(ORCH),
@@ -999,17 +1001,57 @@ fn the_control_socket_outlives_idle_floods_and_oversized_requests() -> TestResul
 }
 
 #[test]
+fn a_flood_of_clients_cannot_take_the_descriptors_a_run_needs() -> TestResult {
+    use std::os::unix::net::UnixStream;
+    let dir = tempfile::tempdir()?;
+    let root = dir.path();
+    // Room for fewer descriptors than the 64 connections served at once: the socket holds at most half of those left,
+    // so a flood arriving while the attempt starts (a walk of the workspace, pipes to the agent) takes none it needs.
+    let run = held_open_run(root, Some("ulimit -n 48"))?;
+    let socket = root.join(".orch/journal/control.sock");
+    let flood: Vec<UnixStream> = (0..200).filter_map(|_| UnixStream::connect(&socket).ok()).collect();
+    wait_for("the agent to run", || agent_of(root).is_some());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    drop(flood);
+    let status = orch(&["status", "--json"], root);
+    assert_eq!(status.status.code(), Some(0), "{}", err(&status));
+    let state = task_state(&serde_json::from_slice(&status.stdout)?, "slow");
+    assert_eq!(state, "running", "{}", text(&orch_log(&["events"], root)));
+    std::fs::write(root.join("release"), "")?;
+    let out = run.wait_with_output()?;
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", err(&out), text(&orch_log(&["events"], root)));
+    assert_eq!(task_state(&status_json(root), "slow"), "completed");
+    Ok(())
+}
+
+#[test]
 fn the_accept_loop_survives_running_out_of_file_descriptors() -> TestResult {
     use std::os::unix::net::UnixStream;
     let dir = tempfile::tempdir()?;
     let root = dir.path();
-    // Room for fewer descriptors than the 64 connections served at once: the flood makes accept fail (EMFILE).
-    let run = held_open_run(root, Some("ulimit -n 48"))?;
+    let run = held_open_run(root, None)?;
+    wait_for("the agent to run", || agent_of(root).is_some());
+    // Once the attempt runs, the run's descriptor limit is lowered to those it has open: every accept fails (EMFILE).
+    let pid = run.id().to_string();
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))?.count();
+    let prlimit = |soft: &str| {
+        let out = Command::new("prlimit").args(["--pid", &pid, &format!("--nofile={soft}:")]).output();
+        assert!(out.as_ref().is_ok_and(|o| o.status.success()), "prlimit: {out:?}");
+    };
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits"))?;
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .ok_or("no open-file limit in /proc/PID/limits")?
+        .to_string();
+    prlimit(&open.to_string());
     let socket = root.join(".orch/journal/control.sock");
-    let flood: Vec<UnixStream> = (0..200).filter_map(|_| UnixStream::connect(&socket).ok()).collect();
+    let flood: Vec<UnixStream> = (0..20).filter_map(|_| UnixStream::connect(&socket).ok()).collect();
     std::thread::sleep(std::time::Duration::from_millis(500));
+    prlimit(&soft);
     drop(flood);
-    // Once the idle ones are let go, the run answers again.
+    // With descriptors to spare again, the run answers again.
     let status = orch(&["status", "--json"], root);
     assert_eq!(status.status.code(), Some(0), "{}", err(&status));
     assert_eq!(task_state(&serde_json::from_slice(&status.stdout)?, "slow"), "running");
@@ -1017,7 +1059,18 @@ fn the_accept_loop_survives_running_out_of_file_descriptors() -> TestResult {
     let out = run.wait_with_output()?;
     let quiet: String = err(&out).lines().filter(|l| !l.contains("accept failed")).collect::<Vec<_>>().join("\n");
     assert_eq!(out.status.code(), Some(0), "{}\n{quiet}\n{}", text(&out), text(&orch_log(&["events"], root)));
-    assert!(err(&out).contains("accept failed (Too many open files"), "the flood did reach the limit: {}", err(&out));
+    assert!(err(&out).contains("accept failed (Too many open files"), "the limit was reached: {}", err(&out));
     assert!(err(&out).contains("accepting again after"), "{}", err(&out));
     Ok(())
+}
+
+/// The pid of the agent [`held_open_run`] started in `root`, once it runs.
+fn agent_of(root: &Path) -> Option<u32> {
+    let marker = format!("{}/release", root.display());
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        (cmdline.contains(&marker) && cmdline.starts_with("sh")).then_some(pid)
+    })
 }
