@@ -76,7 +76,7 @@ pub mod notify;
 pub mod ops;
 pub(crate) mod process;
 pub mod prompt;
-pub(crate) mod redact;
+pub mod redact;
 pub mod sandbox;
 pub mod settings;
 pub mod system;
