@@ -87,6 +87,7 @@ fn main() {
                         args: &[],
                         cwd: &ws,
                         env: &[],
+                        hide_env: &[],
                         stdin: None,
                         timeout: Duration::from_secs(10),
                         idle_timeout: None,

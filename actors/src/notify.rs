@@ -1,11 +1,13 @@
 //! Notifications: when a task escalates or waits for an answer, and when a run ends, a JSON payload goes to the
 //! configured command (on its stdin) and webhook (POSTed). Each delivery is journaled (`notified`), a failure too;
-//! none is ever fatal to the run.
+//! none is ever fatal to the run. A failure names the command and the webhook in redacted form only
+//! ([`Redactor::command_line`], [`crate::redact::redact_url`]): their tokens are never journaled.
 
 use serde_json::{json, Value};
 
 use crate::journal::event::{Event, Notified};
 use crate::process;
+use crate::redact::{redact_url, Redactor};
 use crate::settings::NotifySettings;
 use crate::types::TaskKey;
 
@@ -53,7 +55,12 @@ impl Notice {
 }
 
 /// Delivers `notice` to every configured channel; returns one `notified` event per channel.
-pub async fn deliver(settings: &NotifySettings, http: &reqwest::Client, notice: &Notice) -> Vec<Event> {
+pub async fn deliver(
+    settings: &NotifySettings,
+    http: &reqwest::Client,
+    notice: &Notice,
+    redactor: &Redactor,
+) -> Vec<Event> {
     let payload = notice.payload().to_string();
     let mut out = Vec::new();
     let event = |channel: &str, res: Result<(), String>| {
@@ -67,15 +74,15 @@ pub async fn deliver(settings: &NotifySettings, http: &reqwest::Client, notice: 
         })
     };
     if !settings.command.is_empty() {
-        out.push(event("command", run_command(settings, &payload).await));
+        out.push(event("command", run_command(settings, &payload, redactor).await));
     }
     if !settings.webhook.is_empty() {
-        out.push(event("webhook", post(settings, http, &payload).await));
+        out.push(event("webhook", post(settings, http, &payload, redactor).await));
     }
     out
 }
 
-async fn run_command(settings: &NotifySettings, payload: &str) -> Result<(), String> {
+async fn run_command(settings: &NotifySettings, payload: &str, redactor: &Redactor) -> Result<(), String> {
     let args = vec!["-c".to_string(), settings.command.clone()];
     let cwd = std::env::current_dir().map_err(|e| format!("no working directory: {e}"))?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -85,6 +92,7 @@ async fn run_command(settings: &NotifySettings, payload: &str) -> Result<(), Str
             args: &args,
             cwd: &cwd,
             env: &[],
+            hide_env: redactor.hidden_env(),
             stdin: Some(payload.to_string()),
             timeout: settings.timeout,
             idle_timeout: None,
@@ -99,23 +107,24 @@ async fn run_command(settings: &NotifySettings, payload: &str) -> Result<(), Str
     .map_err(|e| e.to_string())?;
     let mut tail = String::new();
     while let Ok((_, line)) = rx.try_recv() {
-        tail = line;
+        tail = redactor.redact(&line);
     }
+    let shown = redactor.command_line(&settings.command);
     if exit.success() {
         Ok(())
     } else if exit.timeout != process::EndedBy::Itself {
-        Err(format!("`{}` did not finish within {} s", settings.command, settings.timeout.as_secs()))
+        Err(format!("`{shown}` did not finish within {} s", settings.timeout.as_secs()))
     } else {
         Err(format!(
-            "`{}` exited with {}{}",
-            settings.command,
+            "`{shown}` exited with {}{}",
             exit.code.map(|c| format!("status {c}")).unwrap_or_else(|| "a signal".into()),
             if tail.trim().is_empty() { String::new() } else { format!(": {}", crate::redact::head(tail.trim(), 200)) }
         ))
     }
 }
 
-async fn post(settings: &NotifySettings, http: &reqwest::Client, payload: &str) -> Result<(), String> {
+async fn post(settings: &NotifySettings, http: &reqwest::Client, payload: &str, redactor: &Redactor) -> Result<(), String> {
+    let shown = redact_url(&settings.webhook);
     let resp = http
         .post(&settings.webhook)
         .header("content-type", "application/json")
@@ -123,11 +132,23 @@ async fn post(settings: &NotifySettings, http: &reqwest::Client, payload: &str) 
         .body(payload.to_string())
         .send()
         .await
-        .map_err(|e| format!("POST {}: {e}", settings.webhook))?;
+        // reqwest's message names the URL: without it, and redacted for whatever else it may quote.
+        .map_err(|e| redactor.redact(&format!("POST {shown}: {}", with_causes(&e.without_url()))))?;
     let status = resp.status();
     if status.is_success() {
         Ok(())
     } else {
-        Err(format!("POST {} answered HTTP {}", settings.webhook, status.as_u16()))
+        Err(format!("POST {shown} answered HTTP {}", status.as_u16()))
     }
+}
+
+/// An error and what caused it, as one line.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    out
 }

@@ -331,6 +331,10 @@ fn restore_one(
     if rel.contains(char::REPLACEMENT_CHARACTER) {
         return Restored::No("its name is not valid UTF-8, so the journal does not hold it exactly".into());
     }
+    // A name that held a secret is journaled redacted: the file it names is not known, so not touched.
+    if rel.contains(crate::redact::MARKER) {
+        return Restored::No("its name held a secret, which the journal does not keep".into());
+    }
     let Some(target) = safe_join(ws_canon, rel) else {
         return Restored::No("the path leaves the workspace".into());
     };

@@ -54,6 +54,9 @@ pub struct Spec<'a> {
     pub cwd: &'a Path,
     /// Extra environment.
     pub env: &'a [(String, String)],
+    /// Variables not inherited from orch (secrets, [`crate::redact::Redactor::hidden_env`]); `env` may still set
+    /// one.
+    pub hide_env: &'a [String],
     /// Written to stdin, which is then closed; `None`: stdin is /dev/null.
     pub stdin: Option<String>,
     /// Wall-clock limit.
@@ -143,6 +146,9 @@ pub async fn run(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    for k in spec.hide_env {
+        cmd.env_remove(k);
+    }
     for (k, v) in spec.env {
         cmd.env(k, v);
     }

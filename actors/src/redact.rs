@@ -49,12 +49,17 @@ const B64_CHAR: &str = r"(?:[A-Za-z0-9+/_-]|%2[BbFf])";
 pub struct Redactor {
     /// One pattern per secret, longest secret first.
     patterns: Vec<Regex>,
+    /// Environment variables holding secrets that no agent, check or notify command inherits.
+    hidden_env: Vec<String>,
 }
 
 /// Never the values or the patterns (which spell them out): only how many there are.
 impl fmt::Debug for Redactor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Redactor").field("secrets", &self.patterns.len()).finish()
+        f.debug_struct("Redactor")
+            .field("secrets", &self.patterns.len())
+            .field("hidden_env", &self.hidden_env)
+            .finish()
     }
 }
 
@@ -80,7 +85,7 @@ impl Redactor {
                 }
             })
             .collect();
-        Redactor { patterns }
+        Redactor { patterns, hidden_env: Vec::new() }
     }
 
     /// The redactor of a run: every value the settings know to be secret — the values of each project's
@@ -93,7 +98,22 @@ impl Redactor {
         for url in urls_in(&settings.notify.command) {
             values.extend(url_secrets(url));
         }
-        Redactor::new(values)
+        let mut r = Redactor::new(values);
+        r.hidden_env.extend(Some(settings.llm.api_key_env.clone()).filter(|v| !v.is_empty()));
+        r
+    }
+
+    /// Also removes these variables from the environment of the processes orch starts (see
+    /// [`Redactor::hidden_env`]).
+    pub fn hiding_env(mut self, names: impl IntoIterator<Item = String>) -> Self {
+        self.hidden_env.extend(names);
+        self
+    }
+
+    /// The environment variables holding secrets (the one `llm.api_key_env` names) that agents, checks and notify
+    /// commands do not inherit from orch; `[agent.env]` passes one to an agent explicitly.
+    pub fn hidden_env(&self) -> &[String] {
+        &self.hidden_env
     }
 
     /// True when there is nothing to hide.
@@ -131,6 +151,64 @@ impl Redactor {
             out = out.replacen(url, &redact_url(url), 1);
         }
         out
+    }
+}
+
+/// How long [`Held`] keeps an item when nothing follows it.
+pub const HOLD_FOR: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Output items (lines) held back briefly, so that a secret split across several of them is redacted although no
+/// piece alone is a secret. When a secret spans items, those held are joined into one; an item is released once the items after it
+/// on the same stream are longer than any secret's form ([`MAX_CUT_WORD`]) — no secret can still run on from it —
+/// or when the stream changes, pauses ([`HOLD_FOR`]) or ends.
+#[derive(Debug, Default)]
+pub struct Held {
+    /// The stream of the items held.
+    stream: String,
+    /// Their texts (each redacted by itself), oldest first.
+    items: std::collections::VecDeque<String>,
+}
+
+/// Items held at the most, however short.
+const HOLD_ITEMS: usize = 64;
+
+impl Held {
+    /// Takes the next item (its text redacted by itself already); returns those it releases, oldest first.
+    pub fn push(&mut self, r: &Redactor, stream: String, text: String) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if r.is_empty() || stream != self.stream {
+            out = self.flush();
+            self.stream = stream;
+        }
+        self.items.push_back(text);
+        if r.is_empty() {
+            out.extend(self.flush());
+            return out;
+        }
+        if self.items.len() > 1 {
+            let joined = self.items.iter().map(String::as_str).collect::<Vec<_>>().join("\n");
+            if let Cow::Owned(redacted) = r.redact_cow(&joined) {
+                // A secret ran across a line break: what it spans is one item now.
+                self.items.clear();
+                self.items.push_back(redacted);
+            }
+        }
+        loop {
+            let after: usize = self.items.iter().skip(1).map(|t| t.len() + 1).sum();
+            if self.items.len() > 1 && (after >= MAX_CUT_WORD || self.items.len() > HOLD_ITEMS) {
+                if let Some(t) = self.items.pop_front() {
+                    out.push((self.stream.clone(), t));
+                }
+            } else {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Releases every item held, oldest first.
+    pub fn flush(&mut self) -> Vec<(String, String)> {
+        self.items.drain(..).map(|t| (self.stream.clone(), t)).collect()
     }
 }
 
@@ -436,8 +514,28 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_split_across_items_is_joined_and_redacted() {
+        let r = r();
+        let mut held = Held::default();
+        let out = |v: Vec<(String, String)>| v.into_iter().map(|(_, t)| t).collect::<Vec<_>>();
+        assert!(held.push(&r, "stdout".into(), "first line".into()).is_empty());
+        // The key across three lines.
+        let (a, rest) = KEY.split_at(9);
+        let (b, c) = rest.split_at(8);
+        assert!(held.push(&r, "stdout".into(), format!("key: {a}")).is_empty());
+        assert!(held.push(&r, "stdout".into(), b.to_string()).is_empty());
+        assert!(held.push(&r, "stdout".into(), format!("{c} end")).is_empty());
+        let joined = format!("first line\nkey: {MARKER} end");
+        assert_eq!(out(held.push(&r, "stderr".into(), "other".into())), [joined]);
+        // A long line after an item releases it.
+        assert_eq!(out(held.push(&r, "stderr".into(), "x".repeat(MAX_CUT_WORD))), ["other"]);
+        assert_eq!(out(held.flush()), ["x".repeat(MAX_CUT_WORD)]);
+        assert!(held.flush().is_empty());
+    }
+
+    #[test]
     fn the_debug_form_never_shows_a_secret() {
-        assert_eq!(format!("{:?}", r()), "Redactor { secrets: 1 }");
+        assert_eq!(format!("{:?}", r()), "Redactor { secrets: 1, hidden_env: [] }");
     }
 
     #[test]

@@ -122,6 +122,9 @@ pub struct LlmSettings {
     pub required: bool,
     /// Sent as a bearer token (openai); never journaled.
     pub api_key: Option<String>,
+    /// The environment variable the key was read from (`llm.api_key_env`): removed from the environment of agents,
+    /// checks and notify commands unless `[agent.env]` passes it.
+    pub api_key_env: String,
     /// Extra tries of a call that failed in transit or with a 429/5xx.
     pub max_retries: u32,
 }
@@ -137,6 +140,7 @@ impl Default for LlmSettings {
             max_concurrent: 1,
             required: false,
             api_key: None,
+            api_key_env: String::new(),
             max_retries: 2,
         }
     }

@@ -86,7 +86,14 @@ impl Orchestrator {
         // The tokenizer takes tens of milliseconds to load: do it while the rest starts.
         std::thread::spawn(crate::prompt::warm_up);
         let path = settings.journal.path.clone();
-        let journal = tokio::task::spawn_blocking(move || Journal::open(&path, true))
+        let redactor = Arc::new(Redactor::for_settings(&settings));
+        let journal_redactor = redactor.clone();
+        let journal = tokio::task::spawn_blocking(move || {
+            Journal::open(&path, true).map(|mut j| {
+                j.set_redactor(journal_redactor);
+                j
+            })
+        })
             .await
             .map_err(|e| EngineError::Stopped(format!("opening the journal: {e}")))??;
         // A journal that lost acknowledged records is not built on: tasks it no longer knows were done would run
@@ -154,11 +161,12 @@ impl Orchestrator {
                 sandbox_warning = Some(why);
             }
         }
-        let redactor = Arc::new(Redactor::new(projects.iter().flat_map(|p| p.agent.env.values())));
         let (llm, llm_status) = match crate::llm::provider(settings.llm.provider) {
             None => (None, LlmStatus::NotConfigured),
             Some(p) => {
-                let gateway = LlmGateway::new(settings.llm.clone(), p, journal.clone().recipient()).start();
+                let gateway = LlmGateway::new(settings.llm.clone(), p, journal.clone().recipient())
+                    .with_redactor(redactor.clone())
+                    .start();
                 match gateway.send(CheckLlm).await? {
                     Ok(detail) => (Some(gateway), LlmStatus::Ready(detail)),
                     Err(e) if settings.llm.required => {

@@ -119,6 +119,7 @@ fn llm(l: &FileLlm, cx: &Context<'_>) -> Result<LlmSettings, ConfigError> {
         max_concurrent: l.max_concurrent,
         required: l.required,
         api_key,
+        api_key_env: var.clone(),
         max_retries: l.max_retries,
     })
 }

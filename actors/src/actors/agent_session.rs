@@ -211,7 +211,7 @@ async fn run_attempt(
             program: agent_program,
             prompt_tokens: prompt_tokens.map(|t| t as u32),
             prompt_bytes: prompt_text.len() as u32,
-            prompt_excerpt: redactor.redact(redact::head(&prompt_text, 1024)),
+            prompt_excerpt: redact::head(&redactor.redact_cow(&prompt_text), 1024).to_string(),
             resume_session: resume.clone(),
         })]))
         .await??;
@@ -237,15 +237,37 @@ async fn run_attempt(
     let consumer = tokio::spawn(async move {
         let mut journaled = 0usize;
         let mut dropped = 0usize;
-        while let Some((stream, line)) = line_rx.recv().await {
-            if let Some(item) = parser.line(stream, &line) {
-                if journaled < MAX_OUTPUT_EVENTS {
-                    journaled += 1;
-                    out_journal.do_send(Append(vec![output_event(&out_attempt, &out_redactor, item)]));
-                } else {
-                    dropped += 1;
+        // Each item is held until the next one (or a pause) shows that no secret runs on into it.
+        let mut held = redact::Held::default();
+        let mut emit = |item: AgentItem| {
+            if journaled < MAX_OUTPUT_EVENTS {
+                journaled += 1;
+                out_journal.do_send(Append(vec![output_event(&out_attempt, &out_redactor, item)]));
+            } else {
+                dropped += 1;
+            }
+        };
+        loop {
+            let next = match tokio::time::timeout(redact::HOLD_FOR, line_rx.recv()).await {
+                Ok(Some(next)) => next,
+                Ok(None) => break,
+                Err(_) => {
+                    for (stream, text) in held.flush() {
+                        emit(AgentItem { stream, text });
+                    }
+                    continue;
+                }
+            };
+            let (stream, line) = next;
+            // Redacted whole before the parser cuts anything to length.
+            if let Some(item) = parser.line(stream, &out_redactor.redact_cow(&line)) {
+                for (stream, text) in held.push(&out_redactor, item.stream, item.text) {
+                    emit(AgentItem { stream, text });
                 }
             }
+        }
+        for (stream, text) in held.flush() {
+            emit(AgentItem { stream, text });
         }
         if dropped > 0 {
             let note = AgentItem { stream: "note".into(), text: format!("{dropped} more output items not journaled") };
@@ -264,6 +286,7 @@ async fn run_attempt(
             args: &invocation.args,
             cwd: &project.workspace,
             env: &env,
+            hide_env: redactor.hidden_env(),
             stdin: invocation.stdin.clone(),
             timeout: project.agent.timeout,
             idle_timeout: Some(project.agent.idle_timeout),

@@ -1,7 +1,8 @@
 //! The LLM gateway actor, in front of the local model: at most `llm.max_concurrent` calls at once, bounded retries
 //! with exponential backoff and jitter for calls that failed in transit or with 429/5xx, one more try for an
 //! unusable answer (garbage, not the schema, truncated), and every try journaled — model, tokens, latency, outcome,
-//! never the API key.
+//! never the API key. Every request is redacted before it is sent: the LLM never sees a secret (a review's diff, an
+//! agent's question).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,13 +38,27 @@ pub struct LlmGateway {
     http: reqwest::Client,
     permits: Arc<Semaphore>,
     journal: Recipient<Append>,
+    redactor: Arc<crate::redact::Redactor>,
 }
 
 impl LlmGateway {
     /// A gateway for `provider` with these settings.
     pub fn new(settings: LlmSettings, provider: &'static dyn Provider, journal: Recipient<Append>) -> Self {
         let permits = Arc::new(Semaphore::new(settings.max_concurrent.max(1)));
-        LlmGateway { settings: Arc::new(settings), provider, http: reqwest::Client::new(), permits, journal }
+        LlmGateway {
+            settings: Arc::new(settings),
+            provider,
+            http: reqwest::Client::new(),
+            permits,
+            journal,
+            redactor: Arc::default(),
+        }
+    }
+
+    /// Redacts every request with `redactor` before it is sent.
+    pub fn with_redactor(mut self, redactor: Arc<crate::redact::Redactor>) -> Self {
+        self.redactor = redactor;
+        self
     }
 }
 
@@ -95,6 +110,9 @@ impl Handler<Ask> for LlmGateway {
     fn handle(&mut self, msg: Ask, _ctx: &mut Self::Context) -> Self::Result {
         let (settings, provider, http, permits, journal) =
             (self.settings.clone(), self.provider, self.http.clone(), self.permits.clone(), self.journal.clone());
+        let mut msg = msg;
+        self.redactor.redact_in_place(&mut msg.request.system);
+        self.redactor.redact_in_place(&mut msg.request.user);
         Box::pin(async move {
             let _permit = permits.acquire_owned().await.map_err(|_| LlmError::Unreachable {
                 url: settings.base_url.clone(),

@@ -185,14 +185,18 @@ pub async fn run_check(
     env: &[(String, String)],
     tail_bytes: usize,
     attempt: Option<&str>,
+    redactor: &Redactor,
 ) -> (CheckResult, u64) {
     // Returns the result and its wall time in µs.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(process::Stream, String)>();
     let args = vec!["-c".to_string(), command.to_string()];
+    // Each line redacted before it is kept (the tail is cut as it grows), the whole tail again at the end (a
+    // secret split across lines).
+    let line_redactor = redactor.clone();
     let collector = tokio::spawn(async move {
         let mut out = String::new();
         while let Some((_, line)) = rx.recv().await {
-            out.push_str(&line);
+            out.push_str(&line_redactor.redact_cow(&line));
             out.push('\n');
             if out.len() > 4 * tail_bytes {
                 out = redact::tail(&out, tail_bytes).to_string();
@@ -206,6 +210,7 @@ pub async fn run_check(
             args: &args,
             cwd,
             env,
+            hide_env: redactor.hidden_env(),
             stdin: None,
             timeout,
             idle_timeout: None,
@@ -218,7 +223,7 @@ pub async fn run_check(
     )
     .await;
     let output = collector.await.unwrap_or_default();
-    let tail = redact::tail(&output, tail_bytes).to_string();
+    let tail = redact::tail(&redactor.redact_cow(&output), tail_bytes).to_string();
     match res {
         Ok(exit) => {
             let timed_out = exit.timeout == EndedBy::WallClock;
@@ -285,6 +290,7 @@ impl Handler<Assess> for QualityController {
                             &env,
                             tail_bytes,
                             Some(&report.process_tag),
+                            &redactor,
                         )
                         .await;
                         result.output_tail = redactor.redact(&result.output_tail);
@@ -558,8 +564,16 @@ async fn pristine_run(
             env.push(("ORCH_PRISTINE".to_string(), "1".to_string()));
             for command in &report.project.checks {
                 let (mut r, _) =
-                    run_check(command, &ws, report.project.check_timeout, &env, tail_bytes, Some(&report.process_tag))
-                        .await;
+                    run_check(
+                        command,
+                        &ws,
+                        report.project.check_timeout,
+                        &env,
+                        tail_bytes,
+                        Some(&report.process_tag),
+                        redactor,
+                    )
+                    .await;
                 r.output_tail = redactor.redact(&r.output_tail);
                 event.checks.push(PristineCheck {
                     command: r.command.clone(),

@@ -256,7 +256,8 @@ impl Scheduler {
             return;
         }
         let (settings, http, journal) = (self.notify.clone(), self.http.clone(), self.journal.clone().recipient());
-        let work = async move { deliver_and_record(&settings, &http, &journal, &notice).await };
+        let redactor = self.redactor.clone();
+        let work = async move { deliver_and_record(&settings, &http, &journal, &notice, &redactor).await };
         self.background(ctx, work, |act, ctx, ()| act.maybe_finish(ctx));
     }
 
@@ -420,13 +421,13 @@ impl Scheduler {
                 "tasks": summary.tasks.iter().map(|t| serde_json::json!({"task": t.key.to_string(), "state": t.state.as_str(), "reason": t.reason})).collect::<Vec<_>>(),
             }),
         });
-        let (settings, http) = (self.notify.clone(), self.http.clone());
+        let (settings, http, redactor) = (self.notify.clone(), self.http.clone(), self.redactor.clone());
         self.run = None;
         ctx.spawn(
             async move {
                 let res = journal.send(Append(vec![ev])).await;
                 if let Some(notice) = notice {
-                    deliver_and_record(&settings, &http, &journal.clone().recipient(), &notice).await;
+                    deliver_and_record(&settings, &http, &journal.clone().recipient(), &notice, &redactor).await;
                 }
                 let _ = done.send(match (failed, res) {
                     (Some(e), _) => Err(e),
@@ -651,8 +652,9 @@ async fn deliver_and_record(
     http: &reqwest::Client,
     journal: &Recipient<Append>,
     notice: &crate::notify::Notice,
+    redactor: &crate::redact::Redactor,
 ) {
-    let events = crate::notify::deliver(settings, http, notice).await;
+    let events = crate::notify::deliver(settings, http, notice, redactor).await;
     match journal.send(Append(events)).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => tracing::error!("a notification could not be journaled: {e}"),

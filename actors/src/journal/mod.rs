@@ -133,6 +133,8 @@ pub struct Journal {
     sealing: Arc<std::sync::Mutex<Sealing>>,
     /// What the seal says this journal lost, if anything: it then takes no new events.
     loss: Option<Loss>,
+    /// Applied to every event staged ([`Event::redacted`]): nothing reaches the journal unredacted.
+    redactor: Arc<crate::redact::Redactor>,
 }
 
 /// The seal a flush is to write, and the last one written.
@@ -209,6 +211,7 @@ impl Journal {
             damaged_at_open: Vec::new(),
             sealing: Arc::default(),
             loss: None,
+            redactor: Arc::default(),
         };
         j.load_state()?;
         j.check_seal();
@@ -307,6 +310,11 @@ impl Journal {
         }
     }
 
+    /// Redacts every event staged from now on with `redactor` (a run's, [`crate::redact::Redactor::for_settings`]).
+    pub fn set_redactor(&mut self, redactor: Arc<crate::redact::Redactor>) {
+        self.redactor = redactor;
+    }
+
     /// The journal directory.
     pub fn path(&self) -> &Path {
         &self.path
@@ -356,6 +364,8 @@ impl Journal {
         let mut records = Vec::with_capacity(events.len());
         let mut encoded = Vec::with_capacity(events.len());
         for (i, (time_us, event)) in events.into_iter().enumerate() {
+            // Redacted first: what is stored, folded into the projections and handed to subscribers is the same.
+            let event = event.redacted(&self.redactor);
             let seq = self.next_seq.checked_add(i as u64).ok_or(JournalError::SequenceExhausted)?;
             let bytes = codec::encode_event(time_us, &event)
                 .map_err(|source| JournalError::Record { about: format!("event {seq}"), source })?;
