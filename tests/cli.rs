@@ -1074,3 +1074,150 @@ fn agent_of(root: &Path) -> Option<u32> {
         (cmdline.contains(&marker) && cmdline.starts_with("sh")).then_some(pid)
     })
 }
+
+/// Every form of `secret` the Redactor is to catch, for a search through what orch wrote: the value, its halves,
+/// its percent-encoding, and the middle of its base64 encoding at each alignment (either alphabet).
+fn secret_forms(secret: &str) -> Vec<String> {
+    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let encode = |data: &[u8]| -> String {
+        let mut out = String::new();
+        for c in data.chunks(3) {
+            let n = (u32::from(c[0]) << 16)
+                | (u32::from(c.get(1).copied().unwrap_or(0)) << 8)
+                | u32::from(c.get(2).copied().unwrap_or(0));
+            for i in 0..=c.len() {
+                out.push(char::from(B64[((n >> (18 - 6 * i)) & 0x3f) as usize]));
+            }
+        }
+        out
+    };
+    let half = secret.len() / 2;
+    let mut forms = vec![
+        secret.to_string(),
+        secret[..half].to_string(),
+        secret[half..].to_string(),
+        secret.bytes().map(|b| format!("%{b:02X}")).collect(),
+    ];
+    for align in 0..3 {
+        let mut data = vec![b'.'; align];
+        data.extend_from_slice(secret.as_bytes());
+        let e = encode(&data);
+        let middle = &e[(8 * align).div_ceil(6)..8 * (align + secret.len()) / 6];
+        forms.push(middle.to_string());
+        forms.push(middle.replace('+', "-").replace('/', "_"));
+    }
+    forms
+}
+
+#[test]
+fn no_secret_reaches_the_journal_the_output_or_a_notification_in_any_form() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path();
+    let llm_key = "sk-llm-4f9a1c77e0b24d3e9a5b";
+    let agent_token = "agent-token-8c1e55d0f7a94b12";
+    let webhook_token = "wh-9d8c7b6a5f4e3d2c1b0a";
+    let hook_path = "T0123456789abcdef";
+    let notify_token = "N0987654321fedcba";
+    // The agent: prints whether it sees the LLM's key, prints its own token base64-encoded and wrapped over lines
+    // (and plainly), names a file after it, and cuts a line in the token's middle at the journal's line limit.
+    let script = r#"echo "llm key: [${ORCH_SECRET_TEST_LLM_KEY:-unset}]"
+echo "token $SERVICE_TOKEN"
+printf 'Authorization: %s\n' "$SERVICE_TOKEN" | base64 -w0 | fold -w 13; echo
+printf 'x=%s' "$SERVICE_TOKEN" | base64 -w0 | fold -w 24; echo
+printf '%s' "$SERVICE_TOKEN" | od -An -tx1 | tr -d ' \n'; echo
+echo "split ${SERVICE_TOKEN%????????????}\\"; echo "${SERVICE_TOKEN#${SERVICE_TOKEN%????????????}} done"
+head -c 2040 /dev/zero | tr '\0' 'a'; echo " $SERVICE_TOKEN"
+echo content > "leak-$SERVICE_TOKEN.txt"
+echo done"#;
+    let config = format!(
+        r#"[llm]
+provider = "openai"
+base_url = "http://127.0.0.1:9"
+api_key_env = "ORCH_SECRET_TEST_LLM_KEY"
+max_retries = 0
+
+[notify]
+command = "false https://notify.example/{notify_token}"
+webhook = "http://127.0.0.1:9/hooks/{hook_path}?token={webhook_token}"
+timeout_secs = 2
+
+[agent]
+kind = "command"
+program = "sh"
+args = ["-c", '''{script}''']
+[agent.env]
+SERVICE_TOKEN = "{agent_token}"
+
+[[projects]]
+name = "p"
+workspace = "ws"
+create_workspace = true
+checks = ["echo check sees [${{ORCH_SECRET_TEST_LLM_KEY:-unset}}]; ls"]
+[[projects.tasks]]
+id = "t"
+title = "T"
+"#
+    );
+    std::fs::write(root.join("orch.toml"), config)?;
+    let run = Command::new(ORCH)
+        .arg("run")
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .env("ORCH_SECRET_TEST_LLM_KEY", llm_key)
+        .output()?;
+    assert!(run.status.code().is_some(), "{}", err(&run));
+    // What the agent and the check saw, and that the file was written.
+    let events = orch_log(&["events", "--json"], root);
+    assert!(events.status.success(), "{}", err(&events));
+    let json = text(&events);
+    assert!(json.contains("llm key: [unset]"), "the agent saw the LLM's key: {json}");
+    assert!(json.contains("check sees [unset]"), "the check saw the LLM's key: {json}");
+    assert!(json.contains("leak-[redacted].txt"), "the file's name is journaled redacted: {json}");
+    // Not vacuous: the agent printed its token in each form (plain, two base64 blobs, hex, split by `\`+newline).
+    assert!(json.matches("[redacted]").count() >= 5, "{json}");
+    assert!(std::fs::read_dir(root.join("ws"))?
+        .any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().contains(agent_token))));
+    // The failed notifications, named without their tokens.
+    assert!(json.contains("POST http://127.0.0.1:9/…"), "{json}");
+    assert!(json.contains("`false https://notify.example/…` exited with status 1"), "{json}");
+    // Nowhere, in any form: the events, the human views, what the run printed, and the journal's bytes.
+    let mut texts = vec![("events --json".to_string(), json)];
+    for args in [&["events"][..], &["show", "t"][..]] {
+        let o = orch_log(args, root);
+        texts.push((format!("orch-log {args:?}"), text(&o) + &err(&o)));
+    }
+    texts.push(("orch run".into(), text(&run) + &err(&run)));
+    let mut journal_bytes = Vec::new();
+    // Everything orch wrote beside the config and the workspace: the journal, its seal, the socket's directory.
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let p = e?.path();
+            if p == root.join("ws") || p == root.join("orch.toml") {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                journal_bytes.extend(std::fs::read(&p)?);
+            }
+        }
+    }
+    assert!(journal_bytes.len() > 1000, "no journal beside the config");
+    texts.push(("the journal's files".into(), String::from_utf8_lossy(&journal_bytes).into_owned()));
+    let mut forms: Vec<String> =
+        [llm_key, agent_token, webhook_token, notify_token, hook_path].iter().flat_map(|s| secret_forms(s)).collect();
+    let hex: String = agent_token.bytes().map(|b| format!("{b:02x}")).collect();
+    forms.push(hex);
+    for (what, t) in &texts {
+        for f in &forms {
+            assert!(!t.contains(f.as_str()), "{what} holds `{f}`");
+        }
+        // Base64 wrapped over lines: nothing of it is left once the lines are joined again.
+        let joined = t.replace("\\n", "").replace('\n', "");
+        for f in &forms[4..] {
+            assert!(!joined.contains(f.as_str()), "{what} holds `{f}` across lines");
+        }
+    }
+    Ok(())
+}

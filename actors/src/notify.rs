@@ -123,7 +123,12 @@ async fn run_command(settings: &NotifySettings, payload: &str, redactor: &Redact
     }
 }
 
-async fn post(settings: &NotifySettings, http: &reqwest::Client, payload: &str, redactor: &Redactor) -> Result<(), String> {
+async fn post(
+    settings: &NotifySettings,
+    http: &reqwest::Client,
+    payload: &str,
+    redactor: &Redactor,
+) -> Result<(), String> {
     let shown = redact_url(&settings.webhook);
     let resp = http
         .post(&settings.webhook)

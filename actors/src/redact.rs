@@ -56,21 +56,15 @@ pub struct Redactor {
 /// Never the values or the patterns (which spell them out): only how many there are.
 impl fmt::Debug for Redactor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Redactor")
-            .field("secrets", &self.patterns.len())
-            .field("hidden_env", &self.hidden_env)
-            .finish()
+        f.debug_struct("Redactor").field("secrets", &self.patterns.len()).field("hidden_env", &self.hidden_env).finish()
     }
 }
 
 impl Redactor {
     /// A redactor for these values; values shorter than [`MIN_SECRET_BYTES`] once trimmed are skipped.
     pub fn new<S: AsRef<str>>(values: impl IntoIterator<Item = S>) -> Self {
-        let mut secrets: Vec<String> = values
-            .into_iter()
-            .map(|v| v.as_ref().trim().to_string())
-            .filter(|v| v.len() >= MIN_SECRET_BYTES)
-            .collect();
+        let mut secrets: Vec<String> =
+            values.into_iter().map(|v| v.as_ref().trim().to_string()).filter(|v| v.len() >= MIN_SECRET_BYTES).collect();
         // Longest first, so a secret that contains another is replaced whole.
         secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         secrets.dedup();
@@ -91,8 +85,7 @@ impl Redactor {
     /// The redactor of a run: every value the settings know to be secret — the values of each project's
     /// `[agent.env]`, the LLM's key, and the tokens in the webhook's URL and in URLs of the notify command.
     pub fn for_settings(settings: &crate::settings::Settings) -> Self {
-        let mut values: Vec<String> =
-            settings.projects.iter().flat_map(|p| p.agent.env.values().cloned()).collect();
+        let mut values: Vec<String> = settings.projects.iter().flat_map(|p| p.agent.env.values().cloned()).collect();
         values.extend(settings.llm.api_key.iter().cloned());
         values.extend(url_secrets(&settings.notify.webhook));
         for url in urls_in(&settings.notify.command) {
@@ -146,11 +139,11 @@ impl Redactor {
 
     /// A shell line as it may be recorded: its secrets redacted and every URL in it shown as [`redact_url`] does.
     pub fn command_line(&self, command: &str) -> String {
-        let mut out = self.redact(command);
-        for url in urls_in(&out.clone()) {
+        let mut out = command.to_string();
+        for url in urls_in(command) {
             out = out.replacen(url, &redact_url(url), 1);
         }
-        out
+        self.redact(&out)
     }
 }
 
@@ -274,10 +267,7 @@ fn base64_form(middle: &str) -> String {
             c => c.to_string(),
         })
         .collect();
-    format!(
-        "(?:{B64_CHAR}{WRAP}){{0,2}}{}(?:{WRAP}{B64_CHAR}){{0,2}}(?:{WRAP}(?:=|%3[Dd])){{0,2}}",
-        chars.join(SEP)
-    )
+    format!("(?:{B64_CHAR}{WRAP}){{0,2}}{}(?:{WRAP}{B64_CHAR}){{0,2}}(?:{WRAP}(?:=|%3[Dd])){{0,2}}", chars.join(SEP))
 }
 
 /// The bytes in hex, either case, split or not.
@@ -365,7 +355,9 @@ fn urls_in(text: &str) -> Vec<&str> {
             .last()
             .map(|(j, _)| j)
             .unwrap_or(at);
-        let end = text[at..].find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`')).map_or(text.len(), |j| at + j);
+        let end = text[at..]
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`'))
+            .map_or(text.len(), |j| at + j);
         if start < at {
             out.push(&text[start..end]);
         }
@@ -441,7 +433,7 @@ mod tests {
 
     fn padded(data: &[u8]) -> String {
         let mut s = base64_encode(data);
-        while s.len() % 4 != 0 {
+        while !s.len().is_multiple_of(4) {
             s.push('=');
         }
         s
@@ -578,8 +570,8 @@ mod tests {
 
     #[test]
     fn a_command_line_shows_no_token() {
-        let r = Redactor::new([KEY]);
         let line = format!("curl -H 'Authorization: Bearer {KEY}' https://hooks.example/T012345678?k=v -d @-");
+        let r = Redactor::new(std::iter::once(KEY.to_string()).chain(urls_in(&line).into_iter().flat_map(url_secrets)));
         let out = r.command_line(&line);
         assert_eq!(out, "curl -H 'Authorization: Bearer [redacted]' https://hooks.example/… -d @-");
     }

@@ -94,8 +94,8 @@ impl Orchestrator {
                 j
             })
         })
-            .await
-            .map_err(|e| EngineError::Stopped(format!("opening the journal: {e}")))??;
+        .await
+        .map_err(|e| EngineError::Stopped(format!("opening the journal: {e}")))??;
         // A journal that lost acknowledged records is not built on: tasks it no longer knows were done would run
         // again, and new events would take the lost ones' numbers.
         if let Some(loss) = journal.loss() {

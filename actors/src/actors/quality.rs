@@ -563,17 +563,16 @@ async fn pristine_run(
             let mut env = process::attempt_env(&report.attempt, &ws);
             env.push(("ORCH_PRISTINE".to_string(), "1".to_string()));
             for command in &report.project.checks {
-                let (mut r, _) =
-                    run_check(
-                        command,
-                        &ws,
-                        report.project.check_timeout,
-                        &env,
-                        tail_bytes,
-                        Some(&report.process_tag),
-                        redactor,
-                    )
-                    .await;
+                let (mut r, _) = run_check(
+                    command,
+                    &ws,
+                    report.project.check_timeout,
+                    &env,
+                    tail_bytes,
+                    Some(&report.process_tag),
+                    redactor,
+                )
+                .await;
                 r.output_tail = redactor.redact(&r.output_tail);
                 event.checks.push(PristineCheck {
                     command: r.command.clone(),

@@ -724,7 +724,7 @@ impl EventRecord {
 
 /// Every string an event carries, redacted ([`Event::redacted`]). Each payload is taken apart field by field with no
 /// `..`, so a field added to an event does not compile until it is redacted here or named as left alone. Left alone:
-/// the journal's keys — project and task names (a task's scope and its dependencies) — which the config's
+/// the journal's keys — project and task names (a task's scope, its dependencies, the tasks a run selected) — which the config's
 /// validation keeps to names.
 trait Redact {
     fn redact(&mut self, r: &Redactor);
