@@ -1,0 +1,18 @@
+//! Fault injection for the crash tests. In a debug build, `ORCH_FAULT=<point>` makes the process abort when it
+//! reaches that point — as abruptly as a `kill -9` or a power cut, with no destructor run and nothing flushed that
+//! was not already — so that a test can crash orch exactly in the middle of a rollback or a merge and check what the
+//! next start makes of it. Release builds have no fault points.
+//!
+//! The points: `rollback:one-restored` (a rollback has restored its first file), `merge:merged` (a task's branch
+//! was merged; nothing journaled about it yet).
+
+/// Aborts here when `ORCH_FAULT` names `name` (debug builds only).
+pub fn point(name: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var_os("ORCH_FAULT").is_some_and(|v| v == name) {
+        eprintln!("orch: fault injected at {name}: aborting");
+        std::process::abort();
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
+}
