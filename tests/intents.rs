@@ -2,7 +2,8 @@
 //! the next start: the attempt's changes are journaled (and undone with `on_retry = "rollback"`), the rollback is
 //! finished before the task is tried again, the merge is finished and never made twice. The crashes are real: a
 //! `kill -9` during an attempt, and an abort at a fault point (`ORCH_FAULT`, debug builds) inside a rollback and
-//! just after a merge.
+//! just after a merge. And a panic where none is expected — in the Scheduler, in the journal's writer — ends the
+//! run with exit 1 and says so, instead of a hang; the next run resumes.
 
 mod support;
 
@@ -243,4 +244,22 @@ fn a_merge_cut_short_is_finished_once_and_never_made_twice() {
     let merges = git(&ws, &["log", "--merges", "--format=%s", "main"]);
     assert_eq!(merges.lines().count(), 1, "merged once: {merges}");
     assert_eq!(read(root, "work.txt").as_deref(), Some("work of attempt 1"));
+}
+
+#[test]
+fn a_panic_in_the_scheduler_or_the_journal_writer_ends_the_run_and_the_next_run_resumes() {
+    for point in ["scheduler:concluded", "journal:decided"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        setup(root, "#!/bin/sh\necho good > done.txt\necho 'Wrote done.txt.'\n", "");
+        let out = orch_run(root, Some(&format!("panic:{point}"))).wait_with_output().expect("first run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{point}: {}", support::both(&out));
+        assert!(stderr.contains(&format!("a part of the engine panicked: fault injected at {point}")), "{stderr}");
+        let out = orch_run(root, None).wait_with_output().expect("second run");
+        assert_eq!(out.status.code(), Some(0), "{point}: {}\n{}", support::both(&out), log(root));
+        assert_eq!(task_state(root), "completed", "{point}: {}", log(root));
+        let verify = support::run_binary(ORCH_LOG, &["verify"], root);
+        assert_eq!(verify.status.code(), Some(0), "{point}: {}", support::both(&verify));
+    }
 }

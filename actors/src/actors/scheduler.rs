@@ -600,6 +600,7 @@ impl Handler<Concluded> for Scheduler {
     type Result = ();
 
     fn handle(&mut self, msg: Concluded, ctx: &mut Self::Context) {
+        crate::fault::point("scheduler:concluded");
         let key = msg.report.attempt.key.clone();
         let Some(run) = self.run.as_mut() else { return };
         if run.views.get(&key).is_some_and(|v| v.state == TaskState::Cancelled) {

@@ -279,6 +279,9 @@ impl Handler<Append> for StateJournal {
     type Result = ResponseFuture<Result<Appended, JournalError>>;
 
     fn handle(&mut self, msg: Append, ctx: &mut Self::Context) -> Self::Result {
+        if msg.0.iter().any(|e| matches!(e, Event::Decided(_))) {
+            crate::fault::point("journal:decided");
+        }
         // An intent is on disk before whatever it announces starts: that is what it is for.
         let intent = msg.0.iter().any(|e| matches!(e, Event::IntentRecorded(_)));
         match self.append(msg.0) {
