@@ -85,6 +85,33 @@ pub fn init_logging(verbose: u8) {
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
 }
 
+/// The last panic anywhere in the process, as `message (at file:line)`: what to say when the engine stops because
+/// one of its actors died of it (a panic inside an attempt's work ends only that attempt, and says so itself).
+static LAST_PANIC: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Keeps each panic's message for [`last_panic`], then reports it as Rust does.
+pub fn remember_panics() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        let at = info.location().map(|l| format!(" (at {}:{})", l.file(), l.line())).unwrap_or_default();
+        if let Ok(mut last) = LAST_PANIC.lock() {
+            *last = Some(format!("{message}{at}"));
+        }
+        report(info);
+    }));
+}
+
+/// See [`remember_panics`].
+pub fn last_panic() -> Option<String> {
+    LAST_PANIC.lock().ok().and_then(|l| l.clone())
+}
+
 /// Loads the configuration found at `--config`, `$ORCH_CONFIG` or `./orch.toml`; `required`: it must exist.
 pub fn load_config(flag: Option<&Path>, overrides: &Overrides, required: bool) -> Result<Config, Failure> {
     let path = config::locate(flag);

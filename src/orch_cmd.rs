@@ -253,6 +253,11 @@ fn rollback(config: Option<&Path>, id: &str, attempt: Option<u32>, force: bool) 
         )));
     }
     let mut j = common::open_journal(&path)?;
+    // An attempt a crash cut short has its changes journaled first (found against the manifest kept at its start).
+    let skip = vec![j.path().canonicalize().unwrap_or_else(|_| j.path().to_path_buf())];
+    for note in orch_actors::settle::settle_attempts_of(&mut j, id, &skip)? {
+        eprintln!("{note}");
+    }
     let report = ops::rollback(&mut j, id, attempt, force)?;
     for p in &report.restored {
         println!("restored {p}");

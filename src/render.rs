@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use orch_actors::journal::event::Event;
+use orch_actors::journal::event::{Event, Intent};
 use orch_actors::journal::{State, TaskView};
 use orch_actors::{EventRecord, TaskState};
 use serde_json::{json, Value};
@@ -283,6 +283,19 @@ pub fn event_summary(e: &Event) -> String {
                 .unwrap_or_else(|| " (nothing new)".into()),
             c.merge
         ),
+        Event::IntentRecorded(i) => match &i.intent {
+            Intent::Attempt { files, .. } => {
+                format!("workspace manifest kept before attempt {} ({files} file(s))", i.attempt)
+            }
+            Intent::Rollback { from_attempt, force } => {
+                format!("about to roll back attempt {from_attempt} and later{}", if *force { " (forced)" } else { "" })
+            }
+            Intent::Merge { branch } => {
+                format!("about to commit attempt {}'s work on {branch} and merge it", i.attempt)
+            }
+        },
+        Event::IntentSettled(i) if i.intent == "attempt" => format!("attempt {}: {}", i.attempt, i.how),
+        Event::IntentSettled(i) => format!("{} of attempt {} settled: {}", i.intent, i.attempt, i.how),
         Event::PristineChecked(p) => {
             if !p.error.is_empty() {
                 format!("checks on the original protected files could not run: {}", p.error)

@@ -216,6 +216,23 @@ pub fn recovery_events(state: &State) -> Vec<Event> {
     events
 }
 
+/// The intent to journal (and flush) before the task's files are rolled back, so that a rollback a crash cuts short
+/// is finished at the next start instead of leaving a half-restored workspace for the next attempt. `None` when the
+/// task has no such attempts (the rollback's own checks say so).
+pub fn rollback_intent(state: &State, id: &str, from_attempt: Option<u32>, force: bool) -> Option<Event> {
+    let key = state.resolve(id).ok()?;
+    let last = state.tasks.get(&key)?.attempts.last()?.number;
+    let from = from_attempt.unwrap_or(1);
+    (from <= last).then(|| {
+        Event::IntentRecorded(IntentRecorded {
+            project: key.project.clone(),
+            task: key.task.clone(),
+            attempt: last,
+            intent: Intent::Rollback { from_attempt: from, force },
+        })
+    })
+}
+
 /// What [`rollback`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RollbackReport {
@@ -234,6 +251,10 @@ pub fn rollback(
     from_attempt: Option<u32>,
     force: bool,
 ) -> Result<RollbackReport, EngineError> {
+    if let Some(intent) = rollback_intent(journal.state(), id, from_attempt, force) {
+        journal.append(vec![intent])?;
+        journal.flush()?;
+    }
     let (report, event) = rollback_files(journal, id, from_attempt, force)?;
     journal.append(vec![event])?;
     journal.flush()?;
@@ -289,7 +310,10 @@ pub fn rollback_files(
     // Each file on its own: one that cannot be restored is a conflict, reported, and the rest are still restored.
     for (rel, before) in &first_before {
         match restore_one(journal, &ws_canon, rel, *before, known.get(rel), force) {
-            Restored::Yes => report.restored.push(rel.clone()),
+            Restored::Yes => {
+                report.restored.push(rel.clone());
+                crate::fault::point("rollback:one-restored");
+            }
             Restored::AlreadyAsItWas => {}
             Restored::ChangedSince => report.conflicts.push(rel.clone()),
             Restored::No(why) => report.conflicts.push(format!("{rel} ({why})")),

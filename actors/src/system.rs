@@ -105,13 +105,9 @@ impl Orchestrator {
             }
             .into());
         }
+        let mut journal = journal;
         let damaged = journal.damaged_at_open().to_vec();
         let journal_dir = journal.path().canonicalize().unwrap_or_else(|_| journal.path().to_path_buf());
-        let (journal, released) = StateJournal::new(journal, settings.journal.durability);
-        let journal = journal.start();
-
-        let mut monitors = HashMap::new();
-        let mut by_workspace: HashMap<PathBuf, Addr<FileMonitor>> = HashMap::new();
         let mut projects = Vec::new();
         for p in &settings.projects {
             let mut p = p.clone();
@@ -125,6 +121,16 @@ impl Orchestrator {
                 about: format!("workspace {} of project {}", p.workspace.display(), p.name),
                 source,
             })?;
+            projects.push(p);
+        }
+        // What a crash left half done — an attempt, a rollback, a merge — is settled before anything new starts.
+        crate::settle::settle(&mut journal, &projects, std::slice::from_ref(&journal_dir)).await?;
+        let (journal, released) = StateJournal::new(journal, settings.journal.durability);
+        let journal = journal.start();
+
+        let mut monitors = HashMap::new();
+        let mut by_workspace: HashMap<PathBuf, Addr<FileMonitor>> = HashMap::new();
+        for p in &projects {
             let monitor = by_workspace
                 .entry(p.workspace.clone())
                 .or_insert_with(|| {
@@ -138,7 +144,6 @@ impl Orchestrator {
                 })
                 .clone();
             monitors.insert(p.name.clone(), monitor);
-            projects.push(p);
         }
         // The sandbox: probed once; where the kernel cannot enforce it, said once (or refused when required).
         let mut sandbox_warning = None;

@@ -19,7 +19,7 @@ use notify::{RecursiveMode, Watcher};
 
 use super::state_journal::{Append, PutBlobs};
 use crate::error::EngineError;
-use crate::journal::event::{Event, FileChanged};
+use crate::journal::event::{Event, FileChanged, Intent, IntentRecorded, IntentSettled};
 use crate::types::{AttemptRef, ChangeKind, ContentHash};
 
 /// Files larger than this are hashed but their content is not kept (no exact rollback for them).
@@ -319,15 +319,27 @@ impl Handler<BeginAttempt> for FileMonitor {
                 .map_err(|e| EngineError::Stopped(format!("snapshot task: {e}")))?
         };
         let blobs = self.blobs.clone();
+        let journal = self.journal.clone();
+        let attempt = msg.0.clone();
         Box::pin(
             scan.into_actor(self)
                 .then(move |res, act, _| {
                     let fut = async move {
-                        let (snap, new_blobs) = res?;
+                        let (snap, mut new_blobs) = res?;
                         let hashes: Vec<ContentHash> = new_blobs.iter().map(|(h, _)| *h).collect();
-                        if !new_blobs.is_empty() {
-                            blobs.send(PutBlobs(new_blobs)).await??;
-                        }
+                        // The workspace's manifest, kept with the pre-images: a crash during the attempt leaves what
+                        // is needed to find its changes (and undo them) at the next start.
+                        let manifest = encode_manifest(&snap)?;
+                        let baseline = ContentHash::of(&manifest);
+                        new_blobs.push((baseline, manifest));
+                        blobs.send(PutBlobs(new_blobs)).await??;
+                        let intent = Event::IntentRecorded(IntentRecorded {
+                            project: attempt.key.project.clone(),
+                            task: attempt.key.task.clone(),
+                            attempt: attempt.attempt,
+                            intent: Intent::Attempt { baseline, files: snap.len() as u64 },
+                        });
+                        journal.send(Append(vec![intent])).await??;
                         Ok::<_, EngineError>((snap, hashes))
                     };
                     let _ = act;
@@ -377,30 +389,69 @@ impl Handler<EndAttempt> for FileMonitor {
                 .then(move |res, act, _| {
                     async move {
                         let changes = res?;
-                        if !changes.is_empty() {
-                            let events = changes
-                                .iter()
-                                .map(|c| {
-                                    Event::FileChanged(FileChanged {
-                                        project: attempt.key.project.clone(),
-                                        task: attempt.key.task.clone(),
-                                        attempt: attempt.attempt,
-                                        path: c.path.clone(),
-                                        change: c.kind,
-                                        before: c.before,
-                                        after: c.after,
-                                        size: c.size,
-                                    })
-                                })
-                                .collect();
-                            journal.send(Append(events)).await??;
-                        }
+                        let mut events = file_changed_events(&attempt, &changes);
+                        events.push(Event::IntentSettled(IntentSettled {
+                            project: attempt.key.project.clone(),
+                            task: attempt.key.task.clone(),
+                            attempt: attempt.attempt,
+                            intent: "attempt".into(),
+                            how: format!("its {} file change(s) journaled", changes.len()),
+                        }));
+                        journal.send(Append(events)).await??;
                         Ok(changes)
                     }
                     .into_actor(act)
                 }),
         )
     }
+}
+
+/// The `file_changed` events of `attempt`'s changes.
+pub(crate) fn file_changed_events(attempt: &AttemptRef, changes: &[FileChange]) -> Vec<Event> {
+    changes
+        .iter()
+        .map(|c| {
+            Event::FileChanged(FileChanged {
+                project: attempt.key.project.clone(),
+                task: attempt.key.task.clone(),
+                attempt: attempt.attempt,
+                path: c.path.clone(),
+                change: c.kind,
+                before: c.before,
+                after: c.after,
+                size: c.size,
+            })
+        })
+        .collect()
+}
+
+/// A workspace's files as a snapshot found them (path → size and content hash): what an attempt's intent keeps.
+pub(crate) type Manifest = BTreeMap<String, (u64, ContentHash)>;
+
+fn encode_manifest(snap: &Snapshot) -> Result<Vec<u8>, EngineError> {
+    let manifest: Manifest = snap.iter().map(|(k, e)| (k.clone(), (e.len, e.hash))).collect();
+    crate::journal::codec::encode_value(&manifest)
+        .map_err(|e| EngineError::Stopped(format!("encoding a manifest: {e}")))
+}
+
+/// Reads a manifest [`encode_manifest`] wrote.
+pub(crate) fn decode_manifest(bytes: &[u8]) -> Result<Manifest, String> {
+    crate::journal::codec::decode_value(bytes).map_err(|e| e.to_string())
+}
+
+/// What changed in `ws` (less `ignore`) since `manifest` was taken, every file read afresh: the changes of an
+/// attempt that never ended, found at the next start.
+pub(crate) fn changes_since(
+    ws: &Path,
+    ignore: &[PathBuf],
+    manifest: &Manifest,
+) -> Result<Vec<FileChange>, EngineError> {
+    let (now, _) = scan(ws, ignore, &IgnoreRules::default(), &HashMap::new(), &HashSet::new(), None)?;
+    let before: Snapshot = manifest
+        .iter()
+        .map(|(k, (len, hash))| (k.clone(), Entry { len: *len, mtime_ns: 0, hash: *hash, seen_ns: 0 }))
+        .collect();
+    Ok(diff(&before, &now))
 }
 
 /// What changed between two snapshots, in path order.

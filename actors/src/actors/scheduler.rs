@@ -22,7 +22,9 @@ use super::report::AttemptReport;
 use super::state_journal::{Append, Appended, GetState, StateJournal};
 use super::validator::Validate;
 use crate::error::EngineError;
-use crate::journal::event::{AttemptInterrupted, Committed, Event, ProviderPaused, ProviderResumed, RunFinished};
+use crate::journal::event::{
+    AttemptInterrupted, Committed, Event, Intent, IntentRecorded, ProviderPaused, ProviderResumed, RunFinished,
+};
 use crate::redact::Redactor;
 use crate::settings::{Isolation, OnRetry, OrchestrationSettings, ProjectSettings};
 use crate::types::{AttemptRef, Decision, TaskKey, TaskState};
@@ -37,7 +39,7 @@ mod pauses;
 mod plan;
 mod queue;
 mod run;
-mod worktrees;
+pub(crate) mod worktrees;
 
 pub use super::pipeline::{record_or_fail, Concluded, SessionEnded};
 pub use budgets::{budget_hit, BudgetHit, Usage};
@@ -46,7 +48,7 @@ pub use messages::{Refresh, Run, RunSummary, Selection, StopRun, TaskOutcome};
 pub use pauses::{pause_until, rate_limit_reset};
 pub use queue::ReadyQueue;
 use run::{Idle, RunState};
-use worktrees::Worktrees;
+use worktrees::{Accepted, Worktrees};
 
 /// See the module documentation.
 pub struct Scheduler {
@@ -188,7 +190,22 @@ impl Scheduler {
         let attempt = report.attempt.attempt;
         let title = report.task.as_ref().map(|t| t.title.clone()).unwrap_or_else(|| key.task.clone());
         let message = format!("orch: {title}\n\nTask {key}, attempt {attempt}: {reason}\n");
-        let work = self.worktrees.accept(&project.workspace, &key, project.merge, message);
+        // Journaled (durably) first: a crash in the middle of the merge is finished at the next start, never merged
+        // again by a new attempt.
+        let intent = self.journal.send(Append(vec![Event::IntentRecorded(IntentRecorded {
+            project: key.project.clone(),
+            task: key.task.clone(),
+            attempt,
+            intent: Intent::Merge { branch: crate::git::branch(&key) },
+        })]));
+        let accept = self.worktrees.accept(&project.workspace, &key, project.merge, message);
+        let work = async move {
+            match intent.await {
+                Ok(Ok(_)) => accept.await,
+                Ok(Err(e)) => Accepted { commit: None, merged: Err(format!("its merge could not be journaled: {e}")) },
+                Err(e) => Accepted { commit: None, merged: Err(format!("its merge could not be journaled: {e}")) },
+            }
+        };
         self.background(ctx, work, move |act, ctx, accepted| {
             let ok = accepted.merged.is_ok();
             let (to, why, detail) = match accepted.merged {
@@ -584,6 +601,7 @@ impl Handler<Concluded> for Scheduler {
     type Result = ();
 
     fn handle(&mut self, msg: Concluded, ctx: &mut Self::Context) {
+        crate::fault::point("scheduler:concluded");
         let key = msg.report.attempt.key.clone();
         let Some(run) = self.run.as_mut() else { return };
         if run.views.get(&key).is_some_and(|v| v.state == TaskState::Cancelled) {

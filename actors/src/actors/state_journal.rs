@@ -166,7 +166,16 @@ impl StateJournal {
 
     /// A future that resolves when what was written so far is durable (per the configured durability).
     fn durable(&mut self, ctx: &mut Context<Self>) -> impl std::future::Future<Output = Result<(), JournalError>> {
-        let rx = match self.durability {
+        self.durable_as(ctx, self.durability)
+    }
+
+    /// [`Self::durable`] with the given durability, whatever the journal's setting.
+    fn durable_as(
+        &mut self,
+        ctx: &mut Context<Self>,
+        durability: Durability,
+    ) -> impl std::future::Future<Output = Result<(), JournalError>> {
+        let rx = match durability {
             Durability::Batch => {
                 if self.journal.staged_bytes() >= BATCH_COMMIT_BYTES {
                     self.commit();
@@ -270,9 +279,14 @@ impl Handler<Append> for StateJournal {
     type Result = ResponseFuture<Result<Appended, JournalError>>;
 
     fn handle(&mut self, msg: Append, ctx: &mut Self::Context) -> Self::Result {
+        if msg.0.iter().any(|e| matches!(e, Event::Decided(_))) {
+            crate::fault::point("journal:decided");
+        }
+        // An intent is on disk before whatever it announces starts: that is what it is for.
+        let intent = msg.0.iter().any(|e| matches!(e, Event::IntentRecorded(_)));
         match self.append(msg.0) {
             Ok(appended) => {
-                let durable = self.durable(ctx);
+                let durable = self.durable_as(ctx, if intent { Durability::Sync } else { self.durability });
                 Box::pin(async move {
                     durable.await?;
                     Ok(appended)
@@ -353,11 +367,18 @@ impl Handler<RollbackAttempt> for StateJournal {
                 return Box::pin(async move { Err(e.into()) });
             }
         }
-        let (report, event) =
-            match ops::rollback_files(&self.journal, &msg.0.key.to_string(), Some(msg.0.attempt), false) {
-                Ok(r) => r,
-                Err(e) => return Box::pin(async move { Err(e) }),
-            };
+        let id = msg.0.key.to_string();
+        if let Some(intent) = ops::rollback_intent(self.journal.state(), &id, Some(msg.0.attempt), false) {
+            let durable =
+                self.append(vec![intent]).and_then(|_| self.journal.commit()).and_then(|_| self.journal.flush());
+            if let Err(e) = durable {
+                return Box::pin(async move { Err(e.into()) });
+            }
+        }
+        let (report, event) = match ops::rollback_files(&self.journal, &id, Some(msg.0.attempt), false) {
+            Ok(r) => r,
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
         if let Err(e) = self.append(vec![event]) {
             return Box::pin(async move { Err(e.into()) });
         }

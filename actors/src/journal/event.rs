@@ -257,6 +257,76 @@ pub struct AttemptInterrupted {
     pub reason: String,
 }
 
+/// A side effect orch is about to have, journaled (durably) before it starts, so that a crash in the middle of it
+/// leaves a record of what was under way: the next start settles it (see [`IntentSettled`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntentRecorded {
+    /// The project.
+    pub project: String,
+    /// The task.
+    pub task: String,
+    /// The attempt it belongs to.
+    pub attempt: u32,
+    /// What is about to happen.
+    pub intent: Intent,
+}
+
+/// What an [`IntentRecorded`] is about to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Intent {
+    /// The attempt's agent is about to run in the workspace; `baseline` is the blob holding the workspace's manifest
+    /// (path, size, content hash of every file) before it, from which its changes can be found if it never ends.
+    /// Settled when its file changes are journaled.
+    Attempt {
+        /// The manifest's blob.
+        baseline: ContentHash,
+        /// Files in it.
+        files: u64,
+    },
+    /// The task's files, as its attempts from `from_attempt` on changed them, are about to be restored. Settled by
+    /// the [`RolledBack`] that follows.
+    Rollback {
+        /// The first attempt undone.
+        from_attempt: u32,
+        /// Files changed since are overwritten too.
+        force: bool,
+    },
+    /// The attempt's accepted work is about to be committed on `branch` and merged. Settled by the [`Committed`]
+    /// that follows.
+    Merge {
+        /// The task's branch.
+        branch: String,
+    },
+}
+
+impl Intent {
+    /// Its name, as events show it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Intent::Attempt { .. } => "attempt",
+            Intent::Rollback { .. } => "rollback",
+            Intent::Merge { .. } => "merge",
+        }
+    }
+}
+
+/// An [`IntentRecorded`] came to its end without an end event of its own: an attempt's file changes were journaled,
+/// or what a crash left half done was finished (or given up) at the next start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntentSettled {
+    /// The project.
+    pub project: String,
+    /// The task.
+    pub task: String,
+    /// The attempt.
+    pub attempt: u32,
+    /// Which intent ([`Intent::name`]).
+    pub intent: String,
+    /// How it was settled, in words.
+    pub how: String,
+}
+
 /// A human answered a task's question.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HumanAnswered {
@@ -526,6 +596,10 @@ pub enum Event {
     Committed(Committed),
     /// See [`PristineChecked`].
     PristineChecked(PristineChecked),
+    /// See [`IntentRecorded`].
+    IntentRecorded(IntentRecorded),
+    /// See [`IntentSettled`].
+    IntentSettled(IntentSettled),
 }
 
 /// The project, task and attempt an event is about, where it is about one.
@@ -553,7 +627,7 @@ macro_rules! task_scope {
 
 impl Event {
     /// Every kind name, in declaration order; the index is the kind's code on disk.
-    pub const KINDS: [&'static str; 28] = [
+    pub const KINDS: [&'static str; 30] = [
         "project_registered",
         "task_added",
         "task_updated",
@@ -582,6 +656,8 @@ impl Event {
         "provider_resumed",
         "committed",
         "pristine_checked",
+        "intent_recorded",
+        "intent_settled",
     ];
 
     /// The kind's code: its index in [`Event::KINDS`].
@@ -615,6 +691,8 @@ impl Event {
             Event::ProviderResumed(_) => 25,
             Event::Committed(_) => 26,
             Event::PristineChecked(_) => 27,
+            Event::IntentRecorded(_) => 28,
+            Event::IntentSettled(_) => 29,
         }
     }
 
@@ -650,6 +728,8 @@ impl Event {
             Event::LlmAnswered(e) => attempt_scope!(e),
             Event::Committed(e) => attempt_scope!(e),
             Event::PristineChecked(e) => attempt_scope!(e),
+            Event::IntentRecorded(e) => attempt_scope!(e),
+            Event::IntentSettled(e) => attempt_scope!(e),
             Event::LlmCalled(e) => Scope { project: e.project.as_deref(), task: e.task.as_deref(), attempt: e.attempt },
             Event::Notified(e) => Scope { project: e.project.as_deref(), task: e.task.as_deref(), attempt: None },
         }

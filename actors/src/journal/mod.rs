@@ -28,6 +28,7 @@ pub use seal::{Loss, Seal};
 
 use crate::error::{JournalError, RecordError};
 use crate::types::{ContentHash, TaskKey};
+use event::IntentRecorded;
 
 pub use crate::settings::Durability;
 
@@ -118,6 +119,8 @@ pub struct Journal {
     events: sled::Tree,
     tasks: sled::Tree,
     projects: sled::Tree,
+    /// Each task's open intents (a projection, like `tasks`).
+    intents: sled::Tree,
     blobs: sled::Tree,
     meta: sled::Tree,
     state: State,
@@ -185,6 +188,7 @@ impl Journal {
         let events = db.open_tree("events").map_err(storage)?;
         let tasks = db.open_tree("tasks").map_err(storage)?;
         let projects = db.open_tree("projects").map_err(storage)?;
+        let intents = db.open_tree("intents").map_err(storage)?;
         let blobs = db.open_tree("blobs").map_err(storage)?;
         let meta = db.open_tree("meta").map_err(storage)?;
         let next_seq = match events.last().map_err(storage)? {
@@ -201,6 +205,7 @@ impl Journal {
             events,
             tasks,
             projects,
+            intents,
             blobs,
             meta,
             state: State::default(),
@@ -238,6 +243,15 @@ impl Journal {
             let about = format!("task {}", String::from_utf8_lossy(&k));
             let view: TaskView = codec::decode_value(&v).map_err(|source| JournalError::Record { about, source })?;
             state.tasks.insert(view.spec.key(), view);
+        }
+        for item in self.intents.iter() {
+            let (k, v) = item.map_err(storage)?;
+            let about = format!("intents of task {}", String::from_utf8_lossy(&k));
+            let open: Vec<IntentRecorded> =
+                codec::decode_value(&v).map_err(|source| JournalError::Record { about, source })?;
+            if let Some(first) = open.first() {
+                state.intents.insert(TaskKey::new(&first.project, &first.task), open);
+            }
         }
         self.state = state;
         // Fold in what the persisted projections do not have yet.
@@ -383,7 +397,7 @@ impl Journal {
                     tasks.push(k.clone());
                 }
             }
-            if t.project.is_some() || t.task.is_some() {
+            if t.project.is_some() || t.task.is_some() || t.intents.is_some() {
                 self.staged_touched.push(t);
             }
         }
@@ -451,6 +465,21 @@ impl Journal {
                 let bytes = codec::encode_value(v)
                     .map_err(|source| JournalError::Record { about: format!("task {k}"), source })?;
                 self.tasks.insert(k.to_string().as_bytes(), bytes).map_err(storage)?;
+            }
+        }
+        let mut intents: Vec<&TaskKey> = touched.iter().filter_map(|t| t.intents.as_ref()).collect();
+        intents.sort();
+        intents.dedup();
+        for k in intents {
+            match self.state.intents.get(k) {
+                Some(open) => {
+                    let bytes = codec::encode_value(open)
+                        .map_err(|source| JournalError::Record { about: format!("intents of task {k}"), source })?;
+                    self.intents.insert(k.to_string().as_bytes(), bytes).map_err(storage)?;
+                }
+                None => {
+                    self.intents.remove(k.to_string().as_bytes()).map_err(storage)?;
+                }
             }
         }
         let applied = codec::encode_value(&self.state.last_seq)
@@ -604,6 +633,16 @@ impl Journal {
                 report
                     .problems
                     .push(Problem { about: format!("task {}", String::from_utf8_lossy(&k)), what: e.to_string() });
+            }
+        }
+        for item in self.intents.iter() {
+            let (k, v) = item.map_err(storage)?;
+            report.projections += 1;
+            if let Err(e) = codec::decode_value::<Vec<IntentRecorded>>(&v) {
+                report.problems.push(Problem {
+                    about: format!("intents of task {}", String::from_utf8_lossy(&k)),
+                    what: e.to_string(),
+                });
             }
         }
         for item in self.projects.iter() {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::event::{Event, EventRecord};
+use super::event::{Event, EventRecord, Intent, IntentRecorded};
 use crate::types::{Decision, TaskKey, TaskSpec, TaskState};
 
 /// What the journal knows of a project.
@@ -118,6 +118,8 @@ pub struct Touched {
     pub project: Option<String>,
     /// A task view changed.
     pub task: Option<TaskKey>,
+    /// A task's open intents changed.
+    pub intents: Option<TaskKey>,
 }
 
 /// The whole current state.
@@ -129,6 +131,10 @@ pub struct State {
     pub tasks: BTreeMap<TaskKey, TaskView>,
     /// The last event folded in.
     pub last_seq: u64,
+    /// Side effects under way, per task: recorded, not yet settled (see [`IntentRecorded`]). After a crash, what the
+    /// next start has to settle.
+    #[serde(default)]
+    pub intents: BTreeMap<TaskKey, Vec<IntentRecorded>>,
 }
 
 impl State {
@@ -157,6 +163,21 @@ impl State {
                 many.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", ")
             )),
         }
+    }
+
+    /// Closes the task's open intents that `which` picks; the task, if any were.
+    fn settle(&mut self, project: &str, task: &str, which: impl Fn(&IntentRecorded) -> bool) -> Option<TaskKey> {
+        let key = TaskKey::new(project, task);
+        let open = self.intents.get_mut(&key)?;
+        let before = open.len();
+        open.retain(|i| !which(i));
+        if open.len() == before {
+            return None;
+        }
+        if open.is_empty() {
+            self.intents.remove(&key);
+        }
+        Some(key)
     }
 
     /// Folds one event in; returns what changed.
@@ -198,10 +219,26 @@ impl State {
                     touched.task = Some(key);
                 }
             }
+            Event::IntentRecorded(e) => {
+                let key = TaskKey::new(&e.project, &e.task);
+                self.intents.entry(key.clone()).or_default().push(e.clone());
+                touched.intents = Some(key);
+            }
+            Event::IntentSettled(e) => {
+                touched.intents =
+                    self.settle(&e.project, &e.task, |i| i.attempt == e.attempt && i.intent.name() == e.intent);
+            }
+            Event::RolledBack(e) => {
+                touched.intents = self.settle(&e.project, &e.task, |i| matches!(i.intent, Intent::Rollback { .. }));
+            }
+            Event::Committed(e) => {
+                touched.intents = self.settle(&e.project, &e.task, |i| {
+                    i.attempt == e.attempt && matches!(i.intent, Intent::Merge { .. })
+                });
+            }
             Event::RunStarted(_)
             | Event::RunFinished(_)
             | Event::AgentOutput(_)
-            | Event::RolledBack(_)
             | Event::LlmCalled(_)
             | Event::Reviewed(_)
             | Event::BreakpointHit(_)
@@ -209,7 +246,6 @@ impl State {
             | Event::FileTouched(_)
             | Event::ProviderPaused(_)
             | Event::ProviderResumed(_)
-            | Event::Committed(_)
             | Event::PristineChecked(_) => {}
             Event::AttemptStarted(e) => {
                 let key = TaskKey::new(&e.project, &e.task);

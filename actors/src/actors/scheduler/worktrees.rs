@@ -22,6 +22,38 @@ pub(crate) struct Accepted {
     pub merged: Result<String, String>,
 }
 
+/// Commits everything in the worktree at `path` with `message` and merges `key`'s branch into `repo` as `mode` says
+/// (holding `lock`, the repository's, for the merge); a merged worktree is removed. Run again on work a crash
+/// interrupted, it merges nothing twice: what is committed stays committed, and a merged branch is "up to date".
+pub(crate) async fn accept_in(
+    repo: &Path,
+    path: &Path,
+    key: &TaskKey,
+    mode: MergeMode,
+    message: &str,
+    lock: Option<Arc<Mutex<()>>>,
+) -> Accepted {
+    let commit = crate::git::commit_all(path, message).await;
+    let merged = match &commit {
+        Ok(_) => {
+            let _one_at_a_time = match &lock {
+                Some(l) => Some(l.lock().await),
+                None => None,
+            };
+            let merged = crate::git::merge(repo, path, key, mode).await;
+            if merged.is_ok() {
+                crate::fault::point("merge:merged");
+                if let Err(e) = crate::git::remove_worktree(repo, path).await {
+                    tracing::warn!("{e}");
+                }
+            }
+            merged
+        }
+        Err(e) => Err(format!("committing its work failed: {e}")),
+    };
+    Accepted { commit: commit.ok().flatten(), merged }
+}
+
 /// See the module documentation.
 pub(crate) struct Worktrees {
     journal_path: PathBuf,
@@ -62,23 +94,7 @@ impl Worktrees {
         message: String,
     ) -> impl Future<Output = Accepted> {
         let (path, repo, key, lock) = (self.path(key), repo.to_path_buf(), key.clone(), self.lock(repo));
-        async move {
-            let commit = crate::git::commit_all(&path, &message).await;
-            let merged = match &commit {
-                Ok(_) => {
-                    let _one_at_a_time = lock.lock().await;
-                    let merged = crate::git::merge(&repo, &path, &key, mode).await;
-                    if merged.is_ok() {
-                        if let Err(e) = crate::git::remove_worktree(&repo, &path).await {
-                            tracing::warn!("{e}");
-                        }
-                    }
-                    merged
-                }
-                Err(e) => Err(format!("committing its work failed: {e}")),
-            };
-            Accepted { commit: commit.ok().flatten(), merged }
-        }
+        async move { accept_in(&repo, &path, &key, mode, &message, Some(lock)).await }
     }
 
     /// Removes the worktrees of tasks that are done with — cancelled, failed, or completed by a human — that are
