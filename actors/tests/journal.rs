@@ -520,7 +520,7 @@ fn an_append_that_cannot_be_stored_changes_nothing() -> Result<(), Box<dyn std::
 }
 
 /// Keys that are the journal's own identifiers, left as they are by the redaction (see `Event::redacted`).
-const IDENTIFIERS: [&str; 5] = ["project", "task", "id", "depends_on", "selected"];
+const IDENTIFIERS: [&str; 6] = ["project", "task", "id", "depends_on", "selected", "branch"];
 
 /// Every string leaf of `v` outside the identifiers, as a JSON pointer.
 fn string_leaves(v: &serde_json::Value, at: String, out: &mut Vec<String>) {

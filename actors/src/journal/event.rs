@@ -804,8 +804,8 @@ impl EventRecord {
 
 /// Every string an event carries, redacted ([`Event::redacted`]). Each payload is taken apart field by field with no
 /// `..`, so a field added to an event does not compile until it is redacted here or named as left alone. Left alone:
-/// the journal's keys — project and task names (a task's scope, its dependencies, the tasks a run selected) — which the config's
-/// validation keeps to names.
+/// the journal's keys — project and task names (a task's scope, its dependencies, the tasks a run selected, a
+/// task's branch) — which the config's validation keeps to names.
 trait Redact {
     fn redact(&mut self, r: &Redactor);
 }
@@ -1049,10 +1049,19 @@ impl Event {
                 reason.redact(r);
             }
             Event::ProviderResumed(ProviderResumed { provider }) => provider.redact(r),
-            Event::Committed(Committed { project: _, task: _, attempt: _, branch, commit, merge, merged: _ }) => {
-                branch.redact(r);
+            // The task's branch is named after the task: an identifier.
+            Event::Committed(Committed { project: _, task: _, attempt: _, branch: _, commit, merge, merged: _ }) => {
                 commit.redact(r);
                 merge.redact(r);
+            }
+            Event::IntentRecorded(IntentRecorded { project: _, task: _, attempt: _, intent }) => match intent {
+                Intent::Attempt { baseline: _, files: _ } => {}
+                Intent::Rollback { from_attempt: _, force: _ } => {}
+                Intent::Merge { branch: _ } => {}
+            },
+            Event::IntentSettled(IntentSettled { project: _, task: _, attempt: _, intent, how }) => {
+                intent.redact(r);
+                how.redact(r);
             }
             Event::PristineChecked(PristineChecked { project: _, task: _, attempt: _, restored, checks, error }) => {
                 restored.redact(r);
