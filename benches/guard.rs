@@ -93,6 +93,7 @@ fn main() {
                         grace: Duration::from_secs(1),
                         attempt: None,
                         sandbox,
+                        containment: orch_actors::settings::Containment::Auto,
                     },
                     None,
                     None,

@@ -53,7 +53,12 @@ impl Notice {
 }
 
 /// Delivers `notice` to every configured channel; returns one `notified` event per channel.
-pub async fn deliver(settings: &NotifySettings, http: &reqwest::Client, notice: &Notice) -> Vec<Event> {
+pub async fn deliver(
+    settings: &NotifySettings,
+    containment: crate::settings::Containment,
+    http: &reqwest::Client,
+    notice: &Notice,
+) -> Vec<Event> {
     let payload = notice.payload().to_string();
     let mut out = Vec::new();
     let event = |channel: &str, res: Result<(), String>| {
@@ -67,7 +72,7 @@ pub async fn deliver(settings: &NotifySettings, http: &reqwest::Client, notice: 
         })
     };
     if !settings.command.is_empty() {
-        out.push(event("command", run_command(settings, &payload).await));
+        out.push(event("command", run_command(settings, containment, &payload).await));
     }
     if !settings.webhook.is_empty() {
         out.push(event("webhook", post(settings, http, &payload).await));
@@ -75,7 +80,11 @@ pub async fn deliver(settings: &NotifySettings, http: &reqwest::Client, notice: 
     out
 }
 
-async fn run_command(settings: &NotifySettings, payload: &str) -> Result<(), String> {
+async fn run_command(
+    settings: &NotifySettings,
+    containment: crate::settings::Containment,
+    payload: &str,
+) -> Result<(), String> {
     let args = vec!["-c".to_string(), settings.command.clone()];
     let cwd = std::env::current_dir().map_err(|e| format!("no working directory: {e}"))?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -91,6 +100,7 @@ async fn run_command(settings: &NotifySettings, payload: &str) -> Result<(), Str
             grace: std::time::Duration::from_secs(1),
             attempt: None,
             sandbox: None,
+            containment,
         },
         Some(tx),
         None,

@@ -185,6 +185,7 @@ pub async fn run_check(
     env: &[(String, String)],
     tail_bytes: usize,
     attempt: Option<&str>,
+    containment: crate::settings::Containment,
 ) -> (CheckResult, u64) {
     // Returns the result and its wall time in µs.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(process::Stream, String)>();
@@ -212,6 +213,7 @@ pub async fn run_check(
             grace: std::time::Duration::from_secs(2),
             attempt,
             sandbox: None,
+            containment,
         },
         Some(tx),
         None,
@@ -285,6 +287,7 @@ impl Handler<Assess> for QualityController {
                             &env,
                             tail_bytes,
                             Some(&report.process_tag),
+                            report.containment,
                         )
                         .await;
                         result.output_tail = redactor.redact(&result.output_tail);
@@ -557,9 +560,16 @@ async fn pristine_run(
             let mut env = process::attempt_env(&report.attempt, &ws);
             env.push(("ORCH_PRISTINE".to_string(), "1".to_string()));
             for command in &report.project.checks {
-                let (mut r, _) =
-                    run_check(command, &ws, report.project.check_timeout, &env, tail_bytes, Some(&report.process_tag))
-                        .await;
+                let (mut r, _) = run_check(
+                    command,
+                    &ws,
+                    report.project.check_timeout,
+                    &env,
+                    tail_bytes,
+                    Some(&report.process_tag),
+                    report.containment,
+                )
+                .await;
                 r.output_tail = redactor.redact(&r.output_tail);
                 event.checks.push(PristineCheck {
                     command: r.command.clone(),
