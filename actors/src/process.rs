@@ -147,32 +147,34 @@ pub async fn run(
     };
     let spawn_error =
         |source| SpawnError { program: spec.program.to_string(), cwd: spec.cwd.display().to_string(), source };
-    // In a cgroup of its own, entered by the trampoline before the program runs (see `crate::cgroup`); the program
-    // is looked up first, so that a missing one is an error to start, as without the trampoline.
+    // In a cgroup of its own, entered by the trampoline before the program runs (see `crate::cgroup`; probed off
+    // this thread the first time). The program is looked up first, so that a missing one is an error to start, as
+    // without the trampoline.
     let group = match spec.containment {
         Containment::Tags => None,
-        Containment::Auto => match crate::cgroup::hierarchy() {
-            Err(_) => None, // said once, when the run started
-            Ok(h) => {
-                locate(spec.program, spec.cwd, spec.env).map_err(spawn_error)?;
-                let created = {
-                    let tag = tag.clone();
-                    tokio::task::spawn_blocking(move || h.create(&tag)).await
-                };
-                match created {
-                    Ok(Ok(g)) => Some((h, g)),
-                    Ok(Err(e)) => {
-                        tracing::warn!("{e}: `{}` is contained by its tag only", spec.program);
-                        None
-                    }
-                    Err(e) => {
-                        tracing::warn!("creating a cgroup: {e}: `{}` is contained by its tag only", spec.program);
-                        None
-                    }
+        Containment::Auto => {
+            let tag = tag.clone();
+            let created = tokio::task::spawn_blocking(move || {
+                crate::cgroup::hierarchy().ok().map(|h| h.create(&tag).map(|g| (h, g)))
+            })
+            .await;
+            match created {
+                Ok(None) => None, // no cgroup v2 here: said once, when the run started
+                Ok(Some(Ok(pair))) => Some(pair),
+                Ok(Some(Err(e))) => {
+                    tracing::warn!("{e}: `{}` is contained by its tag only", spec.program);
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!("creating a cgroup: {e}: `{}` is contained by its tag only", spec.program);
+                    None
                 }
             }
-        },
+        }
     };
+    if group.is_some() {
+        locate(spec.program, spec.cwd, spec.env).map_err(spawn_error)?;
+    }
     let mut cmd = match &group {
         None => Command::new(spec.program),
         Some((h, g)) => {
