@@ -76,7 +76,7 @@ fn main() {
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let writable = vec![ws.clone(), dir.path().join("tmp")];
-    let run = |sandbox: Option<&[PathBuf]>| {
+    let run_in = |sandbox: Option<&[PathBuf]>, containment: orch_actors::settings::Containment| {
         let mut v = Vec::new();
         for _ in 0..100 {
             let t = Instant::now();
@@ -94,6 +94,7 @@ fn main() {
                         grace: Duration::from_secs(1),
                         attempt: None,
                         sandbox,
+                        containment,
                     },
                     None,
                     None,
@@ -104,6 +105,7 @@ fn main() {
         }
         median(v)
     };
+    let run = |sandbox| run_in(sandbox, orch_actors::settings::Containment::Tags);
     let bare = run(None);
     let sandboxed = run(Some(&writable));
     println!(
@@ -113,6 +115,19 @@ fn main() {
         us(sandboxed.saturating_sub(bare)),
         orch_actors::sandbox::probe()
     );
+    // A cgroup of its own: created, entered by the trampoline, killed and removed (probed once before timing).
+    match orch_actors::cgroup::hierarchy() {
+        Ok(_) => {
+            let contained = run_in(None, orch_actors::settings::Containment::Auto);
+            println!(
+                "a cgroup per process (true through process::run, containment auto vs tags, median of 100): {} vs {}: +{} per process",
+                us(contained),
+                us(bare),
+                us(contained.saturating_sub(bare))
+            );
+        }
+        Err(why) => println!("a cgroup per process: not measured, cgroup v2 cannot be used here ({why})"),
+    }
 
     // The structural judgement of a change of 50 files, 2 of them protected, with a 40-call tool log.
     let protection =

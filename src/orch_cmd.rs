@@ -384,6 +384,10 @@ async fn supervise(settings: orch_actors::settings::Settings, selection: Selecti
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }
+    match orch.containment() {
+        orch_actors::ContainmentStatus::TagsFallback(_) => eprintln!("warning: {}", orch.containment().describe()),
+        status => eprintln!("{}", status.describe()),
+    }
     if let Some(why) = orch.sandbox_warning() {
         eprintln!("warning: {why} (set sandbox_required = true in [agent] to refuse instead)");
     }

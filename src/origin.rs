@@ -1,8 +1,10 @@
 //! Who is asking: a human, or a process orch started for an attempt. Every process orch starts carries a tag in its
-//! environment (`ORCH_PROCESS_TAG`, [`orch_actors::TAG_VAR`]), which its descendants inherit; so a process
-//! works for an attempt when its own environment, or that of one of its ancestors, carries the tag (an ancestor's
-//! counts too, so that `env -i` or `env -u` does not wash the tag off), or when it descends from the run itself.
-//! Such a process may read the journal, never give a verdict: those are a human's.
+//! environment (`ORCH_PROCESS_TAG`, [`orch_actors::TAG_VAR`]), which its descendants inherit, and where cgroup v2
+//! is in force it runs in a cgroup orch made for it ([`orch_actors::cgroup`]), which its descendants cannot leave;
+//! so a process works for an attempt when it, or one of its ancestors, is in such a cgroup (even one that cleared
+//! its environment and had itself adopted by init), when its own environment or an ancestor's carries the tag (an
+//! ancestor's counts too, so that `env -i` or `env -u` does not wash the tag off), or when it descends from the run
+//! itself. Such a process may read the journal, never give a verdict: those are a human's.
 
 use orch_actors::TAG_VAR;
 
@@ -46,6 +48,9 @@ pub fn of_pid(pid: u32, run: Option<u32>) -> Origin {
         }
         if Some(cur) == run && depth > 0 {
             return Origin::Attempt("a process of this run".to_string());
+        }
+        if let Some(tag) = orch_actors::cgroup::cgroup_of(cur).as_deref().and_then(orch_actors::cgroup::tag_of_path) {
+            return Origin::Attempt(describe(&tag));
         }
         match std::fs::read(format!("/proc/{cur}/environ")) {
             Ok(env) => {
@@ -143,6 +148,37 @@ mod tests {
         let _ = std::process::Command::new("kill").arg(sleeper.to_string()).status();
         let _ = sh.wait();
         assert!(tag_in(&environ).is_none());
+        assert_eq!(origin, Origin::Attempt("p/t#2".to_string()));
+    }
+
+    #[test]
+    fn a_process_in_an_attempts_cgroup_is_inside_without_its_tag_or_its_parents() {
+        let h = match orch_actors::cgroup::hierarchy() {
+            Ok(h) => h,
+            Err(why) => {
+                eprintln!("not tested: cgroup v2 cannot be used here ({why})");
+                return;
+            }
+        };
+        let group = h.create(&format!("orch:0123456789abcdef:p/t#2/{}-origin", std::process::id())).unwrap();
+        // No environment at all, and its parent (the trampoline's shell) replaced by `sleep` itself.
+        let mut sleeper = std::process::Command::new(h.shell())
+            .arg("-c")
+            .arg(orch_actors::cgroup::TRAMPOLINE)
+            .arg(group.procs())
+            .args(["/bin/sleep", "5"])
+            .env_clear()
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut origin = of_pid(sleeper.id(), None);
+        while origin == Origin::Human && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5)); // until the trampoline has entered the cgroup
+            origin = of_pid(sleeper.id(), None);
+        }
+        let _ = sleeper.kill();
+        let _ = sleeper.wait();
+        let _ = group.end(orch_actors::cgroup::END_WAIT);
         assert_eq!(origin, Origin::Attempt("p/t#2".to_string()));
     }
 

@@ -1221,3 +1221,59 @@ title = "T"
     }
     Ok(())
 }
+
+#[test]
+fn forced_to_the_tag_sweep_orch_says_so_and_still_ends_a_detached_tagged_descendant() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("ws"))?;
+    let marker = format!("tagged-daemon-{}", std::process::id());
+    // A descendant in a session of its own, adopted by init, that keeps its environment (and so its tag).
+    std::fs::write(
+        root.join("orch.toml"),
+        format!(
+            "[agent]\nkind = \"command\"\nprogram = \"sh\"\nargs = [\"-c\", \"cat >/dev/null; ( setsid nohup sh -c ': {marker}; \
+             while :; do date >> tagged.txt; sleep 0.1; done' </dev/null >/dev/null 2>&1 & echo $! > ../daemon.pid ); \
+             until [ -s tagged.txt ]; do sleep 0.05; done; echo started\"]\nwritable = [\".\"]\n\n\
+             [orchestration]\nmax_attempts = 1\n\n\
+             [[projects]]\nname = \"p\"\nworkspace = \"ws\"\n\n[[projects.tasks]]\nid = \"d\"\ntitle = \"Daemon\"\n"
+        ),
+    )?;
+    let mut cmd = Command::new(ORCH);
+    cmd.arg("run").current_dir(root).stdin(Stdio::null());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ORCH_") || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd.env("ORCH_ORCHESTRATION__CONTAINMENT", "tags").output()?;
+    let pid: u32 = std::fs::read_to_string(root.join("daemon.pid"))?.trim().parse()?;
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| s.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])))
+    };
+    let survived = alive();
+    if survived {
+        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    }
+    assert!(
+        err(&out).contains("containment: by process tag only (containment = \"tags\")"),
+        "orch run says which containment is in force: {}",
+        err(&out)
+    );
+    assert!(!survived, "the tagged daemon {pid} outlived its attempt and the run");
+    // Nothing writes into the workspace any more (watched for a second).
+    let size = || std::fs::metadata(root.join("ws/tagged.txt")).map(|m| m.len()).unwrap_or(0);
+    let before = size();
+    assert!(before > 0, "the daemon ran while the attempt lasted");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(size(), before, "the daemon still writes");
+    }
+    // An unknown containment is refused by name.
+    let bad = cmd.env("ORCH_ORCHESTRATION__CONTAINMENT", "docker").output()?;
+    assert_eq!(bad.status.code(), Some(2), "{}", err(&bad));
+    assert!(err(&bad).contains("ORCH_ORCHESTRATION__CONTAINMENT"), "{}", err(&bad));
+    Ok(())
+}

@@ -215,3 +215,150 @@ fn killed_at_random_moments_it_resumes_without_losing_or_repeating_anything() {
     let root_s = root.display().to_string();
     assert!(support::processes_with(&format!("{root_s}/agent.sh")).is_empty(), "agents survived");
 }
+
+/// Waits up to 30 s for `cond`, looking every 20 ms; past that, panics saying what it waited for.
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < Duration::from_secs(30), "waited 30 s for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether process `pid` is gone (or a zombie waiting to be reaped).
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+    }
+}
+
+fn size(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// The pids the agents wrote, one a line.
+fn pids_in(path: &Path) -> Vec<u32> {
+    std::fs::read_to_string(path).unwrap_or_default().lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+/// Kills (by pid) the daemons the test's agents started, whatever the test's outcome: none may outlive the test.
+struct Daemons<'a>(&'a Path);
+
+impl Drop for Daemons<'_> {
+    fn drop(&mut self) {
+        for pid in pids_in(self.0) {
+            if !gone(pid) {
+                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            }
+        }
+    }
+}
+
+#[test]
+fn a_daemon_started_through_env_i_outlives_neither_its_attempt_nor_a_killed_run() {
+    match orch_actors::cgroup::hierarchy() {
+        Ok(h) => h.release(),
+        Err(why) => {
+            eprintln!(
+                "NOT TESTED: cgroup v2 cannot be used on this machine ({why}); orch contains attempts by their tag \
+                 only, and a daemon started through env -i can outlive its attempt"
+            );
+            return;
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("ws")).expect("ws");
+    let marker = format!("env-i-daemon-{}", std::process::id());
+    // Each attempt starts a daemon — no environment (no tag), a session of its own, adopted by init — and waits
+    // until it writes into the workspace; the first attempt then hangs, and orch is killed under it.
+    std::fs::write(
+        root.join("agent.sh"),
+        format!(
+            "cat >/dev/null\n\
+             ( setsid nohup env -i sh -c \": {marker}; sleep 1; while :; do date >> leaked-$ORCH_ATTEMPT.txt; sleep 0.1; done\" \
+             </dev/null >/dev/null 2>&1 & echo $! >> ../daemons )\n\
+             until [ -s leaked-$ORCH_ATTEMPT.txt ]; do sleep 0.05; done\n\
+             if [ \"$ORCH_ATTEMPT\" = 1 ]; then echo $$ > ../hanging; sleep 300; fi\n\
+             echo \"done by attempt $ORCH_ATTEMPT\" > done.txt\n\
+             echo 'Wrote done.txt.'\n"
+        ),
+    )
+    .expect("agent");
+    std::fs::write(
+        root.join("orch.toml"),
+        "[agent]\nkind = \"command\"\nprogram = \"sh\"\nargs = [\"../agent.sh\"]\nwritable = [\".\"]\n\n\
+         [orchestration]\nmax_attempts = 3\n\n\
+         [[projects]]\nname = \"p\"\nworkspace = \"ws\"\nchecks = [\"test -f done.txt\"]\n\n\
+         [[projects.tasks]]\nid = \"daemon\"\ntitle = \"Start a daemon\"\n",
+    )
+    .expect("config");
+    let daemons = root.join("daemons");
+    let _cleanup = Daemons(&daemons);
+    let mut first = Command::new(ORCH)
+        .arg("run")
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .env_remove("ORCH_CONFIG")
+        .env_remove("ORCH_ORCHESTRATION__CONTAINMENT")
+        .spawn()
+        .expect("orch run");
+    let first_pid = first.id();
+    wait_until("the first attempt's daemon to write and its agent to hang", || {
+        root.join("hanging").exists() && size(&root.join("ws/leaked-1.txt")) > 0
+    });
+    let _ = first.kill();
+    let first_out = first.wait_with_output().expect("first run");
+    let first_err = String::from_utf8_lossy(&first_out.stderr).into_owned();
+    let base = first_err
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("containment: cgroup v2 — each agent and check runs in a cgroup of its own under ")
+        })
+        .and_then(|rest| rest.split(',').next())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| panic!("orch run says which containment is in force: {first_err}"));
+    assert!(base.ends_with(format!("orch-{first_pid}")), "{}", base.display());
+    // orch died with SIGKILL; what its attempt started lives on, in orch's cgroup.
+    let daemon = pids_in(&daemons)[0];
+    assert!(!gone(daemon), "the daemon lives on after its supervisor was killed");
+    assert!(base.exists(), "the killed run's cgroup is left behind: {}", base.display());
+
+    // The next run ends the dead run's cgroup before anything else, runs the task again, and leaves nothing.
+    let out = support::run_binary(ORCH, &["run"], root);
+    assert_eq!(out.status.code(), Some(0), "{}", support::both(&out));
+    let all = pids_in(&daemons);
+    assert!(all.len() >= 2, "the second run's attempt started a daemon too: {all:?}");
+    let hanging: u32 = std::fs::read_to_string(root.join("hanging")).expect("hanging").trim().parse().expect("pid");
+    for pid in all.iter().copied().chain([hanging]) {
+        assert!(gone(pid), "process {pid} outlived its attempt and the run: {:?}", support::processes_with(&marker));
+    }
+    assert!(support::processes_with(&marker).is_empty(), "{:?}", support::processes_with(&marker));
+    assert!(!base.exists(), "the killed run's cgroup is removed: {}", base.display());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let second = err
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("containment: cgroup v2 — each agent and check runs in a cgroup of its own under ")
+        })
+        .and_then(|rest| rest.split(',').next())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(!second.exists(), "the run removes its own cgroup when it ends: {}", second.display());
+    assert!(
+        err.contains(&format!("left running in {} by orch process {first_pid}, which is gone", base.display())),
+        "the next run says what it killed: {err}"
+    );
+    // And the workspace stays as the work was judged: no file grows any more (watched for a second and a half).
+    let files: Vec<_> = (1..=all.len()).map(|a| root.join(format!("ws/leaked-{a}.txt"))).collect();
+    let before: Vec<u64> = files.iter().map(|f| size(f)).collect();
+    let until = std::time::Instant::now() + Duration::from_millis(1500);
+    while std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+        let now: Vec<u64> = files.iter().map(|f| size(f)).collect();
+        assert_eq!(now, before, "a daemon still writes into the workspace after the run");
+    }
+}

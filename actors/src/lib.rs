@@ -66,6 +66,7 @@
 
 pub mod actors;
 pub mod agent;
+pub mod cgroup;
 pub(crate) mod diff;
 pub mod error;
 pub(crate) mod fault;
@@ -99,6 +100,6 @@ pub use journal::{Event, EventRecord, Journal, State, TaskView};
 /// The environment variable every process orch starts carries, and its descendants inherit.
 pub use process::TAG_VAR;
 pub use settings::{AgentSettings, ProjectSettings, Settings};
-pub use system::{Handle, LlmStatus, Orchestrator};
+pub use system::{ContainmentStatus, Handle, LlmStatus, Orchestrator};
 pub use types::{Decision, TaskKey, TaskSpec, TaskState};
 pub use validate::Invalid;

@@ -57,6 +57,7 @@ impl Notice {
 /// Delivers `notice` to every configured channel; returns one `notified` event per channel.
 pub async fn deliver(
     settings: &NotifySettings,
+    containment: crate::settings::Containment,
     http: &reqwest::Client,
     notice: &Notice,
     redactor: &Redactor,
@@ -74,7 +75,7 @@ pub async fn deliver(
         })
     };
     if !settings.command.is_empty() {
-        out.push(event("command", run_command(settings, &payload, redactor).await));
+        out.push(event("command", run_command(settings, containment, &payload, redactor).await));
     }
     if !settings.webhook.is_empty() {
         out.push(event("webhook", post(settings, http, &payload, redactor).await));
@@ -82,7 +83,12 @@ pub async fn deliver(
     out
 }
 
-async fn run_command(settings: &NotifySettings, payload: &str, redactor: &Redactor) -> Result<(), String> {
+async fn run_command(
+    settings: &NotifySettings,
+    containment: crate::settings::Containment,
+    payload: &str,
+    redactor: &Redactor,
+) -> Result<(), String> {
     let args = vec!["-c".to_string(), settings.command.clone()];
     let cwd = std::env::current_dir().map_err(|e| format!("no working directory: {e}"))?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -99,6 +105,7 @@ async fn run_command(settings: &NotifySettings, payload: &str, redactor: &Redact
             grace: std::time::Duration::from_secs(1),
             attempt: None,
             sandbox: None,
+            containment,
         },
         Some(tx),
         None,

@@ -3,9 +3,12 @@
 //!
 //! A process group is not enough to find everything an agent started: Claude Code runs each Bash tool call in a
 //! session of its own (`setsid`), and a background process whose parent exits is adopted by init. So every process
-//! is started with a unique tag in its environment (`ORCH_PROCESS_TAG`), which its descendants inherit; when it ends
-//! — by itself, on a timeout or on a stop — whatever still carries the tag is killed. Timeouts and stops send
-//! SIGTERM to the group first, so that an agent can stop its own children, then SIGKILL.
+//! is started with a unique tag in its environment (`ORCH_PROCESS_TAG`), which its descendants inherit; and, where
+//! cgroup v2 can be used ([`crate::cgroup`], `containment = "auto"`), in a cgroup of its own, which no descendant
+//! can leave by itself — not even one that cleared its environment (`env -i`). When it ends — by itself, on a
+//! timeout or on a stop — its cgroup is killed (`cgroup.kill`) and removed, then whatever still carries the tag is
+//! killed (the fallback without a cgroup, and a belt with one). Timeouts and stops send SIGTERM to the group first,
+//! so that an agent can stop its own children, then SIGKILL.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -17,6 +20,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::settings::Containment;
 pub use crate::types::Stream;
 
 /// What ended a process: itself, or orch (a limit, or a request to stop).
@@ -70,6 +74,8 @@ pub struct Spec<'a> {
     pub attempt: Option<&'a str>,
     /// Run it in the Landlock sandbox, writable only beneath these paths ([`crate::sandbox::enter`]).
     pub sandbox: Option<&'a [std::path::PathBuf]>,
+    /// How what it starts is kept from outliving it: in a cgroup of its own where one can be had, or by its tag.
+    pub containment: crate::settings::Containment,
 }
 
 /// How it ended.
@@ -138,7 +144,48 @@ pub async fn run(
     lines: Option<mpsc::UnboundedSender<(Stream, String)>>,
     stop: Option<oneshot::Receiver<()>>,
 ) -> Result<Exit, SpawnError> {
-    let mut cmd = Command::new(spec.program);
+    let tag = match spec.attempt {
+        Some(a) => format!("{a}/{}", new_tag()),
+        None => new_tag(),
+    };
+    let spawn_error =
+        |source| SpawnError { program: spec.program.to_string(), cwd: spec.cwd.display().to_string(), source };
+    // In a cgroup of its own, entered by the trampoline before the program runs (see `crate::cgroup`; probed off
+    // this thread the first time). The program is looked up first, so that a missing one is an error to start, as
+    // without the trampoline.
+    let group = match spec.containment {
+        Containment::Tags => None,
+        Containment::Auto => {
+            let tag = tag.clone();
+            let created = tokio::task::spawn_blocking(move || {
+                crate::cgroup::hierarchy().ok().map(|h| h.create(&tag).map(|g| (h, g)))
+            })
+            .await;
+            match created {
+                Ok(None) => None, // no cgroup v2 here: said once, when the run started
+                Ok(Some(Ok(pair))) => Some(pair),
+                Ok(Some(Err(e))) => {
+                    tracing::warn!("{e}: `{}` is contained by its tag only", spec.program);
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!("creating a cgroup: {e}: `{}` is contained by its tag only", spec.program);
+                    None
+                }
+            }
+        }
+    };
+    if group.is_some() {
+        locate(spec.program, spec.cwd, spec.env).map_err(spawn_error)?;
+    }
+    let mut cmd = match &group {
+        None => Command::new(spec.program),
+        Some((h, g)) => {
+            let mut c = Command::new(h.shell());
+            c.arg("-c").arg(crate::cgroup::TRAMPOLINE).arg(g.procs()).arg(spec.program);
+            c
+        }
+    };
     cmd.args(spec.args)
         .current_dir(spec.cwd)
         .stdin(if spec.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
@@ -152,21 +199,20 @@ pub async fn run(
     for (k, v) in spec.env {
         cmd.env(k, v);
     }
-    let tag = match spec.attempt {
-        Some(a) => format!("{a}/{}", new_tag()),
-        None => new_tag(),
-    };
     cmd.env(TAG_VAR, &tag);
     let started = Instant::now();
     let spawned = match spec.sandbox {
         None => cmd.spawn(),
-        Some(writable) => spawn_sandboxed(cmd, writable.to_vec()).await,
+        Some(writable) => {
+            let mut writable = writable.to_vec();
+            // The trampoline writes its pid there (that one file; nothing else of the cgroup).
+            if let Some((_, g)) = &group {
+                writable.push(g.procs());
+            }
+            spawn_sandboxed(cmd, writable).await
+        }
     };
-    let mut child = spawned.map_err(|source| SpawnError {
-        program: spec.program.to_string(),
-        cwd: spec.cwd.display().to_string(),
-        source,
-    })?;
+    let mut child = spawned.map_err(spawn_error)?;
     let pgid = child.id().map(|id| Pid::from_raw(id as i32));
     if let (Some(input), Some(mut stdin)) = (spec.stdin, child.stdin.take()) {
         tokio::spawn(async move {
@@ -227,10 +273,21 @@ pub async fn run(
     };
     // The process's own time ends here; cleaning up after it is the supervisor's.
     let duration = started.elapsed();
-    // Whatever it left running goes with it: its group, then anything else that carries its tag.
-    kill_group(pgid);
+    // Whatever it left running goes with it: its cgroup, its group, then anything else that carries its tag.
     let first = pgid.map(|p| p.as_raw() as u32).unwrap_or(0);
-    let orphans_killed = tokio::task::spawn_blocking(move || kill_tagged(&tag, first)).await.unwrap_or(0);
+    let orphans_killed = tokio::task::spawn_blocking(move || {
+        let in_cgroup = match group {
+            None => 0,
+            Some((_, g)) => g.end(crate::cgroup::END_WAIT).unwrap_or_else(|e| {
+                tracing::warn!("{e}");
+                0
+            }),
+        };
+        kill_group(pgid);
+        in_cgroup + kill_tagged(&tag, first)
+    })
+    .await
+    .unwrap_or(0);
     // Lines already read before the exit are still delivered.
     let drain_until = tokio_deadline_after(tokio::time::Instant::now(), Duration::from_millis(500));
     while streams_open {
@@ -248,11 +305,7 @@ pub async fn run(
             Ok(None) | Err(_) => streams_open = false,
         }
     }
-    let status = status.map_err(|source| SpawnError {
-        program: spec.program.to_string(),
-        cwd: spec.cwd.display().to_string(),
-        source,
-    })?;
+    let status = status.map_err(spawn_error)?;
     use std::os::unix::process::ExitStatusExt;
     Ok(Exit {
         code: status.code(),
@@ -263,6 +316,38 @@ pub async fn run(
         stderr_bytes: err_bytes,
         orphans_killed,
     })
+}
+
+/// Whether `program` can be started as exec would find it: a name with a slash as it is (relative to `cwd`), any
+/// other on `PATH` (the child's, when `env` sets it, else orch's). The error is the one a spawn would give.
+fn locate(program: &str, cwd: &Path, env: &[(String, String)]) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |m: &std::fs::Metadata| m.is_file() && m.permissions().mode() & 0o111 != 0;
+    if program.contains('/') {
+        let meta = std::fs::metadata(cwd.join(program))?;
+        return if executable(&meta) {
+            Ok(())
+        } else {
+            Err(std::io::Error::from_raw_os_error(nix::errno::Errno::EACCES as i32))
+        };
+    }
+    let path = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone())
+        .or_else(|| std::env::var("PATH").ok())
+        .unwrap_or_else(|| "/bin:/usr/bin".to_string());
+    let found = !program.is_empty()
+        && path.split(':').any(|dir| {
+            let dir = if dir.is_empty() { "." } else { dir };
+            std::fs::metadata(cwd.join(dir).join(program)).is_ok_and(|m| executable(&m))
+        });
+    if found {
+        Ok(())
+    } else {
+        Err(std::io::Error::from_raw_os_error(nix::errno::Errno::ENOENT as i32))
+    }
 }
 
 /// The environment variable that marks a process and its descendants.

@@ -245,6 +245,21 @@ pub struct OrchestrationSettings {
     /// How long a provider that reported a rate limit is paused when it did not say until when; doubled for each
     /// rate limit in a row, up to 15 minutes.
     pub rate_limit_pause: Duration,
+    /// How the processes of an attempt (agent, tools, checks) are kept from outliving it.
+    pub containment: Containment,
+}
+
+/// How the processes orch starts are kept from outliving what they were started for ([`crate::cgroup`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Containment {
+    /// Each process tree in a cgroup v2 of its own, ended with `cgroup.kill`, where the machine lets orch create
+    /// one; else (said once at start, with the reason) the tag sweep alone. The tag sweep runs in both cases.
+    #[default]
+    Auto,
+    /// The tag sweep alone: whatever still carries the process's `ORCH_PROCESS_TAG` is killed. A process that
+    /// clears its environment and leaves its process group escapes it.
+    Tags,
 }
 
 impl Default for OrchestrationSettings {
@@ -270,6 +285,7 @@ impl Default for OrchestrationSettings {
             provider_max_sessions: BTreeMap::new(),
             rate_limit_pause: Duration::from_secs(60),
             max_wait: Duration::from_secs(600),
+            containment: Containment::Auto,
         }
     }
 }

@@ -65,6 +65,40 @@ pub struct Orchestrator {
     llm: Option<Addr<LlmGateway>>,
     llm_status: LlmStatus,
     sandbox_warning: Option<String>,
+    containment: ContainmentStatus,
+}
+
+/// How the processes of attempts are kept from outliving them, as found at start ([`crate::cgroup`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ContainmentStatus {
+    /// Each agent and check in a cgroup of its own beneath this directory, killed whole with `cgroup.kill` when it
+    /// ends (and the tag sweep after it).
+    Cgroup(PathBuf),
+    /// The tag sweep alone, as `containment = "tags"` asks.
+    Tags,
+    /// The tag sweep alone, because cgroup v2 cannot be used here: why.
+    TagsFallback(String),
+}
+
+impl ContainmentStatus {
+    /// One line for the user: which containment is in force, and why.
+    pub fn describe(&self) -> String {
+        const ESCAPES: &str =
+            "a process that clears its environment (env -i) and leaves its process group can outlive its attempt";
+        match self {
+            ContainmentStatus::Cgroup(base) => format!(
+                "containment: cgroup v2 — each agent and check runs in a cgroup of its own under {}, killed whole \
+                 (cgroup.kill) when it ends",
+                base.display()
+            ),
+            ContainmentStatus::Tags => {
+                format!("containment: by process tag only (containment = \"tags\"): {ESCAPES}")
+            }
+            ContainmentStatus::TagsFallback(why) => {
+                format!("containment: by process tag only, cgroup v2 cannot be used here ({why}): {ESCAPES}")
+            }
+        }
+    }
 }
 
 /// What the LLM check at start found.
@@ -122,6 +156,22 @@ impl Orchestrator {
                 source,
             })?;
             projects.push(p);
+        }
+        // Containment: probed once (which also ends what stale cgroups of dead orch processes still hold), before
+        // any attempt can start; said once, here and by `orch run`.
+        let mode = settings.orchestration.containment;
+        let containment = tokio::task::spawn_blocking(move || match mode {
+            crate::settings::Containment::Tags => ContainmentStatus::Tags,
+            crate::settings::Containment::Auto => match crate::cgroup::hierarchy() {
+                Ok(h) => ContainmentStatus::Cgroup(h.base().to_path_buf()),
+                Err(why) => ContainmentStatus::TagsFallback(why.to_string()),
+            },
+        })
+        .await
+        .unwrap_or_else(|e| ContainmentStatus::TagsFallback(format!("the cgroup probe failed: {e}")));
+        match &containment {
+            ContainmentStatus::TagsFallback(_) => tracing::warn!("{}", containment.describe()),
+            _ => tracing::info!("{}", containment.describe()),
         }
         // What a crash left half done — an attempt, a rollback, a merge — is settled before anything new starts.
         crate::settle::settle(&mut journal, &projects, std::slice::from_ref(&journal_dir)).await?;
@@ -240,6 +290,7 @@ impl Orchestrator {
                 llm,
                 llm_status,
                 sandbox_warning,
+                containment,
             },
             report,
         ))
@@ -248,6 +299,11 @@ impl Orchestrator {
     /// Why agents run without the sandbox although it was asked for (the kernel cannot enforce it), if so.
     pub fn sandbox_warning(&self) -> Option<&str> {
         self.sandbox_warning.as_deref()
+    }
+
+    /// Which containment is in force for the processes of attempts, and why.
+    pub fn containment(&self) -> &ContainmentStatus {
+        &self.containment
     }
 
     /// What the LLM check at start found.
@@ -350,6 +406,10 @@ impl Orchestrator {
                 .unwrap_or(false);
         if !released {
             tracing::warn!("the journal at {} is still locked after shutdown", self.path.display());
+        }
+        // This process's `orch-<pid>` cgroup, once none of its cgroups is left in it.
+        if let Some(h) = crate::cgroup::probed() {
+            h.release();
         }
         Ok(())
     }

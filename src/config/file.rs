@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use orch_actors::settings::{Isolation, MergeMode, OnRetry, SandboxMode};
+use orch_actors::settings::{Containment, Isolation, MergeMode, OnRetry, SandboxMode};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -98,6 +98,7 @@ pub struct FileOrchestration {
     pub provider_max_sessions: BTreeMap<String, Spanned<usize>>,
     pub rate_limit_pause_secs: u64,
     pub max_wait_secs: Spanned<f64>,
+    pub containment: Containment,
 }
 
 /// `[orchestration.decision]`.

@@ -258,6 +258,7 @@ fn orchestration(
         provider_max_sessions,
         rate_limit_pause: Duration::from_secs(o.rate_limit_pause_secs),
         max_wait: Duration::from_secs_f64(max_wait),
+        containment: o.containment,
     })
 }
 

@@ -75,6 +75,20 @@ fn the_engine_defaults_are_the_config_defaults() -> Result<(), ConfigError> {
 }
 
 #[test]
+fn containment_is_read_from_the_file_and_the_environment_and_checked() -> Result<(), ConfigError> {
+    use orch_actors::settings::Containment;
+    assert_eq!(load_text("", &[])?.settings.orchestration.containment, Containment::Auto);
+    let c = load_text("[orchestration]\ncontainment = \"tags\"\n", &[])?;
+    assert_eq!(c.settings.orchestration.containment, Containment::Tags);
+    let env = vec![("ORCH_ORCHESTRATION__CONTAINMENT".to_string(), "tags".to_string())];
+    assert_eq!(load_text("", &env)?.settings.orchestration.containment, Containment::Tags);
+    let e = load_text("[orchestration]\ncontainment = \"docker\"\n", &[]).expect_err("unknown containment");
+    assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("orchestration.containment")), "{e}");
+    assert!(e.message.contains("auto") && e.message.contains("tags"), "{e}");
+    Ok(())
+}
+
+#[test]
 fn an_unknown_table_is_named_not_the_table_before_it() {
     let e = load_text("[journal]\npath = \"j\"\n\n[[hostz]]\nname = \"a\"\n", &[]).expect_err("unknown table");
     assert_eq!(e.line, Some(4), "{e}");

@@ -52,6 +52,8 @@ pub struct SessionSpec {
     pub template: Arc<str>,
     /// The tag prefix of the attempt's processes ([`crate::process::attempt_tag`]).
     pub process_tag: String,
+    /// How the attempt's processes are contained (its checks' too).
+    pub containment: crate::settings::Containment,
 }
 
 /// See the module documentation.
@@ -293,6 +295,7 @@ async fn run_attempt(
             grace: std::time::Duration::from_secs(2),
             attempt: Some(&spec.process_tag),
             sandbox: guard.sandbox.as_deref(),
+            containment: spec.containment,
         },
         Some(line_tx),
         Some(stop),
@@ -411,6 +414,7 @@ async fn run_attempt(
             added_seq: spec.task.added_seq,
         },
         process_tag: spec.process_tag.clone(),
+        containment: spec.containment,
         outcome,
         changes,
         task_changes: Vec::new(),

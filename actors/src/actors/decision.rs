@@ -507,6 +507,7 @@ mod breakpoint_tests {
             score: Some(1.0),
             factors: vec![],
             process_tag: "test".into(),
+            containment: crate::settings::Containment::Tags,
         }
     }
 

@@ -177,16 +177,27 @@ impl Actor for QualityController {
     type Context = Context<Self>;
 }
 
+/// Whom a check runs for: the attempt's environment and tag, how its processes are contained, what is secret.
+pub struct CheckContext<'a> {
+    /// The environment it adds.
+    pub env: &'a [(String, String)],
+    /// The attempt's process tag.
+    pub attempt: Option<&'a str>,
+    /// How its processes are kept from outliving it.
+    pub containment: crate::settings::Containment,
+    /// What its output must not show.
+    pub redactor: &'a Redactor,
+}
+
 /// Runs one shell line in `cwd`, returning its result.
 pub async fn run_check(
     command: &str,
     cwd: &std::path::Path,
     timeout: std::time::Duration,
-    env: &[(String, String)],
     tail_bytes: usize,
-    attempt: Option<&str>,
-    redactor: &Redactor,
+    context: &CheckContext<'_>,
 ) -> (CheckResult, u64) {
+    let CheckContext { env, attempt, containment, redactor } = *context;
     // Returns the result and its wall time in µs.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(process::Stream, String)>();
     let args = vec!["-c".to_string(), command.to_string()];
@@ -217,6 +228,7 @@ pub async fn run_check(
             grace: std::time::Duration::from_secs(2),
             attempt,
             sandbox: None,
+            containment,
         },
         Some(tx),
         None,
@@ -283,14 +295,18 @@ impl Handler<Assess> for QualityController {
                 if report.outcome.start_error.is_none() {
                     let env = process::attempt_env(&report.attempt, &report.project.workspace);
                     for command in report.project.checks.clone() {
+                        let context = CheckContext {
+                            env: &env,
+                            attempt: Some(&report.process_tag),
+                            containment: report.containment,
+                            redactor: &redactor,
+                        };
                         let (mut result, duration_us) = run_check(
                             &command,
                             &report.project.workspace,
                             report.project.check_timeout,
-                            &env,
                             tail_bytes,
-                            Some(&report.process_tag),
-                            &redactor,
+                            &context,
                         )
                         .await;
                         result.output_tail = redactor.redact(&result.output_tail);
@@ -563,16 +579,13 @@ async fn pristine_run(
             let mut env = process::attempt_env(&report.attempt, &ws);
             env.push(("ORCH_PRISTINE".to_string(), "1".to_string()));
             for command in &report.project.checks {
-                let (mut r, _) = run_check(
-                    command,
-                    &ws,
-                    report.project.check_timeout,
-                    &env,
-                    tail_bytes,
-                    Some(&report.process_tag),
+                let context = CheckContext {
+                    env: &env,
+                    attempt: Some(&report.process_tag),
+                    containment: report.containment,
                     redactor,
-                )
-                .await;
+                };
+                let (mut r, _) = run_check(command, &ws, report.project.check_timeout, tail_bytes, &context).await;
                 r.output_tail = redactor.redact(&r.output_tail);
                 event.checks.push(PristineCheck {
                     command: r.command.clone(),

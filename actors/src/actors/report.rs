@@ -94,6 +94,8 @@ pub struct AttemptReport {
     pub factors: Vec<Factor>,
     /// The tag prefix of the attempt's processes, agent and checks ([`crate::process::attempt_tag`]).
     pub process_tag: String,
+    /// How the attempt's processes are contained ([`crate::settings::Containment`]).
+    pub containment: crate::settings::Containment,
 }
 
 impl AttemptReport {

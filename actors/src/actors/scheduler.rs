@@ -273,8 +273,9 @@ impl Scheduler {
             return;
         }
         let (settings, http, journal) = (self.notify.clone(), self.http.clone(), self.journal.clone().recipient());
+        let containment = self.orchestration.containment;
         let redactor = self.redactor.clone();
-        let work = async move { deliver_and_record(&settings, &http, &journal, &notice, &redactor).await };
+        let work = async move { deliver_and_record(&settings, containment, &http, &journal, &notice, &redactor).await };
         self.background(ctx, work, |act, ctx, ()| act.maybe_finish(ctx));
     }
 
@@ -378,6 +379,7 @@ impl Scheduler {
             AttemptRef { key: key.clone(), attempt: view.attempts.iter().map(|a| a.number).max().unwrap_or(0) + 1 };
         let spec = SessionSpec {
             process_tag: crate::process::attempt_tag(&self.journal_path, &attempt),
+            containment: self.orchestration.containment,
             attempt,
             attempts_in_round: view.attempts_since_reset + 1,
             task: view,
@@ -439,12 +441,14 @@ impl Scheduler {
             }),
         });
         let (settings, http, redactor) = (self.notify.clone(), self.http.clone(), self.redactor.clone());
+        let containment = self.orchestration.containment;
         self.run = None;
         ctx.spawn(
             async move {
                 let res = journal.send(Append(vec![ev])).await;
                 if let Some(notice) = notice {
-                    deliver_and_record(&settings, &http, &journal.clone().recipient(), &notice, &redactor).await;
+                    deliver_and_record(&settings, containment, &http, &journal.clone().recipient(), &notice, &redactor)
+                        .await;
                 }
                 let _ = done.send(match (failed, res) {
                     (Some(e), _) => Err(e),
@@ -667,12 +671,13 @@ impl Handler<Concluded> for Scheduler {
 /// Delivers `notice` and journals how each delivery went; a failure to journal that is logged, never fatal.
 async fn deliver_and_record(
     settings: &crate::settings::NotifySettings,
+    containment: crate::settings::Containment,
     http: &reqwest::Client,
     journal: &Recipient<Append>,
     notice: &crate::notify::Notice,
     redactor: &crate::redact::Redactor,
 ) {
-    let events = crate::notify::deliver(settings, http, notice, redactor).await;
+    let events = crate::notify::deliver(settings, containment, http, notice, redactor).await;
     match journal.send(Append(events)).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => tracing::error!("a notification could not be journaled: {e}"),

@@ -130,3 +130,114 @@ async fn an_agent_in_the_sandbox_cannot_write_outside_its_workspace() -> TestRes
     std::fs::write(f.path("orch-wrote.txt"), "ok")?;
     Ok(())
 }
+
+/// The pid in `path` (written by an agent), once it is there.
+fn pid_in(path: &std::path::Path) -> Result<u32, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    text.trim().parse().map_err(|e| format!("{}: {text:?}: {e}", path.display()))
+}
+
+/// Whether process `pid` is gone (or dead, a zombie waiting to be reaped).
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+    }
+}
+
+/// Watches `file` for `quiet`, looking every 50 ms: `Err` as soon as it changes size.
+async fn stays_unchanged(file: &std::path::Path, quiet: Duration) -> Result<(), String> {
+    let size = |f: &std::path::Path| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
+    let (before, end) = (size(file), tokio::time::Instant::now() + quiet);
+    while tokio::time::Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = size(file);
+        if now != before {
+            return Err(format!("{} grew from {before} to {now} bytes", file.display()));
+        }
+    }
+    Ok(())
+}
+
+#[actix::test]
+async fn a_daemon_that_clears_its_environment_dies_with_its_attempt() -> TestResult {
+    if let Err(why) = orch_actors::cgroup::hierarchy() {
+        eprintln!("NOT TESTED: cgroup v2 cannot be used on this machine ({why}); only the tag sweep is in force");
+        return Ok(());
+    }
+    let f = Fixture::new();
+    let marker = format!("leak-marker-{}", std::process::id());
+    // A daemon with no environment (no tag), in a session of its own, adopted by init (double fork); the agent
+    // waits until it writes into the workspace, then exits.
+    let script = format!(
+        "cat >/dev/null; (setsid nohup env -i sh -c ': {marker}; sleep 1; while :; do date >> leaked.txt; sleep 0.1; \
+         done' </dev/null >/dev/null 2>&1 & echo $! > ../daemon.pid) ; until [ -s leaked.txt ]; do sleep 0.05; done; \
+         echo started a daemon"
+    );
+    let mut settings = f.settings(&script, &[], vec![task("daemon", 5, &[])]);
+    settings.orchestration.max_attempts = 1;
+    let (orch, _) = Orchestrator::start(settings).await?;
+    assert!(
+        matches!(orch.containment(), orch_actors::ContainmentStatus::Cgroup(_)),
+        "{}",
+        orch.containment().describe()
+    );
+    let mut rx = orch.subscribe().await?;
+    let run = orch.run(Selection::default());
+    let after_attempt = async {
+        next_event(&mut rx, "the agent's exit", Duration::from_secs(60), |e| matches!(e, Event::AgentExited(_))).await;
+        // By the time its exit is journaled, what the attempt started is dead.
+        let daemon = pid_in(&f.path("daemon.pid")).expect("the agent wrote the daemon's pid");
+        (daemon, gone(daemon), processes_with(&marker))
+    };
+    let (summary, (daemon, dead, left)) = tokio::join!(run, after_attempt);
+    summary?;
+    assert!(dead, "the daemon {daemon} outlived its attempt: {left:?}");
+    assert!(left.is_empty(), "processes of the attempt outlived it: {left:?}");
+    assert!(f.path("ws/leaked.txt").exists(), "the daemon ran and wrote while the attempt lasted");
+    stays_unchanged(&f.path("ws/leaked.txt"), Duration::from_millis(1500)).await?;
+    orch.shutdown().await?;
+    let exited = events(&f.path("journal"))
+        .into_iter()
+        .find_map(|e| match e {
+            Event::AgentExited(x) => Some(x.orphans_killed),
+            _ => None,
+        })
+        .unwrap_or(0);
+    assert!(exited >= 1, "the daemon is counted among the orphans killed ({exited})");
+    Ok(())
+}
+
+#[actix::test]
+async fn with_containment_by_tag_the_sweep_still_ends_a_detached_descendant() -> TestResult {
+    let f = Fixture::new();
+    let marker = format!("tagged-marker-{}", std::process::id());
+    // Detached (its own session, adopted by init) but keeping its environment: its tag finds it.
+    let script = format!(
+        "cat >/dev/null; (setsid nohup sh -c ': {marker}; while :; do date >> tagged.txt; sleep 0.1; done' \
+         </dev/null >/dev/null 2>&1 & echo $! > ../daemon.pid) ; until [ -s tagged.txt ]; do sleep 0.05; done; \
+         echo started a daemon"
+    );
+    let mut settings = f.settings(&script, &[], vec![task("tagged", 5, &[])]);
+    settings.orchestration.max_attempts = 1;
+    settings.orchestration.containment = orch_actors::settings::Containment::Tags;
+    let (orch, _) = Orchestrator::start(settings).await?;
+    assert_eq!(orch.containment(), &orch_actors::ContainmentStatus::Tags);
+    assert!(orch.containment().describe().contains("by process tag only"), "{}", orch.containment().describe());
+    orch.run(Selection::default()).await?;
+    let daemon = pid_in(&f.path("daemon.pid"))?;
+    let cgroup = std::fs::read_to_string(format!("/proc/{daemon}/cgroup")).unwrap_or_default();
+    wait_for("the tagged daemon to be gone", Duration::from_secs(10), || {
+        std::future::ready(if gone(daemon) {
+            Ok(())
+        } else {
+            Err(format!("{daemon} runs: {:?}", processes_with(&marker)))
+        })
+    })
+    .await;
+    assert!(processes_with(&marker).is_empty(), "{:?}", processes_with(&marker));
+    assert!(!cgroup.contains("/orch-"), "with containment = \"tags\" no cgroup is made: {cgroup}");
+    stays_unchanged(&f.path("ws/tagged.txt"), Duration::from_millis(1000)).await?;
+    orch.shutdown().await?;
+    Ok(())
+}
