@@ -121,11 +121,9 @@ fn log(root: &Path) -> String {
     support::both(&support::run_binary(ORCH_LOG, &["events"], root))
 }
 
-#[test]
-fn an_attempt_cut_short_by_a_kill_has_its_changes_journaled_and_rolled_back() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path();
-    setup(root, &agent(true), "on_retry = \"rollback\"");
+/// Starts `orch run` and kills it with SIGKILL once attempt 1 (the hanging agent) has done its changes: nothing of
+/// the attempt's end is journaled, and its agent lives on, adopted by init.
+fn kill_during_attempt_1(root: &Path) {
     let mut run = orch_run(root, None);
     let deadline = Instant::now() + Duration::from_secs(60);
     while !root.join("mark/started").exists() {
@@ -133,9 +131,16 @@ fn an_attempt_cut_short_by_a_kill_has_its_changes_journaled_and_rolled_back() {
         assert!(run.try_wait().expect("try_wait").is_none(), "the run ended before the kill");
         std::thread::sleep(Duration::from_millis(20));
     }
-    // kill -9: nothing of attempt 1's end is journaled; its agent lives on, adopted by init.
     run.kill().expect("kill");
     let _ = run.wait();
+}
+
+#[test]
+fn an_attempt_cut_short_by_a_kill_has_its_changes_journaled_and_rolled_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    setup(root, &agent(true), "on_retry = \"rollback\"");
+    kill_during_attempt_1(root);
     assert_eq!(read(root, "keep.txt").as_deref(), Some("attempt 1 scribbles"));
 
     let out = orch_run(root, None).wait_with_output().expect("second run");
@@ -165,14 +170,7 @@ fn orch_rollback_undoes_an_attempt_a_kill_cut_short() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
     setup(root, &agent(true), "");
-    let mut run = orch_run(root, None);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !root.join("mark/started").exists() {
-        assert!(Instant::now() < deadline, "attempt 1 never started:\n{}", log(root));
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    run.kill().expect("kill");
-    let _ = run.wait();
+    kill_during_attempt_1(root);
     // No `orch run` in between: the rollback itself finds what attempt 1 changed.
     let out = support::run_binary(ORCH, &["rollback", "p/t"], root);
     assert_eq!(out.status.code(), Some(0), "{}\n{}", support::both(&out), log(root));

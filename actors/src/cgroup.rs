@@ -229,23 +229,7 @@ fn tag_of_leaf(name: &str) -> String {
     if name.contains('~') {
         return name.to_string();
     }
-    let bytes = name.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = (bytes[i] == b'%').then(|| name.get(i + 1..i + 3)).flatten();
-        match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-            Some(b) => {
-                out.push(b);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    decode_escapes(name, b'%', 2, 16)
 }
 
 /// When the cgroup path `path` (as `/proc/PID/cgroup` gives it) lies in a cgroup orch made for a process tree
@@ -287,15 +271,21 @@ fn cgroup2_mounts(mountinfo: &str) -> Vec<(String, PathBuf)> {
 
 /// mountinfo's octal escapes (`\040` for a space) undone.
 fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
+    decode_escapes(field, b'\\', 3, 8)
+}
+
+/// `text` with each `marker` followed by `digits` digits in `radix` replaced by the byte they stand for; anything
+/// else is kept as it is.
+fn decode_escapes(text: &str, marker: u8, digits: usize, radix: u32) -> String {
+    let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let octal = (bytes[i] == b'\\').then(|| field.get(i + 1..i + 4)).flatten();
-        match octal.and_then(|o| u8::from_str_radix(o, 8).ok()) {
+        let code = (bytes[i] == marker).then(|| text.get(i + 1..i + 1 + digits)).flatten();
+        match code.and_then(|c| u8::from_str_radix(c, radix).ok()) {
             Some(b) => {
                 out.push(b);
-                i += 4;
+                i += 1 + digits;
             }
             None => {
                 out.push(bytes[i]);
